@@ -1,0 +1,125 @@
+"""Reading and writing dataset splits as JSON lines, with errors that name the file and record."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+# Field -> accepted Python types, per split schema (the hub datasets' own fields).
+TEXT = {"text": str}
+VERBMEM = {"prompt": str, "gt": str}
+QA = {"question": str, "answer": str}
+MC = {"question": str, "choices": list, "answer": int}
+MMLU = {"question": str, "subject": str, "choices": list, "answer": int}
+
+
+class DataError(ValueError):
+    """A dataset file that does not match its schema; the message names the file and record."""
+
+
+def write_jsonl(path: str | os.PathLike, records: Iterable[Mapping[str, Any]]) -> int:
+    """Write records to ``path`` atomically (temporary file, then rename); return the count."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    n = 0
+    with open(tmp, "w", encoding="utf-8") as fh:
+        for rec in records:
+            fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
+            n += 1
+    os.replace(tmp, path)
+    return n
+
+
+def read_jsonl(path: str | os.PathLike, fields: Mapping[str, type] | None = None) -> list[dict]:
+    """Read a JSON-lines split, checking every record against ``fields`` (name -> type).
+
+    Raises DataError naming the file and 1-based line number for bad encoding, malformed JSON,
+    a missing field, a wrong type, a multiple-choice record without 4 string choices or an
+    out-of-range answer, and for an empty split.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: file not found")
+    try:
+        raw = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = path.read_bytes()[: err.start].count(b"\n") + 1
+        raise DataError(f"{path}:{line}: not valid UTF-8 ({err.reason})") from None
+    records: list[dict] = []
+    for lineno, line in enumerate(raw.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise DataError(f"{path}:{lineno}: malformed JSON ({err.msg})") from None
+        if not isinstance(rec, dict):
+            raise DataError(f"{path}:{lineno}: record is {type(rec).__name__}, expected an object")
+        if fields:
+            _check_record(path, lineno, rec, fields)
+        records.append(rec)
+    if not records:
+        raise DataError(f"{path}: empty split (no records)")
+    return records
+
+
+def _check_record(path: Path, lineno: int, rec: dict, fields: Mapping[str, type]) -> None:
+    for name, typ in fields.items():
+        if name not in rec:
+            raise DataError(f"{path}:{lineno}: missing field '{name}' (have {sorted(rec)})")
+        value = rec[name]
+        # bool is an int subclass; an answer of True is a schema error, not index 1.
+        if not isinstance(value, typ) or (typ is int and isinstance(value, bool)):
+            raise DataError(
+                f"{path}:{lineno}: field '{name}' is {type(value).__name__}, expected {typ.__name__}"
+            )
+    if "choices" in fields:
+        choices = rec["choices"]
+        if len(choices) != 4 or not all(isinstance(c, str) for c in choices):
+            raise DataError(f"{path}:{lineno}: field 'choices' must be 4 strings")
+        if not 0 <= rec["answer"] < 4:
+            raise DataError(f"{path}:{lineno}: field 'answer' is {rec['answer']}, expected 0-3")
+
+
+# The files of each benchmark kind and their schemas; generators and adapters write exactly these.
+LAYOUT: dict[str, dict[str, Mapping[str, type]]] = {
+    "muse": {
+        "raw/forget.jsonl": TEXT,
+        "raw/retain1.jsonl": TEXT,
+        "raw/retain2.jsonl": TEXT,
+        "raw/holdout.jsonl": TEXT,
+        "verbmem/forget.jsonl": VERBMEM,
+        "knowmem/forget_qa.jsonl": QA,
+        "knowmem/retain_qa.jsonl": QA,
+        "knowmem/forget_qa_icl.jsonl": QA,
+        "knowmem/retain_qa_icl.jsonl": QA,
+        "privleak/forget.jsonl": TEXT,
+        "privleak/retain.jsonl": TEXT,
+        "privleak/holdout.jsonl": TEXT,
+    },
+    "wmdp": {
+        "corpora/forget.jsonl": TEXT,
+        "corpora/retain.jsonl": TEXT,
+        "questions/forget.jsonl": MC,
+        "questions/utility.jsonl": MMLU,
+    },
+}
+
+# Role of each split in training and unlearning (see docs/architecture.md).
+ROLES: dict[str, dict[str, str]] = {
+    "muse": {"forget": "raw/forget.jsonl", "retain": "raw/retain1.jsonl"},
+    "wmdp": {"forget": "corpora/forget.jsonl", "retain": "corpora/retain.jsonl"},
+}
+
+
+def load_split(bench_dir: str | os.PathLike, kind: str, name: str) -> list[dict]:
+    """Read one split of a benchmark folder with the schema LAYOUT gives it."""
+    return read_jsonl(Path(bench_dir) / name, LAYOUT[kind][name])
+
+
+def validate_benchmark(bench_dir: str | os.PathLike, kind: str) -> dict[str, int]:
+    """Check every file of a benchmark folder; return record counts per file."""
+    return {name: len(load_split(bench_dir, kind, name)) for name in LAYOUT[kind]}
