@@ -1,0 +1,134 @@
+"""Shared pieces of the unlearning objectives: per-token log-probs, sequence NLLs, the base class.
+
+Batches are dicts of ``input_ids``, ``attention_mask``, ``labels`` (``[B, T]``, ``-100`` on
+padding), already on the model's device. Labels are *unshifted* (as for a HF causal LM): the
+token at position ``t`` is predicted by the logits at ``t - 1``, so a sequence of ``n`` real
+tokens contributes ``n - 1`` predicted tokens. ``|y|`` below is that count of predicted tokens.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Iterable, Mapping
+
+import torch
+import torch.nn.functional as F
+
+IGNORE_INDEX = -100
+Batch = Mapping[str, torch.Tensor]
+
+
+def token_logprobs(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Log-prob of every label token given its prefix, and the mask of positions that count.
+
+    ``logits`` ``[B, T, V]``, ``labels`` ``[B, T]``; returns ``(logp, mask)`` both ``[B, T-1]``,
+    ``logp`` zero where ``mask`` is false. Computed in float32 whatever the model's dtype.
+    """
+    shift_logits = logits[:, :-1, :].float()
+    shift_labels = labels[:, 1:]
+    mask = shift_labels != IGNORE_INDEX
+    safe = shift_labels.masked_fill(~mask, 0)
+    logp = torch.log_softmax(shift_logits, dim=-1).gather(-1, safe.unsqueeze(-1)).squeeze(-1)
+    return logp * mask, mask
+
+
+def _logits(model, batch: Batch) -> torch.Tensor:
+    return model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+
+
+def sequence_nll(model, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-sequence *summed* NLL ``[B]`` and the number of predicted tokens ``|y|`` ``[B]``."""
+    logp, mask = token_logprobs(_logits(model, batch), batch["labels"])
+    return -logp.sum(dim=1), mask.sum(dim=1)
+
+
+def mean_nll(model, batch: Batch) -> torch.Tensor:
+    """Token-level mean NLL over every non-padding predicted token of the batch (HF's LM loss)."""
+    logp, mask = token_logprobs(_logits(model, batch), batch["labels"])
+    return -logp.sum() / mask.sum().clamp_min(1)
+
+
+def npo_core(nll_theta: torch.Tensor, nll_ref: torch.Tensor, beta: float) -> torch.Tensor:
+    """NPO's forget term: ``-(2/beta) * mean log sigmoid(beta * (NLL_theta - NLL_ref))``."""
+    return -(2.0 / beta) * F.logsigmoid(beta * (nll_theta - nll_ref)).mean()
+
+
+def simnpo_core(nll_sum: torch.Tensor, length: torch.Tensor, beta: float, delta: float) -> torch.Tensor:
+    """SimNPO's forget term: ``-(2/beta) * mean log sigmoid(beta * (NLL/|y| - delta))``."""
+    per_token = nll_sum / length.clamp_min(1).to(nll_sum.dtype)
+    return -(2.0 / beta) * F.logsigmoid(beta * (per_token - delta)).mean()
+
+
+def gnb_loss(model, batch: Batch, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Gauss-Newton-Bartlett loss for Sophia's Hessian estimate.
+
+    Cross-entropy of the model's logits against labels *sampled* from its own softmax (samples
+    detached), averaged over the non-padding predicted positions of ``batch``. Its gradient's
+    square is an unbiased estimate of the Gauss-Newton diagonal. Pass ``generator`` (on the
+    model's device) for a reproducible draw.
+    """
+    logits = _logits(model, batch)[:, :-1, :].float()
+    mask = batch["labels"][:, 1:] != IGNORE_INDEX
+    flat = logits.reshape(-1, logits.size(-1))
+    with torch.no_grad():
+        probs = torch.softmax(flat, dim=-1)
+        sampled = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+    sampled = sampled.masked_fill(~mask.reshape(-1), IGNORE_INDEX)
+    return F.cross_entropy(flat, sampled, ignore_index=IGNORE_INDEX)
+
+
+class Objective:
+    """An unlearning loss with its hyperparameters bound at construction.
+
+    Subclasses set ``name``, ``needs_ref``, ``defaults`` (every accepted parameter with its
+    default) and override ``loss``. ``build_objective`` rejects parameters not in ``defaults``.
+    """
+
+    name: ClassVar[str] = ""
+    needs_ref: ClassVar[bool] = False
+    defaults: ClassVar[dict[str, Any]] = {}
+
+    def __init__(self, **params: Any) -> None:
+        unknown = sorted(set(params) - set(self.defaults))
+        if unknown:
+            raise ValueError(
+                f"objective {self.name!r}: unknown parameter(s) {', '.join(map(repr, unknown))}; "
+                f"accepted: {', '.join(sorted(self.defaults)) or 'none'}"
+            )
+        self.params: dict[str, Any] = {**self.defaults, **params}
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.params.items())
+        return f"{type(self).__name__}({args})"
+
+    def loss(self, model, forget_batch: Batch, retain_batch: Batch | None, ref=None) -> torch.Tensor:
+        """Scalar loss to minimise."""
+        raise NotImplementedError
+
+    def parameters(self, model) -> list[torch.nn.Parameter]:
+        """The parameters to train (all of the model's by default)."""
+        return list(model.parameters())
+
+    def trainable_parameters(self, model) -> list[torch.nn.Parameter]:
+        return self.parameters(model)
+
+    def configure(self, model) -> list[torch.nn.Parameter]:
+        """Freeze every parameter that ``parameters(model)`` does not return; return those."""
+        train = self.parameters(model)
+        keep = {id(p) for p in train}
+        for p in model.parameters():
+            p.requires_grad_(id(p) in keep)
+        return train
+
+    # Shared helpers for subclasses.
+    def _retain_term(self, model, retain_batch: Batch | None, weight: float) -> torch.Tensor | float:
+        if weight == 0:
+            return 0.0
+        if retain_batch is None:
+            raise ValueError(f"objective {self.name!r} needs a retain batch (retain weight {weight})")
+        return weight * mean_nll(model, retain_batch)
+
+    def _need_ref(self, ref) -> None:
+        if ref is None:
+            raise ValueError(f"objective {self.name!r} needs the frozen reference model `ref`")
+
+
