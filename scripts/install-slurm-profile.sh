@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# Install the project's SLURM profile where Snakemake looks for `--profile slurm`
+# (${XDG_CONFIG_HOME:-~/.config}/snakemake/slurm/config.yaml), filled in with your account and partition.
+# One-time step; run it again to change them (the previous file is kept as config.yaml.bak).
+#
+#   bash scripts/install-slurm-profile.sh ACCOUNT PARTITION [GPU_MODEL] [--gpu-partition NAME] [--dest DIR]
+#
+#   ACCOUNT        SLURM account to charge (sbatch -A); see `sacctmgr show assoc user=$USER`
+#   PARTITION      partition for every job (sbatch -p); see `sinfo -s`
+#   GPU_MODEL      optional GPU type for the GPU rules (train_model, unlearn, relearn, evaluate),
+#                  as your cluster names it in --gpus=MODEL:1 (e.g. a100, h100)
+#   --gpu-partition NAME   a separate partition for the GPU rules (many clusters have one)
+#   --dest DIR     install into DIR instead (DIR/config.yaml)
+#
+# Then, from the repository root:   snakemake --profile slurm [--configfile configs/...]
+# The source is profiles/slurm/config.yaml minus its test-cluster block (real clusters have accounting,
+# so the plugin checks job status with sacct).
+set -euo pipefail
+usage() { sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+die() { echo "install-slurm-profile.sh: error: $*" >&2; exit 1; }
+
+pos=(); gpu_partition=""; dest=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    -h|--help) usage ;;
+    --gpu-partition) [ $# -ge 2 ] || die "--gpu-partition needs a value"; gpu_partition=$2; shift 2 ;;
+    --gpu-partition=*) gpu_partition=${1#*=}; shift ;;
+    --dest) [ $# -ge 2 ] || die "--dest needs a value"; dest=$2; shift 2 ;;
+    --dest=*) dest=${1#*=}; shift ;;
+    -*) die "unknown option $1 (see --help)" ;;
+    *) pos+=("$1"); shift ;;
+  esac
+done
+[ ${#pos[@]} -ge 2 ] && [ ${#pos[@]} -le 3 ] || { echo "install-slurm-profile.sh: expected ACCOUNT PARTITION [GPU_MODEL]" >&2; usage; }
+account=${pos[0]}; partition=${pos[1]}; gpu_model=${pos[2]:-}
+name_re='^[A-Za-z0-9][A-Za-z0-9_.-]*$'
+[[ $account =~ $name_re ]] || die "account '$account': letters, digits, _ . - only"
+[[ $partition =~ $name_re ]] || die "partition '$partition': letters, digits, _ . - only"
+[ -z "$gpu_model" ] || [[ $gpu_model =~ $name_re ]] || die "GPU model '$gpu_model': letters, digits, _ . - only"
+[ -z "$gpu_partition" ] || [[ $gpu_partition =~ $name_re ]] || die "GPU partition '$gpu_partition': letters, digits, _ . - only"
+
+repo="$(cd "$(dirname "$0")/.." && pwd)"
+src="$repo/profiles/slurm/config.yaml"
+[ -f "$src" ] || die "profile source $src not found"
+grep -q '^default-resources:$' "$src" || die "$src has no 'default-resources:' line to extend"
+dest=${dest:-${XDG_CONFIG_HOME:-$HOME/.config}/snakemake/slurm}
+
+tmp=$(mktemp)
+trap 'rm -f "$tmp"' EXIT
+{
+  echo "# Installed by scripts/install-slurm-profile.sh from profiles/slurm/config.yaml in $repo."
+  echo "# Account '$account', partition '$partition'${gpu_model:+, GPU model '$gpu_model'}${gpu_partition:+, GPU partition '$gpu_partition'}."
+  echo "# Re-run that script to change them; edit resources here or in the repository's profile."
+  awk -v acc="$account" -v part="$partition" -v model="$gpu_model" -v gpart="$gpu_partition" '
+    /^# --- test cluster only/ { skip = 1; next }
+    /^# --- end test cluster only/ { skip = 0; next }
+    skip { next }
+    /^default-resources:$/ {
+      print
+      print "  slurm_account: \"" acc "\""
+      print "  slurm_partition: \"" part "\""
+      next
+    }
+    /^    gpu: 1/ {
+      print
+      if (model != "") print "    gpu_model: \"" model "\""
+      if (gpart != "") print "    slurm_partition: \"" gpart "\""
+      next
+    }
+    { print }
+  ' "$src"
+} >"$tmp"
+grep -q "slurm_account: \"$account\"" "$tmp" || die "could not insert the account into the profile"
+grep -q '^slurm-status-command:' "$tmp" && die "test-cluster block markers missing in $src"
+
+mkdir -p "$dest"
+if [ -f "$dest/config.yaml" ] && ! cmp -s "$tmp" "$dest/config.yaml"; then
+  cp "$dest/config.yaml" "$dest/config.yaml.bak"
+  echo "install-slurm-profile.sh: previous profile kept as $dest/config.yaml.bak"
+fi
+cp "$tmp" "$dest/config.yaml"
+echo "install-slurm-profile.sh: installed $dest/config.yaml (account '$account', partition '$partition'${gpu_model:+, GPU model '$gpu_model'}${gpu_partition:+, GPU partition '$gpu_partition'})"
+echo "install-slurm-profile.sh: now run from the repository root:  snakemake --profile slurm"
