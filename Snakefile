@@ -1,0 +1,25 @@
+# The study "Downgrade to Upgrade" (arXiv 2510.00761) as a DAG:
+# data -> tokenizer -> target/retrain -> unlearn -> relearn -> evaluate -> tables -> figures/summary.
+# Stages live in src/unlearning (python -m unlearning STAGE); rules only wire files together.
+
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/models.smk"
+include: "workflow/rules/unlearn.smk"
+include: "workflow/rules/attack.smk"
+include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/aggregate.smk"
+
+
+rule all:
+    input:
+        all_outputs(),
+    default_target: True

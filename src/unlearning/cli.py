@@ -1,0 +1,181 @@
+"""Command line: ``python -m unlearning STAGE [options]``, one stage per Snakemake rule.
+
+Structured arguments (config entries) are passed as JSON strings; the rule takes them from the
+validated config, so each job sees only its own entry.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from typing import Any, Callable
+
+
+def _json(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise argparse.ArgumentTypeError(f"not valid JSON ({err.msg}): {text[:80]}") from None
+
+
+def _threads(n: int) -> None:
+    # One BLAS/OpenMP thread per job unless the rule grants more: two 2-thread jobs on two cores
+    # run four times slower than two 1-thread jobs.
+    import torch
+
+    torch.set_num_threads(max(1, n))
+
+
+def _cmd_data(a: argparse.Namespace) -> None:
+    from .stages import prepare_data
+
+    prepare_data(a.bench, a.out)
+
+
+def _cmd_tokenizer(a: argparse.Namespace) -> None:
+    from .stages import train_tokenizer
+
+    train_tokenizer(a.data, a.kind, a.vocab_size, a.out)
+
+
+def _cmd_model(a: argparse.Namespace) -> None:
+    from .stages import train_model
+
+    train_model(a.data, a.kind, a.role, a.tokenizer, a.arch, a.training, a.source, a.out)
+
+
+def _cmd_unlearn(a: argparse.Namespace) -> None:
+    from .stages import unlearn
+
+    unlearn(a.target, a.data, a.kind, a.method, a.optimizer, a.run, a.out)
+
+
+def _cmd_relearn(a: argparse.Namespace) -> None:
+    from .stages import relearn
+
+    relearn(a.model, a.data, a.kind, a.params, a.seed, a.max_len, a.out)
+
+
+def _cmd_evaluate(a: argparse.Namespace) -> None:
+    from .stages import evaluate
+
+    evaluate(a.model, a.data, a.kind, a.attacks, a.meta, a.params, a.subject, a.relearn_fraction,
+             a.out, relearn_root=a.relearned, reference_dir=a.reference)
+
+
+def _cmd_aggregate(a: argparse.Namespace) -> None:
+    from .report import aggregate
+
+    aggregate(a.inputs, a.auc_retrain, a.out)
+
+
+def _cmd_figures(a: argparse.Namespace) -> None:
+    from .report import figures
+
+    figures(a.table, a.out)
+
+
+def _cmd_summary(a: argparse.Namespace) -> None:
+    from .report import summary
+
+    summary(a.tables, a.out)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The CLI's argument parser (one subcommand per stage)."""
+    p = argparse.ArgumentParser(prog="python -m unlearning", description=__doc__)
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    p.add_argument("-v", "--verbose", action="store_true")
+    sub = p.add_subparsers(dest="stage", required=True)
+
+    def stage(name: str, fn: Callable, help: str) -> argparse.ArgumentParser:
+        sp = sub.add_parser(name, help=help)
+        sp.set_defaults(fn=fn)
+        return sp
+
+    s = stage("data", _cmd_data, "generate or fetch a benchmark's files")
+    s.add_argument("--bench", type=_json, required=True, help="the benchmark's config entry (JSON)")
+    s.add_argument("--out", required=True)
+
+    s = stage("tokenizer", _cmd_tokenizer, "train the BPE tokenizer on a benchmark")
+    s.add_argument("--data", required=True)
+    s.add_argument("--kind", required=True, choices=["muse", "wmdp"])
+    s.add_argument("--vocab-size", type=int, required=True)
+    s.add_argument("--out", required=True)
+
+    s = stage("model", _cmd_model, "train (or copy from a hub id/folder) the target or retrain model")
+    s.add_argument("--data", required=True)
+    s.add_argument("--kind", required=True, choices=["muse", "wmdp"])
+    s.add_argument("--role", required=True, choices=["target", "retrain"])
+    s.add_argument("--tokenizer", required=True)
+    s.add_argument("--arch", type=_json, required=True)
+    s.add_argument("--training", type=_json, required=True)
+    s.add_argument("--source", default=None, help="hub id or local folder to copy instead of training")
+    s.add_argument("--out", required=True)
+
+    s = stage("unlearn", _cmd_unlearn, "unlearn the forget set from the target")
+    s.add_argument("--target", required=True)
+    s.add_argument("--data", required=True)
+    s.add_argument("--kind", required=True, choices=["muse", "wmdp"])
+    s.add_argument("--method", type=_json, required=True)
+    s.add_argument("--optimizer", type=_json, required=True)
+    s.add_argument("--run", type=_json, required=True, help="steps, batch_size, max_len, seed")
+    s.add_argument("--out", required=True)
+
+    s = stage("relearn", _cmd_relearn, "relearning attack: checkpoints after each step count")
+    s.add_argument("--model", required=True)
+    s.add_argument("--data", required=True)
+    s.add_argument("--kind", required=True, choices=["muse", "wmdp"])
+    s.add_argument("--params", type=_json, required=True)
+    s.add_argument("--seed", type=int, required=True)
+    s.add_argument("--max-len", type=int, required=True)
+    s.add_argument("--out", required=True, help="folder receiving relearn{steps}/ checkpoints")
+
+    s = stage("evaluate", _cmd_evaluate, "score a model under each attack")
+    s.add_argument("--model", required=True)
+    s.add_argument("--data", required=True)
+    s.add_argument("--kind", required=True, choices=["muse", "wmdp"])
+    s.add_argument("--attacks", nargs="+", required=True)
+    s.add_argument("--meta", type=_json, required=True, help="benchmark/method/optimizer/grade/seed")
+    s.add_argument("--params", type=_json, required=True, help="the evaluation config entry")
+    s.add_argument("--subject", default="biology")
+    s.add_argument("--relearn-fraction", type=float, required=True)
+    s.add_argument("--relearned", default=None, help="folder holding relearn{steps}/ checkpoints")
+    s.add_argument("--reference", default=None, help="target model, for qcode_change")
+    s.add_argument("--out", required=True, help="folder receiving {attack}.json")
+
+    s = stage("aggregate", _cmd_aggregate, "tidy table from evaluation JSON files")
+    s.add_argument("--inputs", nargs="+", required=True)
+    s.add_argument("--auc-retrain", type=float, default=None)
+    s.add_argument("--out", required=True)
+
+    s = stage("figures", _cmd_figures, "figures from a tidy table")
+    s.add_argument("--table", required=True)
+    s.add_argument("--out", required=True, help="output folder")
+
+    s = stage("summary", _cmd_summary, "markdown summary of the tables")
+    s.add_argument("--tables", nargs="+", required=True)
+    s.add_argument("--out", required=True)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the process exit code. Known failures print one line, not a traceback."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from .data.io import DataError
+    from .train import NonFiniteLoss
+
+    if args.stage not in ("aggregate", "figures", "summary", "data"):
+        _threads(args.threads)
+    try:
+        args.fn(args)
+    except (DataError, NonFiniteLoss, FileNotFoundError, ValueError) as err:
+        print(f"error [{args.stage}]: {err}", file=sys.stderr)
+        return 1
+    return 0

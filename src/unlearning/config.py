@@ -1,0 +1,121 @@
+"""Validate a study config against workflow/schemas/config.schema.yaml, fill schema defaults, and
+check the cross-references JSON schema cannot express. Torch-free: the Snakefile imports it."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import yaml
+from jsonschema import Draft202012Validator, validators
+
+SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
+
+
+class ConfigError(ValueError):
+    """An invalid study config; the message is one line naming the key."""
+
+
+def _with_defaults(cls):
+    """A validator class that also writes each property's schema default into the instance."""
+    validate_props = cls.VALIDATORS["properties"]
+
+    def set_defaults(validator, properties, instance, schema):
+        if isinstance(instance, dict):
+            for key, sub in properties.items():
+                if isinstance(sub, dict) and "default" in sub and key not in instance:
+                    instance[key] = copy.deepcopy(sub["default"])
+        yield from validate_props(validator, properties, instance, schema)
+
+    return validators.extend(cls, {"properties": set_defaults})
+
+
+_Filling = _with_defaults(Draft202012Validator)
+
+
+def load_schema(path: str | Path = SCHEMA_PATH) -> dict:
+    """The config schema as a dict."""
+    with open(path, encoding="utf-8") as fh:
+        return yaml.safe_load(fh)
+
+
+def _key(path) -> str:
+    return ".".join(str(p) for p in path) or "<top level>"
+
+
+def _describe(err) -> str:
+    key = _key(err.absolute_path)
+    v = err.validator
+    if v == "additionalProperties":
+        allowed = sorted(err.schema.get("properties", {}))
+        extra = sorted(set(err.instance) - set(allowed)) if isinstance(err.instance, dict) else []
+        where = ".".join(str(p) for p in err.absolute_path)
+        names = ", ".join(f"{where + '.' if where else ''}{e}" for e in extra)
+        return f"unknown key {names}; allowed: {', '.join(allowed)}"
+    if v == "enum":
+        return f"{key}: {err.instance!r} is not allowed; expected one of {', '.join(map(str, err.validator_value))}"
+    if v == "propertyNames":
+        return f"{key}: invalid name {err.instance!r} (lower-case letters, digits and _; not 'target'/'retrain')"
+    return f"{key}: {err.message}"
+
+
+def validate(config: dict, schema: dict | None = None) -> dict:
+    """Validate ``config`` in place (defaults filled) and return it; raise ConfigError on the first problem."""
+    schema = schema or load_schema()
+    validator = _Filling(schema)
+    errors = sorted(validator.iter_errors(config), key=lambda e: (len(e.absolute_path), str(e.absolute_path)))
+    if errors:
+        # Prefer the deepest, most specific error of an if/then branch over the generic parent.
+        best = max(errors, key=lambda e: len(list(e.absolute_path)))
+        leaf = best
+        while leaf.context:
+            leaf = max(leaf.context, key=lambda e: len(list(e.absolute_path)))
+        raise ConfigError(_describe(leaf))
+    _check_references(config)
+    return config
+
+
+def _check_references(config: dict) -> None:
+    methods, optimizers = set(config["methods"]), set(config["optimizers"])
+    for bench, entry in config["benchmarks"].items():
+        for name in entry.get("methods", []):
+            if name not in methods:
+                raise ConfigError(f"benchmarks.{bench}.methods: unknown method {name!r}; "
+                                  f"configured: {', '.join(sorted(methods))}")
+        for name in entry.get("optimizers", []):
+            if name not in optimizers:
+                raise ConfigError(f"benchmarks.{bench}.optimizers: unknown optimizer {name!r}; "
+                                  f"configured: {', '.join(sorted(optimizers))}")
+        if entry.get("source", "synthetic") == "hub" and "dataset" not in entry:
+            raise ConfigError(f"benchmarks.{bench}.dataset: required when source is 'hub'")
+    for name, spec in config["optimizers"].items():
+        if spec.get("type") == "hybrid":
+            for part in ("fo", "zo"):
+                if part in spec and not isinstance(spec[part], dict):
+                    raise ConfigError(f"optimizers.{name}.{part}: must be a mapping with a 'type'")
+    ref = config.get("report", {}).get("reference_optimizer")
+    if ref is not None and ref not in optimizers:
+        raise ConfigError(f"report.reference_optimizer: unknown optimizer {ref!r}; "
+                          f"configured: {', '.join(sorted(optimizers))}")
+
+
+def methods_for(config: dict, bench: str) -> list[str]:
+    """Methods run on ``bench`` (its own list, else all configured)."""
+    return list(config["benchmarks"][bench].get("methods") or config["methods"])
+
+
+def optimizers_for(config: dict, bench: str) -> list[str]:
+    """Optimizers run on ``bench`` (its own list, else all configured)."""
+    return list(config["benchmarks"][bench].get("optimizers") or config["optimizers"])
+
+
+def attacks_for_unlearned(config: dict) -> list[str]:
+    """Attack names evaluated on every unlearned model."""
+    atk = config["attacks"]
+    return ["none", *atk["quantization"], *(f"relearn{s}" for s in sorted(atk["relearn"]["steps"]))]
+
+
+def attacks_for_reference(config: dict) -> list[str]:
+    """Attack names evaluated on the target and retrain models (no relearning)."""
+    return ["none", *config["attacks"]["quantization"]]

@@ -1,0 +1,149 @@
+"""Tokenizers and Llama-architecture models: build, save atomically, load (optionally quantized).
+
+Loading uses safetensors only and never runs remote code, so nothing is unpickled.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import warnings
+from pathlib import Path
+from typing import Any, Iterable
+
+import torch
+
+SPECIAL = {"bos_token": "<s>", "eos_token": "</s>", "pad_token": "<pad>", "unk_token": "<unk>"}
+QUANTS = ("int8", "fp4", "nf4")
+
+
+def device() -> torch.device:
+    """CUDA when present, else CPU: the same code path serves both."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def dtype_for(dev: torch.device) -> torch.dtype:
+    """bf16 on CUDA (as the paper's 7B runs), fp32 on CPU (bf16 matmuls are slow there)."""
+    return torch.bfloat16 if dev.type == "cuda" else torch.float32
+
+
+def train_tokenizer(texts: Iterable[str], vocab_size: int, out_dir: str | Path) -> Any:
+    """Train a byte-level BPE tokenizer on ``texts`` and save it as a transformers fast tokenizer."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE(unk_token=None))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=[SPECIAL["pad_token"], SPECIAL["bos_token"], SPECIAL["eos_token"], SPECIAL["unk_token"]],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(texts, trainer=trainer)
+    # Every encoded text starts with <s>, as Llama tokenizers do; generation prompts get it too.
+    tok.post_processor = processors.TemplateProcessing(
+        single="<s> $A", pair="<s> $A <s> $B", special_tokens=[("<s>", tok.token_to_id("<s>"))]
+    )
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, **SPECIAL)
+    fast.padding_side = "right"
+    _atomic_save(lambda tmp: fast.save_pretrained(tmp), out_dir)
+    return fast
+
+
+def load_tokenizer(path: str | Path) -> Any:
+    """Load a saved fast tokenizer (local files only)."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(path), local_files_only=_is_local(path))
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def build_model(arch: dict, vocab_size: int, seed: int) -> torch.nn.Module:
+    """A randomly initialised LlamaForCausalLM from the config's ``model`` entry (no download)."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    cfg = LlamaConfig(
+        vocab_size=vocab_size,
+        hidden_size=arch["hidden_size"],
+        intermediate_size=arch["intermediate_size"],
+        num_hidden_layers=arch["num_layers"],
+        num_attention_heads=arch["num_heads"],
+        num_key_value_heads=arch["num_heads"],
+        max_position_embeddings=arch["max_len"],
+        tie_word_embeddings=False,
+        bos_token_id=1,
+        eos_token_id=2,
+        pad_token_id=0,
+    )
+    return LlamaForCausalLM(cfg)
+
+
+def _is_local(path: str | Path) -> bool:
+    return Path(path).exists()
+
+
+def load_model(path: str | Path, quant: str | None = None, dev: torch.device | None = None) -> Any:
+    """Load a causal LM from ``path`` (a local folder, or a hub id when online).
+
+    ``quant`` is None, ``int8`` (LLM.int8), ``fp4`` or ``nf4`` (4-bit, bitsandbytes). Safetensors only,
+    remote code off.
+    """
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+    dev = dev or device()
+    kwargs: dict[str, Any] = {
+        "use_safetensors": True,
+        "trust_remote_code": False,
+        "local_files_only": _is_local(path),
+        "dtype": dtype_for(dev),
+    }
+    if quant is not None:
+        if quant not in QUANTS:
+            raise ValueError(f"unknown quantization {quant!r}; expected one of {QUANTS}")
+        if quant == "int8":
+            kwargs["quantization_config"] = BitsAndBytesConfig(load_in_8bit=True)
+        else:
+            kwargs["quantization_config"] = BitsAndBytesConfig(
+                load_in_4bit=True, bnb_4bit_quant_type=quant, bnb_4bit_compute_dtype=dtype_for(dev)
+            )
+        kwargs["device_map"] = {"": dev.index or 0} if dev.type == "cuda" else {"": "cpu"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = AutoModelForCausalLM.from_pretrained(str(path), **kwargs)
+    if quant is None:
+        model.to(dev)
+    model.eval()
+    return model
+
+
+def save_model(model: Any, tok: Any, out_dir: str | Path) -> None:
+    """Save model (safetensors) and tokenizer to ``out_dir`` atomically: a half-written folder never
+    carries the final name, so a killed job leaves nothing that looks finished."""
+
+    def write(tmp: Path) -> None:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tok.save_pretrained(tmp)
+
+    _atomic_save(write, out_dir)
+
+
+def _atomic_save(write, out_dir: str | Path) -> None:
+    out = Path(out_dir)
+    tmp = out.with_name(out.name + ".tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    write(tmp)
+    if out.exists():
+        shutil.rmtree(out)
+    os.replace(tmp, out)
+
+
+def count_parameters(model: torch.nn.Module) -> int:
+    """Number of parameters (all of them; unlearning updates every weight unless RMU restricts it)."""
+    return sum(p.numel() for p in model.parameters())

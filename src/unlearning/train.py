@@ -1,0 +1,150 @@
+"""Training loops: language-model fitting (target, retrain, relearning) and the one unlearning loop
+that drives every optimizer grade through ``opt.step(closure)``."""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+from typing import Any, Callable, Iterator, Sequence
+
+import torch
+from tqdm.auto import tqdm
+
+log = logging.getLogger(__name__)
+
+
+class NonFiniteLoss(RuntimeError):
+    """A NaN or infinite loss; the message names the step, the optimizer and the loss."""
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python and torch (CPU and CUDA) RNGs."""
+    random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def encode(tok: Any, texts: Sequence[str], max_len: int, dev: torch.device) -> dict[str, torch.Tensor]:
+    """Tokenise a batch for causal-LM training: right padding, labels -100 on padding."""
+    enc = tok(list(texts), return_tensors="pt", padding=True, truncation=True, max_length=max_len)
+    labels = enc["input_ids"].clone()
+    labels[enc["attention_mask"] == 0] = -100
+    return {"input_ids": enc["input_ids"].to(dev), "attention_mask": enc["attention_mask"].to(dev),
+            "labels": labels.to(dev)}
+
+
+def batches(texts: Sequence[str], batch_size: int, seed: int) -> Iterator[list[str]]:
+    """Endless shuffled batches of ``texts`` (reshuffled every epoch, deterministic in ``seed``)."""
+    if not texts:
+        raise ValueError("cannot draw batches from an empty dataset")
+    rng = random.Random(seed)
+    order: list[int] = []
+    while True:
+        if len(order) < batch_size:
+            fresh = list(range(len(texts)))
+            rng.shuffle(fresh)
+            order += fresh
+        chunk, order = order[:batch_size], order[batch_size:]
+        yield [texts[i] for i in chunk]
+
+
+def _check_finite(loss: torch.Tensor, step: int, who: str, what: str) -> None:
+    if not torch.isfinite(loss).all():
+        raise NonFiniteLoss(f"non-finite {what} loss ({loss.item()}) at step {step} with optimizer {who}")
+
+
+def fit_lm(model: Any, tok: Any, texts: Sequence[str], *, steps: int, lr: float, batch_size: int,
+           max_len: int, seed: int, warmup: float = 0.0, schedule: str = "constant",
+           weight_decay: float = 0.0, desc: str = "train",
+           on_step: Callable[[int], None] | None = None) -> list[float]:
+    """Fine-tune ``model`` with AdamW on next-token prediction over ``texts``; return the loss trace.
+
+    ``on_step(step)`` is called after each step (1-based), e.g. to save relearning checkpoints.
+    """
+    dev = next(model.parameters()).device
+    model.train()
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    n_warm = int(warmup * steps)
+
+    def factor(step: int) -> float:
+        if step < n_warm:
+            return (step + 1) / n_warm
+        if schedule == "cosine":
+            return 0.5 * (1 + math.cos(math.pi * (step - n_warm) / max(1, steps - n_warm)))
+        return 1.0
+
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
+    it = batches(texts, batch_size, seed)
+    trace: list[float] = []
+    bar = tqdm(range(1, steps + 1), desc=desc, mininterval=2.0, disable=None)
+    for step in bar:
+        batch = encode(tok, next(it), max_len, dev)
+        loss = model(**batch).loss
+        _check_finite(loss, step, "adamw", desc)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        trace.append(loss.item())
+        if step % 20 == 0:
+            bar.set_postfix(loss=f"{sum(trace[-20:]) / 20:.3f}")
+        if on_step is not None:
+            on_step(step)
+    model.eval()
+    return trace
+
+
+def unlearn(model: Any, tok: Any, forget: Sequence[str], retain: Sequence[str], *, objective: Any,
+            opt_spec: dict, steps: int, batch_size: int, max_len: int, seed: int,
+            ref: Any = None) -> list[dict]:
+    """Run the unlearning loop: one optimizer of any grade, stepped with a loss closure.
+
+    The closure follows docs/architecture.md: ``closure(backward=True, gnb=False)``. Zeroth-order
+    optimizers call it with ``backward=False``; Sophia's Gauss-Newton-Bartlett refresh with ``gnb=True``.
+    Returns one record per step (step, loss).
+    """
+    from .objectives import gnb_loss
+    from .optim import build_optimizer
+
+    dev = next(model.parameters()).device
+    params = [p for p in objective.parameters(model)]
+    trainable = {id(p) for p in params}
+    for p in model.parameters():
+        p.requires_grad_(id(p) in trainable)
+    opt = build_optimizer(params, dict(opt_spec), total_steps=steps)
+    who = opt_spec.get("type", "?")
+    f_it, r_it = batches(forget, batch_size, seed), batches(retain, batch_size, seed + 1)
+    model.train()
+    trace: list[dict] = []
+    bar = tqdm(range(1, steps + 1), desc=f"unlearn[{who}]", mininterval=2.0, disable=None)
+    for step in bar:
+        fb = encode(tok, next(f_it), max_len, dev)
+        rb = encode(tok, next(r_it), max_len, dev)
+
+        def closure(backward: bool = True, gnb: bool = False) -> torch.Tensor:
+            if gnb:
+                opt.zero_grad(set_to_none=True)
+                loss = gnb_loss(model, fb)
+                loss.backward()
+                return loss.detach()
+            if backward:
+                opt.zero_grad(set_to_none=True)
+                with torch.enable_grad():
+                    loss = objective.loss(model, fb, rb, ref)
+                _check_finite(loss, step, who, "unlearning")
+                loss.backward()
+                return loss.detach()
+            loss = objective.loss(model, fb, rb, ref)
+            _check_finite(loss, step, who, "unlearning")
+            return loss.detach()
+
+        loss = opt.step(closure)
+        value = float(loss) if loss is not None else float("nan")
+        _check_finite(torch.tensor(value), step, who, "unlearning")
+        trace.append({"step": step, "loss": value})
+        if step % 10 == 0:
+            bar.set_postfix(loss=f"{value:.3f}")
+    for p in model.parameters():
+        p.requires_grad_(True)
+    model.eval()
+    return trace

@@ -1,0 +1,122 @@
+import json
+from snakemake.exceptions import WorkflowError
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(workflow.basedir) / "src"))
+from unlearning.config import (  # noqa: E402  (torch-free)
+    ConfigError,
+    attacks_for_reference,
+    attacks_for_unlearned,
+    methods_for,
+    optimizers_for,
+    validate,
+)
+
+# Validate before any job runs: one line naming the key, no traceback.
+try:
+    validate(config)
+except ConfigError as err:
+    raise WorkflowError(f"config error: {err}") from None
+
+R = "results"
+SRC = Path(workflow.basedir) / "src" / "unlearning"
+PY = f"{sys.executable} -m unlearning"
+GRADE = {
+    "sophia": "second", "adam": "first", "adamw": "first", "sam": "first", "rs": "first",
+    "signsgd": "compressed", "signadam": "compressed", "nbit_adam": "compressed",
+    "adamw8bit": "compressed", "zo_sgd": "zeroth", "adazo": "zeroth", "hybrid": "hybrid",
+}
+# Source modules each optimizer type and objective depends on. Snakemake tracks rule bodies, not the
+# library, so rules list these as inputs: editing optim/zeroth.py replans only the zeroth-order and
+# hybrid branches (tests/test_reruns.py checks this table against the registry).
+OPTIM_MODULES = {
+    "sophia": ["second.py"], "adam": ["first.py"], "adamw": ["first.py"], "sam": ["sam.py"],
+    "rs": ["smoothing.py"], "signsgd": ["compressed.py"], "signadam": ["compressed.py"],
+    "nbit_adam": ["compressed.py"], "adamw8bit": ["compressed.py"], "zo_sgd": ["zeroth.py"],
+    "adazo": ["zeroth.py"], "hybrid": ["hybrid.py"],
+}
+OBJECTIVE_MODULES = {
+    "grad_ascent": "grad_ascent.py", "grad_diff": "grad_diff.py", "npo": "npo.py",
+    "simnpo": "simnpo.py", "rmu": "rmu.py",
+}
+
+
+wildcard_constraints:
+    bench="[a-z][a-z0-9_]*",
+    method="(?!none/)[a-z][a-z0-9_]*",
+    optimizer="[a-z][a-z0-9_]*",
+    role="target|retrain",
+    seed=r"\d+",
+
+
+def src(*names):
+    """Absolute paths of library modules (inputs that make code edits replan their jobs)."""
+    return [str(SRC / n) for n in names]
+
+
+def bench_cfg(wc):
+    return config["benchmarks"][wc.bench]
+
+
+def kind(wc):
+    return bench_cfg(wc)["kind"]
+
+
+def optimizer_types(spec):
+    """Every optimizer type an entry uses (a hybrid's phases included)."""
+    types = [spec["type"]]
+    if spec["type"] == "hybrid":
+        types += [spec.get("fo", {}).get("type", "adam"), spec.get("zo", {}).get("type", "adazo")]
+    return types
+
+
+def optimizer_code(wc):
+    spec = config["optimizers"][wc.optimizer]
+    mods = {m for t in optimizer_types(spec) for m in OPTIM_MODULES[t]}
+    return src("optim/__init__.py", "optim/_common.py", *(f"optim/{m}" for m in sorted(mods)))
+
+
+def objective_code(wc):
+    obj = config["methods"][wc.method]["objective"]
+    return src("objectives/__init__.py", "objectives/base.py", f"objectives/{OBJECTIVE_MODULES[obj]}")
+
+
+def as_json(obj):
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"))
+
+
+def runs():
+    """(bench, method, optimizer, seed) of every unlearning run."""
+    for bench in config["benchmarks"]:
+        for method in methods_for(config, bench):
+            for opt in optimizers_for(config, bench):
+                for seed in config["seeds"]:
+                    yield bench, method, opt, seed
+
+
+def unlearned_evals(bench):
+    return [
+        f"{R}/eval/{b}/{m}/{o}/seed{s}/{a}.json"
+        for b, m, o, s in runs()
+        if b == bench
+        for a in attacks_for_unlearned(config)
+    ]
+
+
+def reference_evals(bench):
+    roles = ["target", "retrain"]
+    seed = config["training"]["seed"]
+    return [
+        f"{R}/eval/{bench}/none/{role}/seed{seed}/{a}.json"
+        for role in roles
+        for a in attacks_for_reference(config)
+    ]
+
+
+def all_outputs():
+    return [
+        *(f"{R}/tables/{b}.csv" for b in config["benchmarks"]),
+        *(f"{R}/figures/{b}" for b in config["benchmarks"]),
+        f"{R}/summary.md",
+    ]

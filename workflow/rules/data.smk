@@ -1,0 +1,35 @@
+rule prepare_data:
+    """Generate the synthetic benchmark (or fetch the hub one) in the hub datasets' layouts."""
+    output:
+        directory(f"{R}/data/{{bench}}"),
+    input:
+        code=src("data/io.py", "data/synthetic.py", "data/hub.py", "stages.py"),
+    params:
+        bench=lambda wc: as_json(bench_cfg(wc)),
+    log:
+        f"{R}/logs/prepare_data/{{bench}}.log",
+    benchmark:
+        f"{R}/benchmarks/prepare_data/{{bench}}.tsv"
+    threads: 1
+    shell:
+        "{PY} data --bench {params.bench:q} --out {output} > {log} 2>&1"
+
+
+rule train_tokenizer:
+    """Byte-level BPE tokenizer trained on every text of the benchmark."""
+    input:
+        data=f"{R}/data/{{bench}}",
+        code=src("models.py", "stages.py"),
+    output:
+        directory(f"{R}/models/{{bench}}/tokenizer"),
+    params:
+        kind=kind,
+        vocab=config["tokenizer"]["vocab_size"],
+    log:
+        f"{R}/logs/train_tokenizer/{{bench}}.log",
+    benchmark:
+        f"{R}/benchmarks/train_tokenizer/{{bench}}.tsv"
+    threads: 1
+    shell:
+        "{PY} --threads {threads} tokenizer --data {input.data} --kind {params.kind}"
+        " --vocab-size {params.vocab} --out {output} > {log} 2>&1"

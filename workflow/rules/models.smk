@@ -1,0 +1,25 @@
+rule train_model:
+    """Target (forget + retain) and retrain (retain only) models, trained from scratch; or copied from
+    the hub id / folder that `benchmarks.<bench>.target` / `.retrain` names."""
+    input:
+        data=f"{R}/data/{{bench}}",
+        tokenizer=f"{R}/models/{{bench}}/tokenizer",
+        code=src("models.py", "train.py", "stages.py"),
+    output:
+        directory(f"{R}/models/{{bench}}/{{role}}"),
+    params:
+        kind=kind,
+        arch=as_json(config["model"]),
+        training=as_json(config["training"]),
+        source=lambda wc: (
+            f"--source {bench_cfg(wc)[wc.role]}" if bench_cfg(wc).get(wc.role) else ""
+        ),
+    log:
+        f"{R}/logs/train_model/{{bench}}/{{role}}.log",
+    benchmark:
+        f"{R}/benchmarks/train_model/{{bench}}/{{role}}.tsv"
+    threads: 1
+    shell:
+        "{PY} --threads {threads} model --data {input.data} --kind {params.kind} --role {wildcards.role}"
+        " --tokenizer {input.tokenizer} --arch {params.arch:q} --training {params.training:q}"
+        " {params.source} --out {output} > {log} 2>&1"

@@ -1,0 +1,24 @@
+rule unlearn:
+    """Unlearn the forget set from the target with one method, one optimizer entry and one seed."""
+    input:
+        target=f"{R}/models/{{bench}}/target",
+        data=f"{R}/data/{{bench}}",
+        code=lambda wc: [*src("train.py", "models.py", "stages.py"), *objective_code(wc),
+                         *optimizer_code(wc)],
+    output:
+        directory(f"{R}/unlearned/{{bench}}/{{method}}/{{optimizer}}/seed{{seed}}"),
+    params:
+        kind=kind,
+        method=lambda wc: as_json(config["methods"][wc.method]),
+        optimizer=lambda wc: as_json(config["optimizers"][wc.optimizer]),
+        run=lambda wc: as_json({**config["unlearning"], "seed": int(wc.seed),
+                                "max_len": config["model"]["max_len"]}),
+    log:
+        f"{R}/logs/unlearn/{{bench}}/{{method}}/{{optimizer}}/seed{{seed}}.log",
+    benchmark:
+        f"{R}/benchmarks/unlearn/{{bench}}/{{method}}/{{optimizer}}/seed{{seed}}.tsv"
+    threads: 1
+    shell:
+        "{PY} --threads {threads} unlearn --target {input.target} --data {input.data}"
+        " --kind {params.kind} --method {params.method:q} --optimizer {params.optimizer:q}"
+        " --run {params.run:q} --out {output} > {log} 2>&1"
