@@ -1,0 +1,198 @@
+"""Zeroth-order grade: ZO-SGD and AdaZO with the randomized gradient estimate (RGE).
+
+Estimate, from function values only (central differences over ``q`` random directions):
+
+    g_hat = (phi / q) * sum_i [f(x + mu u_i) - f(x - mu u_i)] / (2 mu) * u_i
+
+``direction="gaussian"``: u_i ~ N(0, I), phi = 1 (MeZO). ``direction="sphere"``: u_i uniform on the
+unit sphere of R^d (a normalised Gaussian), phi = d (number of parameters) when ``unbiased`` else 1
+(the paper's RGE; phi is then folded into lr). E[g_hat] is the gradient of the smoothed loss
+f_mu(x) = E f(x + mu v) (v Gaussian, resp. uniform in the unit ball); for a quadratic, exactly the
+gradient. Note the scale: a sphere direction has norm 1, so each coordinate is perturbed by about
+mu / sqrt(d); ``mu_sphere = mu_gaussian * sqrt(d)`` perturbs the weights as much as MeZO does.
+
+Memory (MeZO): one seed per direction per step; the weights are perturbed in place (+mu u, evaluate,
+-2 mu u, evaluate, +mu u restores), and the direction is regenerated from its seed to apply the
+update, never stored. Only one parameter-sized temporary exists at a time, so a ZO-SGD step needs
+inference memory (AdaZO adds its two moment buffers). With q > 1 the q projected-gradient scalars
+are kept and all q directions are regenerated in the single update pass (one generator per
+direction, advanced parameter by parameter). The restore of the last direction is fused into the
+update pass.
+
+In-place restore is exact only up to floating-point rounding: fl(fl(fl(p + a) - 2a) + a) differs
+from p by about one ulp in many coordinates (the map p -> fl(p + a) is not injective, so no
+storage-free scheme can be exact). ``exact_restore=True`` instead snapshots the weights once per
+step and copies them back bit-for-bit, at the cost of one extra copy of the weights.
+
+Seeds: direction i of step t (t counts from 0) uses ``step_seed(seed, t, i)``; a step is therefore
+deterministic given ``seed`` and the step count. The closure is called as ``closure(backward=False)``
+under ``torch.no_grad()``. ``mu``, ``q``, ``direction``, ``unbiased``, ``seed`` and
+``exact_restore`` are global (taken from the constructor); ``lr``, ``weight_decay`` (and AdaZO's
+``betas``, ``zeta``) may differ per parameter group.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import torch
+from torch.optim import Optimizer
+
+from ._common import DirectionStream, check_betas, check_nonneg, direction_norm, require_closure, step_seed, trainable
+
+_DIRECTIONS = ("gaussian", "sphere")
+
+
+class _ZerothOrder(Optimizer):
+    """Shared RGE machinery; subclasses implement ``_update_param``."""
+
+    def __init__(self, params, defaults: dict, mu: float, q: int, direction: str, unbiased: bool,
+                 seed: int, exact_restore: bool):
+        if direction not in _DIRECTIONS:
+            raise ValueError(f"direction must be one of {_DIRECTIONS}, got {direction!r}")
+        if not float(mu) > 0:
+            raise ValueError(f"mu must be > 0, got {mu!r}")
+        if int(q) != q or q < 1:
+            raise ValueError(f"q must be a positive integer, got {q!r}")
+        super().__init__(params, defaults)
+        self.mu = float(mu)
+        self.q = int(q)
+        self.direction = direction
+        self.unbiased = bool(unbiased)
+        self.seed = int(seed)
+        self.exact_restore = bool(exact_restore)
+        self.last_projections: list[float] = []  # for inspection/tests: [f+ - f-]/(2 mu) per direction
+
+    # -- helpers -----------------------------------------------------------------------------
+    def _step_count(self, params) -> int:
+        return self.state[params[0]].get("step", 0) if params else 0
+
+    def _perturb(self, params, seed: int, alpha: float) -> None:
+        stream = DirectionStream(seed)
+        for p in params:
+            p.add_(stream.next(p), alpha=alpha)
+
+    # -- the step ------------------------------------------------------------------------------
+    @torch.no_grad()
+    def step(self, closure: Callable | None = None):
+        closure = require_closure(closure, type(self).__name__)
+        params = trainable(self.param_groups)
+        if not params:
+            return None
+        t = self._step_count(params)
+        d = sum(p.numel() for p in params)
+        seeds = [step_seed(self.seed, t, i) for i in range(self.q)]
+        if self.direction == "sphere":
+            norms = [direction_norm(params, s) for s in seeds]
+            phi = float(d) if self.unbiased else 1.0
+        else:
+            norms = [1.0] * self.q
+            phi = 1.0
+        snapshot = [p.detach().clone() for p in params] if self.exact_restore else None
+
+        projections, losses = [], []
+        for i, (s, n) in enumerate(zip(seeds, norms)):
+            scale = self.mu / n  # perturbation mu * u_i = (mu / ||z||) z for the sphere
+            self._perturb(params, s, scale)
+            f_plus = float(closure(backward=False))
+            self._perturb(params, s, -2.0 * scale)
+            f_minus = float(closure(backward=False))
+            if snapshot is not None:
+                for p, p0 in zip(params, snapshot):
+                    p.copy_(p0)
+            elif i < self.q - 1:
+                self._perturb(params, s, scale)
+            # else: the last direction is restored inside the update pass
+            projections.append((f_plus - f_minus) / (2.0 * self.mu))
+            losses.append(0.5 * (f_plus + f_minus))
+        del snapshot
+        self.last_projections = projections
+
+        # g_hat = sum_i c_i z_i with c_i = phi/q * proj_i / ||z_i|| (||z_i|| = 1 for gaussian)
+        coefs = [phi / self.q * pr / n for pr, n in zip(projections, norms)]
+        restore_scale = 0.0 if self.exact_restore else self.mu / norms[-1]
+        streams = [DirectionStream(s) for s in seeds]
+        for group in self.param_groups:
+            for p in group["params"]:
+                if not p.requires_grad:
+                    continue
+                zs = (stream.next(p) for stream in streams)  # lazily: one temporary at a time
+                self._update_param(p, group, zs, coefs, restore_scale)
+                st = self.state[p]
+                st["step"] = st.get("step", 0) + 1
+        return torch.tensor(sum(losses) / len(losses))
+
+    def _update_param(self, p, group, zs, coefs, restore_scale) -> None:  # pragma: no cover
+        raise NotImplementedError
+
+
+def _restore_last(p, z, i, q, restore_scale):
+    if i == q - 1 and restore_scale:
+        p.add_(z, alpha=restore_scale)
+
+
+class ZOSGD(_ZerothOrder):
+    """ZO-SGD: theta <- theta - lr * g_hat (RGE above); optional decoupled weight decay.
+
+    Defaults: ``lr=1e-6`` ours (MeZO's range 1e-7..1e-5); ``mu=1e-3``, ``q=1`` MeZO's (the paper
+    does not publish them); ``direction="gaussian"`` ours (MeZO; the paper's RGE uses the sphere,
+    available as ``"sphere"``); ``unbiased=True`` ours (phi = d for the sphere, which gives the same
+    step scale as Gaussian directions); ``weight_decay=0``, ``seed=0``, ``exact_restore=False`` ours.
+    """
+
+    def __init__(self, params, lr: float = 1e-6, mu: float = 1e-3, q: int = 1, direction: str = "gaussian",
+                 unbiased: bool = True, weight_decay: float = 0.0, seed: int = 0, exact_restore: bool = False):
+        check_nonneg(lr=lr, weight_decay=weight_decay)
+        super().__init__(params, dict(lr=float(lr), weight_decay=float(weight_decay)),
+                         mu, q, direction, unbiased, seed, exact_restore)
+
+    def _update_param(self, p, group, zs, coefs, restore_scale):
+        lr, wd = group["lr"], group["weight_decay"]
+        q = len(coefs)
+        for i, (z, c) in enumerate(zip(zs, coefs)):
+            _restore_last(p, z, i, q, restore_scale)
+            if i == q - 1 and wd:
+                p.mul_(1.0 - lr * wd)
+            if lr and c:
+                p.add_(z, alpha=-lr * c)
+
+
+class AdaZO(_ZerothOrder):
+    """AdaZO (R-AdaZO form): m = b1 m + (1-b1) g_hat; v = b2 v + (1-b2) m^2; theta -= lr m / sqrt(v + zeta).
+
+    No bias correction (as written in the paper/R-AdaZO), so early steps are larger than lr:
+    after the first step m / sqrt(v) = 1 / sqrt(1 - b2) per coordinate. State: ``exp_avg`` (m),
+    ``exp_avg_sq`` (v); directions are still never stored.
+
+    Defaults: ``lr=1e-5`` ours; ``betas=(0.9, 0.999)`` ours (Adam's); ``zeta=1e-8`` ours; ``mu=1e-3``,
+    ``q=1`` MeZO's; ``direction="gaussian"``, ``unbiased=True``, ``weight_decay=0``, ``seed=0``,
+    ``exact_restore=False`` ours.
+    """
+
+    def __init__(self, params, lr: float = 1e-5, betas=(0.9, 0.999), zeta: float = 1e-8, mu: float = 1e-3,
+                 q: int = 1, direction: str = "gaussian", unbiased: bool = True, weight_decay: float = 0.0,
+                 seed: int = 0, exact_restore: bool = False):
+        check_nonneg(lr=lr, zeta=zeta, weight_decay=weight_decay)
+        super().__init__(params, dict(lr=float(lr), betas=check_betas(betas), zeta=float(zeta),
+                                      weight_decay=float(weight_decay)),
+                         mu, q, direction, unbiased, seed, exact_restore)
+
+    def _update_param(self, p, group, zs, coefs, restore_scale):
+        lr, (b1, b2), zeta, wd = group["lr"], group["betas"], group["zeta"], group["weight_decay"]
+        st = self.state[p]
+        if "exp_avg" not in st:
+            st["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            st["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+        m, v = st["exp_avg"], st["exp_avg_sq"]
+        m.mul_(b1)
+        q = len(coefs)
+        for i, (z, c) in enumerate(zip(zs, coefs)):
+            _restore_last(p, z, i, q, restore_scale)
+            if c:
+                m.add_(z, alpha=(1.0 - b1) * c)
+        v.mul_(b2).addcmul_(m, m, value=1.0 - b2)
+        if wd:
+            p.mul_(1.0 - lr * wd)
+        if lr:
+            p.addcdiv_(m, v.add(zeta).sqrt_(), value=-lr)
