@@ -1,0 +1,14 @@
+"""Evaluation: MUSE metrics (VerbMem, KnowMem, Min-K%/PrivLeak) and lm-eval-style multiple choice.
+
+All scores are on the 0-100 scale the benchmarks report; every function puts the model in eval
+mode under ``torch.no_grad()`` and works on CPU or CUDA (inputs go to ``model.device``).
+"""
+
+from .mc import mc_accuracy, mc_predictions, mc_prompt
+from .muse import (KNOWMEM_STOP, auc, cut_at_stop, knowmem, knowmem_prompt, knowmem_scores,
+                   mink_from_logprobs, mink_scores, privleak, rouge_l, text_logprobs, verbmem,
+                   verbmem_scores)
+
+__all__ = ["verbmem", "verbmem_scores", "knowmem", "knowmem_scores", "knowmem_prompt", "cut_at_stop",
+           "KNOWMEM_STOP", "rouge_l", "mink_scores", "mink_from_logprobs", "text_logprobs", "auc",
+           "privleak", "mc_accuracy", "mc_predictions", "mc_prompt"]
