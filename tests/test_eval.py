@@ -128,13 +128,14 @@ def test_knowmem_on_stub_generator(monkeypatch, tok):
           {"question": "Largest animal?", "answer": "blue whale"},
           {"question": "Tallest?", "answer": "Everest"}]
     icl = [{"question": "2+2?", "answer": "4"}]
-    items = ev.knowmem_scores(None, tok, qa, icl)
+    items = ev.knowmem_details(None, tok, qa, icl)
     assert [it["output"] for it in items] == ["Paris", "the blue whale", "nothing"]
     assert seen["n"] == 32
     assert seen["prompts"][0] == "Question: 2+2?\nAnswer: 4\n\nQuestion: Capital of France?\nAnswer: "
     # F1: 1, 2*(2/3*1)/(2/3+1) = 0.8, 0; recall 1, 1, 0
     assert [it["rougeL"] for it in items] == pytest.approx([1.0, 0.8, 0.0])
     assert [it["rougeL_recall"] for it in items] == pytest.approx([1.0, 1.0, 0.0])
+    assert ev.knowmem_scores(None, tok, qa, icl) == pytest.approx([100.0, 80.0, 0.0])
     assert ev.knowmem(None, tok, qa, icl) == pytest.approx(100 * 1.8 / 3)
 
 
@@ -145,9 +146,10 @@ def test_verbmem_truncates_ground_truth_to_token_budget(monkeypatch, tok):
     short = tok.decode(ids[:6], skip_special_tokens=True)  # BOS counts among the 6, as in MUSE
     monkeypatch.setattr(muse, "greedy_generate", lambda m, t, prompts, n, **kw: [short, "dog rug"])
     recs = [{"prompt": "p1", "gt": gt}, {"prompt": "p2", "gt": gt}]
-    items = ev.verbmem_scores(None, tok, recs, max_new_tokens=6)
+    items = ev.verbmem_details(None, tok, recs, max_new_tokens=6)
     assert items[0]["gt"] == short and items[0]["rougeL"] == 1.0
     expected2 = muse.rouge_l(short, "dog rug")[0]
+    assert ev.verbmem_scores(None, tok, recs, max_new_tokens=6) == pytest.approx([100.0, 100 * expected2])
     assert ev.verbmem(None, tok, recs, max_new_tokens=6) == pytest.approx(100 * (1 + expected2) / 2)
 
 
@@ -174,11 +176,12 @@ def test_mc_accuracy_with_known_preference(single_token):
     model = Favour(len(tk), [cont[-1]])
     # prefers C everywhere: right on questions 0 and 1 only
     assert ev.mc_accuracy(model, tk, QUESTIONS, "biology", batch_size=3) == 50.0
+    assert ev.mc_correct(model, tk, QUESTIONS, "biology") == [True, True, False, False]
     lls = ev.mc_predictions(model, tk, QUESTIONS[:1], "biology")[0]
     assert max(range(4), key=lambda i: lls[i]) == 2
     # single-token continuations share one forward per question: 4 questions, batch 3 -> 2 calls
     if single_token:
-        assert model.calls == 2 + 1
+        assert model.calls == 2 + 1 + 1
 
 
 def test_mc_uses_record_subject_and_tie_goes_to_first(tok):

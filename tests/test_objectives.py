@@ -113,7 +113,7 @@ def test_simnpo_closed_form_length_normalised():
     model = FixedLogits([0.5, 0.25, 0.25, 1e-12])
     forget = batch([[0, 0, 0, 0], [1, 1, 1]])  # per-token NLL: log 2 (3 tokens), log 4 (2 tokens)
     retain = batch([[2, 2]])                   # NLL log 4
-    obj = build_objective("simnpo", {"beta": 2.0, "delta": 0.3, "lambda": 3.0})
+    obj = build_objective("simnpo", {"beta": 2.0, "delta": 0.3, "lam": 3.0})
     sig = torch.nn.functional.logsigmoid
     expected = -(2 / 2.0) * (sig(torch.tensor(2.0 * (LOG2 - 0.3))) + sig(torch.tensor(2.0 * (LOG4 - 0.3)))).item() / 2
     expected += 3.0 * LOG4
@@ -122,7 +122,10 @@ def test_simnpo_closed_form_length_normalised():
     # the paper's gamma is the margin outside: delta = gamma / beta
     assert build_objective("simnpo", {"beta": 4.5, "gamma": 0.5625}).params["delta"] == pytest.approx(0.125)
     d = build_objective("simnpo", {}).params
-    assert (d["beta"], d["delta"], d["lambda"]) == (4.5, 0.125, 1.0)
+    assert (d["beta"], d["delta"], d["lam"]) == (4.5, 0.125, 1.0)
+    assert build_objective("simnpo", {"lambda": 5.0}).params["lam"] == 5.0
+    with pytest.raises(ValueError, match="alias"):
+        build_objective("simnpo", {"lambda": 5.0, "lam": 5.0})
     assert not obj.needs_ref
     with pytest.raises(ValueError, match="not both"):
         build_objective("simnpo", {"delta": 0.1, "gamma": 0.1})
@@ -170,7 +173,8 @@ def test_rmu_adam_step_changes_only_configured_params():
     model = tiny_llama(layers=4)
     ref = copy.deepcopy(model)
     obj = build_objective("rmu", {"layer": 2, "steering_coeff": 6.5, "alpha": 100.0, "seed": 3})
-    assert obj.params["trainable_layers"] == [0, 1, 2]
+    assert obj.params["layers"] == [0, 1, 2]
+    assert build_objective("rmu", {"layer": 2, "trainable_layers": [2]}).params["layers"] == [2]
     params = obj.configure(model)
     names = {n for n, p in model.named_parameters() if any(p is q for q in params)}
     assert names == {f"model.layers.{i}.mlp.down_proj.weight" for i in (0, 1, 2)}
@@ -197,7 +201,7 @@ def test_registry_and_errors():
     with pytest.raises(ValueError, match="'betta'"):
         build_objective("npo", {"betta": 0.1})
     d = build_objective("rmu", {}).params
-    assert (d["layer"], d["steering_coeff"], d["alpha"], d["trainable_layers"]) == (7, 20.0, 100.0, [5, 6, 7])
+    assert (d["layer"], d["steering_coeff"], d["alpha"], d["layers"]) == (7, 20.0, 100.0, [5, 6, 7])
     model = tiny_llama()
     assert len(build_objective("npo", {}).parameters(model)) == len(list(model.parameters()))
 

@@ -70,13 +70,18 @@ def mc_predictions(model, tok, questions: Sequence[Mapping], subject: str | None
     return result
 
 
+def mc_correct(model, tok, questions: Sequence[Mapping], subject: str | None = None,
+               batch_size: int = 16, progress: bool | None = None) -> list[bool]:
+    """Per question, whether the highest-likelihood letter (first on ties) is the answer."""
+    lls = mc_predictions(model, tok, questions, subject, batch_size, progress)
+    return [max(range(len(ll)), key=lambda i: (ll[i], -i)) == int(q["answer"]) for ll, q in zip(lls, questions)]
+
+
 def mc_accuracy(model, tok, questions: Sequence[Mapping], subject: str | None = None,
                 batch_size: int = 16, progress: bool | None = None) -> float:
     """Accuracy x100. ``subject`` names the prompt's subject for every question (e.g.
     "biology"; underscores become spaces); None takes each record's own ``subject`` (MMLU)."""
     if not questions:
         raise ValueError("mc_accuracy: no questions")
-    lls = mc_predictions(model, tok, questions, subject, batch_size, progress)
-    correct = sum(int(max(range(len(ll)), key=lambda i: (ll[i], -i)) == int(q["answer"]))
-                  for ll, q in zip(lls, questions))
-    return 100.0 * correct / len(questions)
+    correct = mc_correct(model, tok, questions, subject, batch_size, progress)
+    return 100.0 * sum(correct) / len(correct)

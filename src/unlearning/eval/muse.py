@@ -40,9 +40,10 @@ def rouge_l(reference: str, prediction: str) -> tuple[float, float]:
 
 
 # ----------------------------------------------------------------------------- VerbMem
-def verbmem_scores(model, tok, records: Sequence[Mapping[str, str]], max_new_tokens: int = 128,
-                   batch_size: int = 16, progress: bool | None = None) -> list[dict]:
-    """Per item: ``{"prompt", "gt", "output", "rougeL", "rougeL_recall"}`` (``gt`` truncated)."""
+def verbmem_details(model, tok, records: Sequence[Mapping[str, str]], max_new_tokens: int = 128,
+                    batch_size: int = 16, progress: bool | None = None) -> list[dict]:
+    """Per item: ``{"prompt", "gt", "output", "rougeL", "rougeL_recall"}`` (``gt`` truncated;
+    ROUGE values 0-1 as rouge_score gives them)."""
     outputs = greedy_generate(model, tok, [r["prompt"] for r in records], max_new_tokens,
                               batch_size=batch_size, progress=progress, desc="verbmem")
     items = []
@@ -57,8 +58,14 @@ def verbmem_scores(model, tok, records: Sequence[Mapping[str, str]], max_new_tok
 def verbmem(model, tok, records: Sequence[Mapping[str, str]], max_new_tokens: int = 128,
             batch_size: int = 16, progress: bool | None = None) -> float:
     """VerbMem: mean ROUGE-L F1 x100 of greedy continuations against the ground truth."""
-    items = verbmem_scores(model, tok, records, max_new_tokens, batch_size, progress)
-    return 100.0 * float(np.mean([it["rougeL"] for it in items]))
+    return float(np.mean(verbmem_scores(model, tok, records, max_new_tokens, batch_size, progress)))
+
+
+def verbmem_scores(model, tok, records: Sequence[Mapping[str, str]], max_new_tokens: int = 128,
+                   batch_size: int = 16, progress: bool | None = None) -> list[float]:
+    """Per-item ROUGE-L F1 x100 (``verbmem`` is their mean)."""
+    items = verbmem_details(model, tok, records, max_new_tokens, batch_size, progress)
+    return [100.0 * it["rougeL"] for it in items]
 
 
 # ----------------------------------------------------------------------------- KnowMem
@@ -75,9 +82,9 @@ def cut_at_stop(text: str, stops: Sequence[str] = KNOWMEM_STOP) -> str:
     return text.strip()
 
 
-def knowmem_scores(model, tok, qa: Sequence[Mapping[str, str]], icl: Sequence[Mapping[str, str]],
-                   max_new_tokens: int = 32, batch_size: int = 16, progress: bool | None = None) -> list[dict]:
-    """Per item: ``{"question", "answer", "output", "rougeL", "rougeL_recall"}``."""
+def knowmem_details(model, tok, qa: Sequence[Mapping[str, str]], icl: Sequence[Mapping[str, str]],
+                    max_new_tokens: int = 32, batch_size: int = 16, progress: bool | None = None) -> list[dict]:
+    """Per item: ``{"question", "answer", "output", "rougeL", "rougeL_recall"}`` (0-1)."""
     prompts = [knowmem_prompt(r["question"], icl) for r in qa]
     outputs = greedy_generate(model, tok, prompts, max_new_tokens, batch_size=batch_size,
                               progress=progress, desc="knowmem")
@@ -92,9 +99,15 @@ def knowmem_scores(model, tok, qa: Sequence[Mapping[str, str]], icl: Sequence[Ma
 
 def knowmem(model, tok, qa: Sequence[Mapping[str, str]], icl: Sequence[Mapping[str, str]],
             max_new_tokens: int = 32, batch_size: int = 16, progress: bool | None = None) -> float:
-    """KnowMem: mean ROUGE-L F1 x100 of few-shot greedy answers (recall: ``knowmem_scores``)."""
-    items = knowmem_scores(model, tok, qa, icl, max_new_tokens, batch_size, progress)
-    return 100.0 * float(np.mean([it["rougeL"] for it in items]))
+    """KnowMem: mean ROUGE-L F1 x100 of few-shot greedy answers (recall: ``knowmem_details``)."""
+    return float(np.mean(knowmem_scores(model, tok, qa, icl, max_new_tokens, batch_size, progress)))
+
+
+def knowmem_scores(model, tok, qa: Sequence[Mapping[str, str]], icl: Sequence[Mapping[str, str]],
+                   max_new_tokens: int = 32, batch_size: int = 16, progress: bool | None = None) -> list[float]:
+    """Per-item ROUGE-L F1 x100 (``knowmem`` is their mean)."""
+    items = knowmem_details(model, tok, qa, icl, max_new_tokens, batch_size, progress)
+    return [100.0 * it["rougeL"] for it in items]
 
 
 # ----------------------------------------------------------------------------- PrivLeak

@@ -86,8 +86,14 @@ class Objective:
     name: ClassVar[str] = ""
     needs_ref: ClassVar[bool] = False
     defaults: ClassVar[dict[str, Any]] = {}
+    aliases: ClassVar[dict[str, str]] = {}  # alternative name -> canonical name in ``defaults``
 
     def __init__(self, **params: Any) -> None:
+        for alt, canonical in self.aliases.items():
+            if alt in params:
+                if canonical in params:
+                    raise ValueError(f"objective {self.name!r}: give {canonical!r} or its alias {alt!r}, not both")
+                params[canonical] = params.pop(alt)
         unknown = sorted(set(params) - set(self.defaults))
         if unknown:
             raise ValueError(

@@ -57,7 +57,7 @@ class RMU(Objective):
     """loss = MSE(h_L(forget), c u) + alpha MSE(h_L(retain), h_L^ref(retain)).
 
     ``u``: uniform [0, 1)^H, normalised to unit length, drawn from ``seed``; ``c`` =
-    ``steering_coeff``. Only ``mlp.down_proj`` of ``trainable_layers`` (default L-2..L) is
+    ``steering_coeff``. Only ``mlp.down_proj`` of ``layers`` (alias ``trainable_layers``; default L-2..L) is
     trained: ``parameters(model)`` returns those, ``configure(model)`` also freezes the rest.
     Defaults layer 7, steering_coeff 20, alpha 100 are the original RMU's (REFERENCE.md);
     ``seed`` 0 and ``module`` are ours.
@@ -65,21 +65,22 @@ class RMU(Objective):
 
     name = "rmu"
     needs_ref = True
-    defaults = {"layer": 7, "steering_coeff": 20.0, "alpha": 100.0, "trainable_layers": None,
+    defaults = {"layer": 7, "steering_coeff": 20.0, "alpha": 100.0, "layers": None,
                 "seed": 0, "module": "mlp.down_proj"}
+    aliases = {"trainable_layers": "layers"}
 
     def __init__(self, **params):
         super().__init__(**params)
         layer = int(self.params["layer"])
         if layer < 0:
             raise ValueError(f"objective 'rmu': 'layer' must be >= 0, got {layer}")
-        if self.params["trainable_layers"] is None:
-            self.params["trainable_layers"] = [i for i in range(layer - 2, layer + 1) if i >= 0]
+        if self.params["layers"] is None:
+            self.params["layers"] = [i for i in range(layer - 2, layer + 1) if i >= 0]
         self._u: dict[tuple, torch.Tensor] = {}
 
     def _check_layers(self, model) -> None:
         n = len(decoder_layers(model))
-        bad = [i for i in [self.params["layer"], *self.params["trainable_layers"]] if not 0 <= i < n]
+        bad = [i for i in [self.params["layer"], *self.params["layers"]] if not 0 <= i < n]
         if bad:
             raise ValueError(f"objective 'rmu': layer index(es) {bad} out of range for a {n}-layer model")
 
@@ -97,7 +98,7 @@ class RMU(Objective):
         self._check_layers(model)
         layers = decoder_layers(model)
         params = []
-        for i in self.params["trainable_layers"]:
+        for i in self.params["layers"]:
             module = layers[i].get_submodule(self.params["module"])
             params.extend(module.parameters())
         return params

@@ -10,13 +10,15 @@ class SimNPO(Objective):
 
     ``|y|`` is the number of predicted (non-padding) tokens of each forget sequence. The paper
     writes the margin outside: log sigmoid(beta NLL/|y| - gamma), i.e. ``delta = gamma / beta``;
-    pass either ``delta`` or the paper's ``gamma`` (not both). Defaults beta 4.5, delta 0.125 are
+    pass either ``delta`` or the paper's ``gamma`` (not both). The retain weight lambda is the
+    parameter ``lam`` (config schema name; ``lambda`` is accepted as an alias). Defaults beta 4.5, delta 0.125 are
     open-unlearning's (REFERENCE.md); lambda = 1 is ours. The lab's WMDP setting is beta 5.5,
     gamma 0, lambda 5.
     """
 
     name = "simnpo"
-    defaults = {"beta": 4.5, "delta": 0.125, "gamma": None, "lambda": 1.0}
+    defaults = {"beta": 4.5, "delta": 0.125, "gamma": None, "lam": 1.0}
+    aliases = {"lambda": "lam"}
 
     def __init__(self, **params):
         super().__init__(**params)
@@ -31,4 +33,4 @@ class SimNPO(Objective):
     def loss(self, model, forget_batch, retain_batch, ref=None):
         nll, length = sequence_nll(model, forget_batch)
         forget = simnpo_core(nll, length, self.params["beta"], self.params["delta"])
-        return forget + self._retain_term(model, retain_batch, self.params["lambda"])
+        return forget + self._retain_term(model, retain_batch, self.params["lam"])
