@@ -31,39 +31,79 @@ def step_seed(seed: int, step: int, index: int = 0) -> int:
     return x >> 1
 
 
+CHUNK = 1 << 18  # elements per generated chunk (1 MiB in fp32)
+
+
 class DirectionStream:
     """Standard-normal draws for ``params`` (in order) from one seed; one generator per device.
 
-    ``next(p)`` must be called for the parameters in the same order on every pass; it returns a
-    fresh tensor shaped like ``p`` (dtype of ``p``), so only one such temporary lives at a time.
+    The draw for a parameter is produced in chunks of ``CHUNK`` elements of its flattened view, into
+    one small reusable buffer per (device, dtype): no parameter-sized temporary, no page faults from
+    fresh large allocations. ``chunks(p)`` yields ``(start, end, z)``, ``z`` the draw for
+    ``p.view(-1)[start:end]``; it must be called for the parameters in the same order (and each
+    chunk consumed before the next is asked for) on every pass.
     """
 
-    def __init__(self, seed: int):
+    def __init__(self, seed: int, buffers: dict | None = None):
         self.seed = int(seed)
         self._gens: dict[torch.device, torch.Generator] = {}
+        self._bufs = {} if buffers is None else buffers  # may be shared between streams
 
-    def next(self, p: torch.Tensor) -> torch.Tensor:
-        g = self._gens.get(p.device)
+    def _gen(self, device: torch.device) -> torch.Generator:
+        g = self._gens.get(device)
         if g is None:
-            g = torch.Generator(device=p.device)
+            g = torch.Generator(device=device)
             g.manual_seed(self.seed)
-            self._gens[p.device] = g
-        return torch.randn(p.shape, generator=g, dtype=p.dtype, device=p.device)
+            self._gens[device] = g
+        return g
+
+    def chunks(self, p: torch.Tensor) -> Iterator[tuple[int, int, torch.Tensor]]:
+        g = self._gen(p.device)
+        key = (p.device, p.dtype)
+        buf = self._bufs.get(key)
+        if buf is None:
+            buf = self._bufs[key] = torch.empty(CHUNK, dtype=p.dtype, device=p.device)
+        n = p.numel()
+        for start in range(0, n, CHUNK):
+            end = min(n, start + CHUNK)
+            z = buf[: end - start]
+            torch.randn(end - start, generator=g, out=z)
+            yield start, end, z
+
+    def add_to(self, p: torch.Tensor, alpha: float) -> None:
+        """In place: p += alpha * z (z the draw for p)."""
+        flat = flat_view(p)
+        for a, b, z in self.chunks(p):
+            flat[a:b].add_(z, alpha=alpha)
+
+
+def flat_view(p: torch.Tensor) -> torch.Tensor:
+    if not p.is_contiguous():
+        raise ValueError("zeroth-order / smoothing optimizers need contiguous parameters")
+    return p.view(-1)
 
 
 def normal_like(params: Sequence[torch.Tensor], seed: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Yield ``(p, z)`` with ``z ~ N(0, I)`` shaped like ``p``, reproducible from ``seed``."""
+    """Yield ``(p, z)`` with ``z ~ N(0, I)`` shaped like ``p``, reproducible from ``seed``: the same
+    draw that ``DirectionStream(seed)`` applies chunk by chunk (materialised here, for RS and tests)."""
     stream = DirectionStream(seed)
     for p in params:
-        yield p, stream.next(p)
+        z = torch.empty(p.numel(), dtype=p.dtype, device=p.device)
+        for a, b, chunk in stream.chunks(p):
+            z[a:b].copy_(chunk)
+        yield p, z.view_as(p)
 
 
 def direction_norm(params: Sequence[torch.Tensor], seed: int) -> float:
     """Euclidean norm, over all ``params`` together, of the Gaussian direction drawn from ``seed``."""
-    total = 0.0
-    for _, z in normal_like(params, seed):
-        total += float(z.float().pow(2).sum())
-    return math.sqrt(total)
+    stream = DirectionStream(seed)
+    sums: dict[torch.device, torch.Tensor] = {}
+    for p in params:
+        acc = sums.setdefault(p.device, torch.zeros((), dtype=torch.float64, device=p.device))
+        for _, _, z in stream.chunks(p):
+            zz = z if z.dtype == torch.float64 else z.float()
+            acc += zz.pow(2).sum().double()
+    return math.sqrt(sum(float(v) for v in sums.values()))
 
 
 def trainable(param_groups: Iterable[dict]) -> list[torch.Tensor]:

@@ -13,10 +13,11 @@ mu / sqrt(d); ``mu_sphere = mu_gaussian * sqrt(d)`` perturbs the weights as much
 
 Memory (MeZO): one seed per direction per step; the weights are perturbed in place (+mu u, evaluate,
 -2 mu u, evaluate, +mu u restores), and the direction is regenerated from its seed to apply the
-update, never stored. Only one parameter-sized temporary exists at a time, so a ZO-SGD step needs
-inference memory (AdaZO adds its two moment buffers). With q > 1 the q projected-gradient scalars
-are kept and all q directions are regenerated in the single update pass (one generator per
-direction, advanced parameter by parameter). The restore of the last direction is fused into the
+update, never stored. Draws are made in chunks of ``_common.CHUNK`` elements into small reusable
+buffers, so a ZO-SGD step needs inference memory plus a few MiB (AdaZO adds its two moment buffers)
+and never allocates a parameter-sized temporary. With q > 1 the q projected-gradient scalars are
+kept and all q directions are regenerated in the single update pass (one generator per direction,
+advanced chunk by chunk in lockstep). The restore of the last direction is fused into the
 update pass.
 
 In-place restore is exact only up to floating-point rounding: fl(fl(fl(p + a) - 2a) + a) differs
@@ -39,7 +40,8 @@ from typing import Callable
 import torch
 from torch.optim import Optimizer
 
-from ._common import DirectionStream, check_betas, check_nonneg, direction_norm, require_closure, step_seed, trainable
+from ._common import (DirectionStream, check_betas, check_nonneg, direction_norm, flat_view, require_closure, step_seed,
+                      trainable)
 
 _DIRECTIONS = ("gaussian", "sphere")
 
@@ -69,9 +71,9 @@ class _ZerothOrder(Optimizer):
         return self.state[params[0]].get("step", 0) if params else 0
 
     def _perturb(self, params, seed: int, alpha: float) -> None:
-        stream = DirectionStream(seed)
+        stream = DirectionStream(seed, self._buffers)
         for p in params:
-            p.add_(stream.next(p), alpha=alpha)
+            stream.add_to(p, alpha)
 
     # -- the step ------------------------------------------------------------------------------
     @torch.no_grad()
@@ -91,6 +93,7 @@ class _ZerothOrder(Optimizer):
             phi = 1.0
         snapshot = [p.detach().clone() for p in params] if self.exact_restore else None
 
+        self._buffers: dict = {}  # one CHUNK-sized draw buffer per (device, dtype) for the perturbations
         projections, losses = [], []
         for i, (s, n) in enumerate(zip(seeds, norms)):
             scale = self.mu / n  # perturbation mu * u_i = (mu / ||z||) z for the sphere
@@ -109,7 +112,10 @@ class _ZerothOrder(Optimizer):
         del snapshot
         self.last_projections = projections
 
-        # g_hat = sum_i c_i z_i with c_i = phi/q * proj_i / ||z_i|| (||z_i|| = 1 for gaussian)
+        # g_hat = sum_i c_i z_i with c_i = phi/q * proj_i / ||z_i|| (||z_i|| = 1 for gaussian). One pass
+        # over the parameters regenerates every z_i chunk by chunk: q generators advanced in lockstep,
+        # each with its own CHUNK-sized buffer.
+        self._buffers = {}
         coefs = [phi / self.q * pr / n for pr, n in zip(projections, norms)]
         restore_scale = 0.0 if self.exact_restore else self.mu / norms[-1]
         streams = [DirectionStream(s) for s in seeds]
@@ -117,19 +123,24 @@ class _ZerothOrder(Optimizer):
             for p in group["params"]:
                 if not p.requires_grad:
                     continue
-                zs = (stream.next(p) for stream in streams)  # lazily: one temporary at a time
-                self._update_param(p, group, zs, coefs, restore_scale)
                 st = self.state[p]
+                self._begin_param(p, st)
+                flat = flat_view(p)
+                for parts in zip(*(stream.chunks(p) for stream in streams)):
+                    a, b = parts[0][0], parts[0][1]
+                    pc = flat[a:b]
+                    if restore_scale:
+                        pc.add_(parts[-1][2], alpha=restore_scale)
+                    self._chunk_update(pc, a, b, [(z, c) for (_, _, z), c in zip(parts, coefs)], group, st)
                 st["step"] = st.get("step", 0) + 1
         return torch.tensor(sum(losses) / len(losses))
 
-    def _update_param(self, p, group, zs, coefs, restore_scale) -> None:  # pragma: no cover
+    def _begin_param(self, p, st) -> None:
+        pass
+
+    def _chunk_update(self, pc, a, b, zc, group, st) -> None:  # pragma: no cover
+        """Update ``pc = p.view(-1)[a:b]`` (already restored) given ``[(z_i chunk, c_i), ...]``."""
         raise NotImplementedError
-
-
-def _restore_last(p, z, i, q, restore_scale):
-    if i == q - 1 and restore_scale:
-        p.add_(z, alpha=restore_scale)
 
 
 class ZOSGD(_ZerothOrder):
@@ -147,15 +158,14 @@ class ZOSGD(_ZerothOrder):
         super().__init__(params, dict(lr=float(lr), weight_decay=float(weight_decay)),
                          mu, q, direction, unbiased, seed, exact_restore)
 
-    def _update_param(self, p, group, zs, coefs, restore_scale):
+    def _chunk_update(self, pc, a, b, zc, group, st):
         lr, wd = group["lr"], group["weight_decay"]
-        q = len(coefs)
-        for i, (z, c) in enumerate(zip(zs, coefs)):
-            _restore_last(p, z, i, q, restore_scale)
-            if i == q - 1 and wd:
-                p.mul_(1.0 - lr * wd)
-            if lr and c:
-                p.add_(z, alpha=-lr * c)
+        if wd:
+            pc.mul_(1.0 - lr * wd)
+        if lr:
+            for z, c in zc:
+                if c:
+                    pc.add_(z, alpha=-lr * c)
 
 
 class AdaZO(_ZerothOrder):
@@ -178,21 +188,21 @@ class AdaZO(_ZerothOrder):
                                       weight_decay=float(weight_decay)),
                          mu, q, direction, unbiased, seed, exact_restore)
 
-    def _update_param(self, p, group, zs, coefs, restore_scale):
-        lr, (b1, b2), zeta, wd = group["lr"], group["betas"], group["zeta"], group["weight_decay"]
-        st = self.state[p]
+    def _begin_param(self, p, st):
         if "exp_avg" not in st:
-            st["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-            st["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-        m, v = st["exp_avg"], st["exp_avg_sq"]
+            st["exp_avg"] = torch.zeros_like(p, memory_format=torch.contiguous_format)
+            st["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.contiguous_format)
+
+    def _chunk_update(self, pc, a, b, zc, group, st):
+        lr, (b1, b2), zeta, wd = group["lr"], group["betas"], group["zeta"], group["weight_decay"]
+        m = st["exp_avg"].view(-1)[a:b]
+        v = st["exp_avg_sq"].view(-1)[a:b]
         m.mul_(b1)
-        q = len(coefs)
-        for i, (z, c) in enumerate(zip(zs, coefs)):
-            _restore_last(p, z, i, q, restore_scale)
+        for z, c in zc:
             if c:
                 m.add_(z, alpha=(1.0 - b1) * c)
         v.mul_(b2).addcmul_(m, m, value=1.0 - b2)
         if wd:
-            p.mul_(1.0 - lr * wd)
+            pc.mul_(1.0 - lr * wd)
         if lr:
-            p.addcdiv_(m, v.add(zeta).sqrt_(), value=-lr)
+            pc.addcdiv_(m, v.add(zeta).sqrt_(), value=-lr)
