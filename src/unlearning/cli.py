@@ -32,7 +32,7 @@ def _threads(n: int) -> None:
 def _cmd_data(a: argparse.Namespace) -> None:
     from .stages import prepare_data
 
-    prepare_data(a.bench, a.out)
+    prepare_data(a.bench, a.out, name=a.name)
 
 
 def _cmd_tokenizer(a: argparse.Namespace) -> None:
@@ -98,6 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = stage("data", _cmd_data, "generate or fetch a benchmark's files")
     s.add_argument("--bench", type=_json, required=True, help="the benchmark's config entry (JSON)")
+    s.add_argument("--name", default=None, help="the benchmark's name in the config (for messages)")
     s.add_argument("--out", required=True)
 
     s = stage("tokenizer", _cmd_tokenizer, "train the BPE tokenizer on a benchmark")

@@ -46,7 +46,7 @@ def training_texts(data_dir: str | Path, kind: str, role: str) -> list[str]:
 
 # -------------------------------------------------------------------------------------------- data
 
-def prepare_data(bench: dict, out_dir: str | Path) -> None:
+def prepare_data(bench: dict, out_dir: str | Path, name: str | None = None) -> None:
     """Generate the synthetic benchmark or fetch the hub one into ``out_dir`` (atomically)."""
     import shutil
 
@@ -63,7 +63,7 @@ def prepare_data(bench: dict, out_dir: str | Path) -> None:
         from .data.hub import fetch
 
         fetch(bench["kind"], tmp, dataset=bench.get("dataset"),
-              local_path=None if source == "hub" else source, **bench.get("data_options", {}))
+              local_path=None if source == "hub" else source, name=name, **bench.get("data_options", {}))
     if out.exists():
         shutil.rmtree(out)
     os.replace(tmp, out)
@@ -221,7 +221,7 @@ def score(model: Any, tok: Any, data_dir: str | Path, kind: str, params: dict, s
         out["mink_auc"] = E.auc(f_scores, h_scores)
     elif kind == "wmdp":
         qs = _cap(load_split(data_dir, kind, "questions/forget.jsonl"), cap)
-        correct = E.mc_correct(model, tok, qs, subject, batch_size=bs)
+        correct = [int(c) for c in E.mc_correct(model, tok, qs, subject, batch_size=bs)]
         out["wmdp_acc"] = 100.0 * sum(correct) / len(correct)
         split("wmdp_acc", qs, "question", [100.0 * c for c in correct])
         util = _cap(load_split(data_dir, kind, "questions/utility.jsonl"), cap)
@@ -230,7 +230,7 @@ def score(model: Any, tok: Any, data_dir: str | Path, kind: str, params: dict, s
             by_subject.setdefault(q["subject"], []).append(q)
         hits = []
         for subj, group in sorted(by_subject.items()):
-            hits += E.mc_correct(model, tok, group, subj.replace("_", " "), batch_size=bs)
+            hits += [int(c) for c in E.mc_correct(model, tok, group, subj, batch_size=bs)]
         out["mmlu_acc"] = 100.0 * sum(hits) / len(hits)
     else:
         raise ValueError(f"unknown benchmark kind {kind!r}")

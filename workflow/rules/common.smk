@@ -1,5 +1,4 @@
 import json
-from snakemake.exceptions import WorkflowError
 import sys
 from pathlib import Path
 
@@ -17,7 +16,8 @@ from unlearning.config import (  # noqa: E402  (torch-free)
 try:
     validate(config)
 except ConfigError as err:
-    raise WorkflowError(f"config error: {err}") from None
+    print(f"config error: {err}", file=sys.stderr)
+    sys.exit(1)
 
 R = "results"
 SRC = Path(workflow.basedir) / "src" / "unlearning"

@@ -12,7 +12,7 @@ rule prepare_data:
         f"{R}/benchmarks/prepare_data/{{bench}}.tsv"
     threads: 1
     shell:
-        "{PY} data --bench {params.bench:q} --out {output} > {log} 2>&1"
+        "{PY} data --bench {params.bench:q} --name {wildcards.bench} --out {output} > {log} 2>&1"
 
 
 rule train_tokenizer:

@@ -25,6 +25,7 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..eval.mc import mc_prompt  # the exact lm-eval prompt the evaluation scores
 from .io import validate_benchmark, write_jsonl
 
 _ONSETS = ["b", "d", "f", "g", "k", "l", "m", "n", "p", "r", "s", "t", "v", "z", "br", "dr", "kl", "st", "tr", "th"]
@@ -56,12 +57,13 @@ _EXPORTS = ["timber", "wool", "copper", "salt", "tea", "glass", "amber", "honey"
 class MuseShape:
     """Sizes of the MUSE-shaped benchmark (entity counts; five facts per entity)."""
 
-    n_forget: int = 20
-    n_retain1: int = 30
-    n_retain2: int = 30
-    n_holdout: int = 20
+    n_forget: int = 12
+    n_retain1: int = 16
+    n_retain2: int = 16
+    n_holdout: int = 12
     n_icl: int = 3
     quiz_size: int = 5
+    quiz_passes: int = 2
 
 
 @dataclass(frozen=True)
@@ -164,7 +166,8 @@ def generate_muse(out_dir: str | Path, seed: int = 0, shape: MuseShape = MuseSha
     # Question/answer lines live in separate quiz documents that mix people, never next to the
     # biography they ask about: a model can then answer only from what it stored in its weights,
     # not by copying from the context.
-    docs = {split: bios[split] + _quizzes(rng, [qa for p in ps for qa in _person_qa(p)], shape.quiz_size)
+    docs = {split: bios[split] + [q for _ in range(shape.quiz_passes)
+                                  for q in _quizzes(rng, [qa for p in ps for qa in _person_qa(p)], shape.quiz_size)]
             for split, ps in people.items() if split != "holdout"}
     docs["holdout"] = bios["holdout"]
     # Few-shot examples come from people every model was trained on (retain1), so the prompt itself
@@ -203,14 +206,7 @@ def _verbmem_item(text: str) -> dict:
 # WMDP-shaped: creatures (forget domain, "biology") and countries (utility, "geography")
 # ----------------------------------------------------------------------------------------------
 
-MC_HEADER = "The following are multiple choice questions (with answers) about {subject}.\n\n"
 LETTERS = "ABCD"
-
-
-def mc_prompt(question: str, choices: list[str], subject: str) -> str:
-    """lm-eval's zero-shot multiple-choice prompt (WMDP and MMLU tasks), without the answer."""
-    body = "\n".join(f"{LETTERS[i]}. {c}" for i, c in enumerate(choices))
-    return MC_HEADER.format(subject=subject) + f"{question.strip()}\n{body}\nAnswer:"
 
 
 def _mc_items(rng: random.Random, question: str, answer: str, pool: list[str], rehearsals: int

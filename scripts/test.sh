@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Set up the environment, start the single-node SLURM cluster the `slurm` tests need, run the whole
+# test suite, stop the daemons this script started. README's test command; .ci/run runs exactly this.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+cluster=0
+if bash scripts/slurm/start.sh; then
+    cluster=1
+elif [ -n "${CI:-}" ]; then
+    echo "error: could not start the SLURM test cluster (scripts/slurm/start.sh); CI needs it" >&2
+    exit 1
+else
+    echo "warning: SLURM test cluster not started; tests marked 'slurm' will be skipped" >&2
+fi
+cleanup() { if [ "$cluster" = 1 ]; then bash scripts/slurm/stop.sh || true; fi; }
+trap cleanup EXIT
+.venv/bin/python -m pytest "$@"

@@ -1,0 +1,121 @@
+"""Config validation: every bad value stops with one line naming the key, before any job runs."""
+
+from __future__ import annotations
+
+import copy
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from unlearning.config import ConfigError, attacks_for_unlearned, validate
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def base() -> dict:
+    return yaml.safe_load((ROOT / "configs" / "smoke.yaml").read_text())
+
+
+def test_defaults_are_filled_from_the_schema():
+    cfg = validate(base())
+    assert cfg["benchmarks"]["muse"]["source"] == "synthetic"
+    assert cfg["methods"]["npo"]["beta"] == 0.1  # REFERENCE.md
+    assert cfg["optimizers"]["adam"]["betas"] == [0.9, 0.999]
+    assert cfg["attacks"]["relearn"]["fraction"] == 0.25
+    assert cfg["evaluation"]["mink_k"] == 0.4
+    assert attacks_for_unlearned(cfg) == ["none", "int8", "fp4", "nf4", "relearn1", "relearn2"]
+
+
+def test_default_and_paper_configs_are_valid():
+    for path in [ROOT / "config.yaml", *sorted((ROOT / "configs").glob("*.yaml"))]:
+        validate(yaml.safe_load(path.read_text()))
+
+
+def test_hybrid_phases_get_their_own_defaults():
+    cfg = base()
+    cfg["optimizers"]["hyb"] = {"type": "hybrid", "fo": {"type": "adam", "lr": 0.01}}
+    validate(cfg)
+    hyb = cfg["optimizers"]["hyb"]
+    assert hyb["zo"]["type"] == "adazo" and hyb["zo"]["mu"] == 0.001
+    assert hyb["fo"]["lr"] == 0.01 and hyb["n_fo"] == 20
+
+
+def _set(cfg: dict, dotted: str, value) -> dict:
+    keys = dotted.split(".")
+    node = cfg
+    for k in keys[:-1]:
+        node = node.setdefault(k, {})
+    if value is _DELETE:
+        del node[keys[-1]]
+    else:
+        node[keys[-1]] = value
+    return cfg
+
+
+_DELETE = object()
+
+BAD = [
+    # (dotted key, value, text the one-line message must contain)
+    ("benchmarks.muse.kind", "tofu", "benchmarks.muse.kind"),
+    ("benchmarks", {}, "benchmarks"),
+    ("methods.graddiff.objective", "gradient_magic", "methods.graddiff.objective"),
+    ("methods.npo.beta", -1, "methods.npo.beta"),
+    ("methods.npo.betta", 0.1, "methods.npo.betta"),
+    ("optimizers.adam.type", "adamax", "optimizers.adam.type"),
+    ("optimizers.adam.lr", 0, "optimizers.adam.lr"),
+    ("optimizers.adam.lr", -0.001, "optimizers.adam.lr"),
+    ("optimizers.adam.lr", "fast", "optimizers.adam.lr"),
+    ("optimizers.adam.momentum", 0.9, "optimizers.adam.momentum"),
+    ("optimizers.zo", {"type": "zo_sgd", "q": 0}, "optimizers.zo.q"),
+    ("optimizers.zo", {"type": "zo_sgd", "direction": "cube"}, "optimizers.zo.direction"),
+    ("optimizers.target", {"type": "adam"}, "target"),
+    ("seeds", [], "seeds"),
+    ("seeds", [0, 0], "seeds"),
+    ("attacks.quantization", ["int4"], "attacks.quantization.0"),
+    ("attacks.relearn.steps", [0], "attacks.relearn.steps.0"),
+    ("attacks.relearn.fraction", 1.5, "attacks.relearn.fraction"),
+    ("unlearning.steps", 0, "unlearning.steps"),
+    ("unlearning.stepz", 10, "unlearning.stepz"),
+    ("trainig", {"steps": 3}, "trainig"),
+    ("model.hidden_size", 12.5, "model.hidden_size"),
+    ("benchmarks.muse.methods", ["simnpo"], "benchmarks.muse.methods"),
+    ("benchmarks.wmdp.optimizers", ["sophia"], "benchmarks.wmdp.optimizers"),
+    ("benchmarks.muse.source", "hub", "benchmarks.muse.dataset"),
+    ("evaluation.mink_k", 0, "evaluation.mink_k"),
+    ("report.reference_optimizer", "sgd", "report.reference_optimizer"),
+]
+
+
+@pytest.mark.parametrize("key,value,expect", BAD, ids=[f"{k}={v!r}"[:60] for k, v, _ in BAD])
+def test_bad_values_name_the_key(key, value, expect):
+    cfg = _set(copy.deepcopy(base()), key, value)
+    with pytest.raises(ConfigError) as info:
+        validate(cfg)
+    msg = str(info.value)
+    assert "\n" not in msg
+    assert expect in msg, msg
+
+
+def test_unknown_enum_lists_allowed_values():
+    cfg = _set(base(), "optimizers.adam.type", "adamax")
+    with pytest.raises(ConfigError, match="expected one of .*signadam"):
+        validate(cfg)
+
+
+def test_snakemake_stops_before_any_job_with_one_line(tmp_path):
+    cfg = base()
+    cfg["optimizers"]["adam"]["lr"] = -1
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(cfg))
+    res = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-n", "--cores", "1", "--snakefile", str(ROOT / "Snakefile"),
+         "--directory", str(tmp_path), "--configfile", str(bad)],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert res.returncode != 0
+    lines = [l for l in (res.stdout + res.stderr).splitlines() if "config error" in l]
+    assert lines and "optimizers.adam.lr" in lines[0], res.stdout + res.stderr
+    assert not (tmp_path / "results").exists()
