@@ -1,0 +1,103 @@
+"""The unlearning loop, relearning checkpoints and non-finite losses, on a tiny model."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from unlearning.models import build_model, train_tokenizer
+from unlearning.train import NonFiniteLoss, encode, fit_lm, unlearn
+
+ARCH = dict(hidden_size=32, intermediate_size=64, num_layers=1, num_heads=2, max_len=64)
+FORGET = ["Zorbin was born in Veltrim.", "Quala works as a potter for the Drun Guild."]
+RETAIN = ["Mirel lives by the river Tass.", "Obran keeps bees near Sollo."]
+
+
+@pytest.fixture(scope="module")
+def tok(tmp_path_factory):
+    return train_tokenizer(FORGET + RETAIN, 300, tmp_path_factory.mktemp("tok"))
+
+
+def _model(tok):
+    torch.manual_seed(0)
+    return build_model(ARCH, len(tok), seed=0)
+
+
+class _Objective:
+    needs_ref = False
+
+    def __init__(self, value=None):
+        self.value = value
+
+    def parameters(self, model):
+        return list(model.parameters())
+
+    def loss(self, model, forget, retain, ref):
+        loss = -model(**forget).loss + model(**retain).loss
+        return loss * float("nan") if self.value == "nan" else loss
+
+
+def test_encode_masks_padding(tok):
+    batch = encode(tok, ["a", "a much longer text"], 32, torch.device("cpu"))
+    assert (batch["labels"][batch["attention_mask"] == 0] == -100).all()
+    assert batch["input_ids"][0, 0].item() == tok.bos_token_id
+
+
+@pytest.mark.parametrize("spec", [
+    {"type": "adam", "lr": 1e-3},
+    {"type": "signadam", "lr": 1e-3},
+    {"type": "sophia", "lr": 1e-3},
+    {"type": "adazo", "lr": 1e-3, "seed": 0},
+    {"type": "hybrid", "n_fo": 1, "n_zo": 1, "fo": {"type": "adam", "lr": 1e-3},
+     "zo": {"type": "adazo", "lr": 1e-3, "seed": 0}},
+])
+def test_one_loop_serves_every_grade_and_raises_forget_loss(tok, spec):
+    model = _model(tok)
+    batch = encode(tok, FORGET, 64, torch.device("cpu"))
+    with torch.no_grad():
+        before = model(**batch).loss.item()
+    trace = unlearn(model, tok, FORGET, RETAIN, objective=_Objective(), opt_spec=spec, steps=6,
+                    batch_size=2, max_len=64, seed=0)
+    assert [t["step"] for t in trace] == list(range(1, 7))
+    with torch.no_grad():
+        after = model(**batch).loss.item()
+    assert after > before  # gradient *difference*: forget NLL goes up
+
+
+def test_same_seed_same_unlearned_weights(tok):
+    spec = {"type": "adazo", "lr": 1e-3, "seed": 3}
+    models = []
+    for _ in range(2):
+        m = _model(tok)
+        unlearn(m, tok, FORGET, RETAIN, objective=_Objective(), opt_spec=spec, steps=3, batch_size=2,
+                max_len=64, seed=1)
+        models.append(m)
+    for a, b in zip(models[0].parameters(), models[1].parameters()):
+        assert torch.equal(a, b)
+
+
+def test_nan_loss_stops_with_step_optimizer_and_loss(tok):
+    model = _model(tok)
+    with pytest.raises(NonFiniteLoss, match=r"non-finite unlearning loss \(nan\) at step 1 with optimizer signadam"):
+        unlearn(model, tok, FORGET, RETAIN, objective=_Objective("nan"), opt_spec={"type": "signadam", "lr": 1e-3},
+                steps=3, batch_size=2, max_len=64, seed=0)
+
+
+def test_fit_lm_learns_and_calls_back(tok):
+    model = _model(tok)
+    seen = []
+    trace = fit_lm(model, tok, FORGET, steps=30, lr=3e-3, batch_size=2, max_len=64, seed=0, on_step=seen.append)
+    assert seen == list(range(1, 31))
+    assert trace[-1] < trace[0] / 2
+
+
+def test_relearn_writes_one_checkpoint_per_step_count(tok, tmp_path):
+    from unlearning.attacks.relearn import relearn, relearn_subset
+
+    assert relearn_subset(list("abcdefgh"), 0.25) == ["a", "b"]
+    assert relearn_subset(list("abc"), 0.1) == ["a"]
+    model = _model(tok)
+    relearn(model, tok, FORGET, steps=[2, 1], lr=1e-3, batch_size=2, max_len=64, seed=0, warmup=0.0,
+            out_root=tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["relearn1", "relearn2"]
+    assert (tmp_path / "relearn2" / "model.safetensors").exists()
