@@ -7,7 +7,7 @@
 #
 #   ACCOUNT        SLURM account to charge (sbatch -A); see `sacctmgr show assoc user=$USER`
 #   PARTITION      partition for every job (sbatch -p); see `sinfo -s`
-#   GPU_MODEL      optional GPU type for the GPU rules (train_model, unlearn, relearn, evaluate),
+#   GPU_MODEL      optional GPU type for the GPU rules (those with `gpu: 1` in the profile),
 #                  as your cluster names it in --gpus=MODEL:1 (e.g. a100, h100)
 #   --gpu-partition NAME   a separate partition for the GPU rules (many clusters have one)
 #   --dest DIR     install into DIR instead (DIR/config.yaml)

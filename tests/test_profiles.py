@@ -20,7 +20,7 @@ REPO = Path(__file__).resolve().parents[1]
 PROFILES = REPO / "profiles"
 INSTALL = REPO / "scripts" / "install-slurm-profile.sh"
 
-GPU_RULES = ["train_model", "unlearn", "relearn", "evaluate"]
+GPU_RULES = ["train_model", "unlearn", "relearn", "evaluate", "evaluate_reference"]
 CPU_RULES = ["prepare_data", "train_tokenizer", "aggregate", "figures", "summary"]
 ALL_RULES = CPU_RULES + GPU_RULES
 
@@ -150,8 +150,11 @@ def test_slurm_rule_names_match_workflow():
     )
     if not defined:
         pytest.skip("workflow rules not written yet")
-    missing = set(load("slurm")["set-resources"]) - defined
-    assert not missing, f"profiles/slurm sizes rules the workflow does not define: {sorted(missing)}"
+    sized = set(load("slurm")["set-resources"])
+    assert not sized - defined, f"profiles/slurm sizes rules the workflow does not define: {sorted(sized - defined)}"
+    # and every rule that runs a job is sized (else it gets the small default on the cluster)
+    unsized = defined - sized - {"all"}
+    assert not unsized, f"rules without resources in profiles/slurm: {sorted(unsized)}"
 
 
 def test_slurm_profile_resources_as_snakemake_sees_them(tmp_path):
