@@ -104,8 +104,19 @@ def unlearned_evals(bench):
     ]
 
 
+def model_source(bench, role):
+    """Hub id or folder the target/retrain model is copied from; None when trained here."""
+    value = config["benchmarks"][bench].get(role)
+    return value if isinstance(value, str) else None
+
+
+def reference_roles(bench):
+    """Reference models of a benchmark: the target, and the retrain model unless `retrain: false`."""
+    return ["target"] + ([] if config["benchmarks"][bench].get("retrain") is False else ["retrain"])
+
+
 def reference_evals(bench):
-    roles = ["target", "retrain"]
+    roles = reference_roles(bench)
     seed = config["training"]["seed"]
     return [
         f"{R}/eval/{bench}/none/{role}/seed{seed}/{a}.json"

@@ -3,7 +3,8 @@ rule train_model:
     the hub id / folder that `benchmarks.<bench>.target` / `.retrain` names."""
     input:
         data=f"{R}/data/{{bench}}",
-        tokenizer=f"{R}/models/{{bench}}/tokenizer",
+        # A model copied from the hub brings its own tokenizer; only models trained here need ours.
+        tokenizer=lambda wc: [] if model_source(wc.bench, wc.role) else f"{R}/models/{wc.bench}/tokenizer",
         code=src("models.py", "train.py", "stages.py"),
     output:
         directory(f"{R}/models/{{bench}}/{{role}}"),
@@ -11,9 +12,8 @@ rule train_model:
         kind=kind,
         arch=as_json(config["model"]),
         training=as_json(config["training"]),
-        source=lambda wc: (
-            f"--source {bench_cfg(wc)[wc.role]}" if bench_cfg(wc).get(wc.role) else ""
-        ),
+        source=lambda wc: f"--source {model_source(wc.bench, wc.role)}" if model_source(wc.bench, wc.role) else "",
+        tokenizer=lambda wc: model_source(wc.bench, wc.role) or f"{R}/models/{wc.bench}/tokenizer",
     log:
         f"{R}/logs/train_model/{{bench}}/{{role}}.log",
     benchmark:
@@ -21,5 +21,5 @@ rule train_model:
     threads: 1
     shell:
         "{PY} --threads {threads} model --data {input.data} --kind {params.kind} --role {wildcards.role}"
-        " --tokenizer {input.tokenizer} --arch {params.arch:q} --training {params.training:q}"
+        " --tokenizer {params.tokenizer} --arch {params.arch:q} --training {params.training:q}"
         " {params.source} --out {output} > {log} 2>&1"
