@@ -7,7 +7,11 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 
-configfile: "config.yaml"
+# The default study, unless study files are given with --configfile: each study file is complete,
+# so it replaces config.yaml instead of being merged into it (Snakemake's default would merge).
+if not workflow.overwrite_configfiles:
+
+    configfile: "config.yaml"
 
 
 include: "workflow/rules/common.smk"

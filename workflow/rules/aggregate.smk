@@ -13,6 +13,8 @@ rule aggregate:
     log:
         f"{R}/logs/aggregate/{{bench}}.log",
     threads: 1
+    conda:
+        CONDA_ENV
     shell:
         "{PY} aggregate --inputs {input.evals} {params.auc} --out {output} > {log} 2>&1"
 
@@ -27,6 +29,8 @@ rule figures:
     log:
         f"{R}/logs/figures/{{bench}}.log",
     threads: 1
+    conda:
+        CONDA_ENV
     shell:
         "{PY} figures --table {input.table} --out {output} > {log} 2>&1"
 
@@ -41,5 +45,7 @@ rule summary:
     log:
         f"{R}/logs/summary.log",
     threads: 1
+    conda:
+        CONDA_ENV
     shell:
         "{PY} summary --tables {input.tables} --out {output} > {log} 2>&1"

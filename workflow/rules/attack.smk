@@ -22,6 +22,8 @@ rule relearn:
     benchmark:
         f"{R}/benchmarks/relearn/{{bench}}/{{method}}/{{optimizer}}/seed{{seed}}.tsv"
     threads: 1
+    conda:
+        CONDA_ENV
     shell:
         "{PY} --threads {threads} relearn --model {input.model} --data {input.data} --kind {params.kind}"
         " --params {params.relearn:q} --seed {wildcards.seed} --max-len {params.max_len}"

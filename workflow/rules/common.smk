@@ -21,7 +21,13 @@ except ConfigError as err:
 
 R = "results"
 SRC = Path(workflow.basedir) / "src" / "unlearning"
-PY = f"{sys.executable} -m unlearning"
+# Stages run with the interpreter running Snakemake, or the env's python under --sdm conda
+# (envs/unlearning.yaml); PYTHONPATH makes the library importable without an installed package.
+from snakemake.settings.types import DeploymentMethod
+
+_PYTHON = "python" if DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method else sys.executable
+PY = f"env PYTHONPATH={SRC.parent} {_PYTHON} -m unlearning"
+CONDA_ENV = str(Path(workflow.basedir) / "envs" / "unlearning.yaml")
 GRADE = {
     "sophia": "second", "adam": "first", "adamw": "first", "sam": "first", "rs": "first",
     "signsgd": "compressed", "signadam": "compressed", "nbit_adam": "compressed",

@@ -11,6 +11,8 @@ rule prepare_data:
     benchmark:
         f"{R}/benchmarks/prepare_data/{{bench}}.tsv"
     threads: 1
+    conda:
+        CONDA_ENV
     shell:
         "{PY} data --bench {params.bench:q} --name {wildcards.bench} --out {output} > {log} 2>&1"
 
@@ -30,6 +32,8 @@ rule train_tokenizer:
     benchmark:
         f"{R}/benchmarks/train_tokenizer/{{bench}}.tsv"
     threads: 1
+    conda:
+        CONDA_ENV
     shell:
         "{PY} --threads {threads} tokenizer --data {input.data} --kind {params.kind}"
         " --vocab-size {params.vocab} --out {output} > {log} 2>&1"

@@ -40,6 +40,8 @@ rule evaluate:
     benchmark:
         f"{R}/benchmarks/evaluate/{{bench}}/{{method}}/{{optimizer}}/seed{{seed}}.tsv"
     threads: 1
+    conda:
+        CONDA_ENV
     shell:
         "{PY} --threads {threads} evaluate --model {input.model} --data {input.data} --kind {params.kind}"
         " --attacks {params.attacks} --meta {params.meta:q} --params {params.evaluation:q}"
@@ -72,6 +74,8 @@ rule evaluate_reference:
     benchmark:
         f"{R}/benchmarks/evaluate/{{bench}}/none/{{role}}/seed{{seed}}.tsv"
     threads: 1
+    conda:
+        CONDA_ENV
     shell:
         "{PY} --threads {threads} evaluate --model {input.model} --data {input.data} --kind {params.kind}"
         " --attacks {params.attacks} --meta {params.meta:q} --params {params.evaluation:q}"

@@ -19,6 +19,8 @@ rule train_model:
     benchmark:
         f"{R}/benchmarks/train_model/{{bench}}/{{role}}.tsv"
     threads: 1
+    conda:
+        CONDA_ENV
     shell:
         "{PY} --threads {threads} model --data {input.data} --kind {params.kind} --role {wildcards.role}"
         " --tokenizer {params.tokenizer} --arch {params.arch:q} --training {params.training:q}"

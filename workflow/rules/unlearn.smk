@@ -18,6 +18,8 @@ rule unlearn:
     benchmark:
         f"{R}/benchmarks/unlearn/{{bench}}/{{method}}/{{optimizer}}/seed{{seed}}.tsv"
     threads: 1
+    conda:
+        CONDA_ENV
     shell:
         "{PY} --threads {threads} unlearn --target {input.target} --data {input.data}"
         " --kind {params.kind} --method {params.method:q} --optimizer {params.optimizer:q}"
