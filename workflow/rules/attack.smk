@@ -6,7 +6,7 @@ rule relearn:
     input:
         model=f"{R}/unlearned/{{bench}}/{{method}}/{{optimizer}}/seed{{seed}}",
         data=f"{R}/data/{{bench}}",
-        code=src("attacks/relearn.py", "train.py", "models.py", "stages.py"),
+        code=src("attacks/relearn.py", "train.py", "models.py", "stages/common.py", "stages/relearn.py"),
     output:
         [
             directory(f"{R}/attacked/{{bench}}/{{method}}/{{optimizer}}/seed{{seed}}/relearn{s}")

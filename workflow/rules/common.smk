@@ -1,4 +1,5 @@
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -57,8 +58,13 @@ wildcard_constraints:
 
 
 def src(*names):
-    """Absolute paths of library modules (inputs that make code edits replan their jobs)."""
-    return [str(SRC / n) for n in names]
+    """Library modules as inputs, so that editing one replans the jobs that use it. Relative to the
+    working directory when the library lies below it (a study folder can then be copied whole)."""
+    out = []
+    for n in names:
+        path = os.path.relpath(SRC / n)
+        out.append(path if not path.startswith("..") else str(SRC / n))
+    return out
 
 
 def bench_cfg(wc):

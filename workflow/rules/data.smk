@@ -3,7 +3,7 @@ rule prepare_data:
     output:
         directory(f"{R}/data/{{bench}}"),
     input:
-        code=src("data/io.py", "data/synthetic.py", "data/hub.py", "stages.py"),
+        code=src("data/io.py", "data/synthetic.py", "data/hub.py", "prompts.py", "stages/data.py"),
     params:
         bench=lambda wc: as_json(bench_cfg(wc)),
     log:
@@ -21,7 +21,7 @@ rule train_tokenizer:
     """Byte-level BPE tokenizer trained on every text of the benchmark."""
     input:
         data=f"{R}/data/{{bench}}",
-        code=src("models.py", "stages.py"),
+        code=src("models.py", "stages/data.py"),
     output:
         directory(f"{R}/models/{{bench}}/tokenizer"),
     params:

@@ -1,5 +1,5 @@
-EVAL_CODE = src("eval/__init__.py", "eval/common.py", "eval/muse.py", "eval/mc.py",
-                "attacks/quantization.py", "attacks/relearn.py", "models.py", "stages.py")
+EVAL_CODE = src("eval/__init__.py", "eval/common.py", "eval/muse.py", "eval/mc.py", "prompts.py",
+                "attacks/quantization.py", "attacks/relearn.py", "models.py", "stages/common.py", "stages/evaluate.py")
 
 
 def eval_params(wc):

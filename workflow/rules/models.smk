@@ -5,7 +5,7 @@ rule train_model:
         data=f"{R}/data/{{bench}}",
         # A model copied from the hub brings its own tokenizer; only models trained here need ours.
         tokenizer=lambda wc: [] if model_source(wc.bench, wc.role) else f"{R}/models/{wc.bench}/tokenizer",
-        code=src("models.py", "train.py", "stages.py"),
+        code=src("models.py", "train.py", "stages/common.py", "stages/models.py"),
     output:
         directory(f"{R}/models/{{bench}}/{{role}}"),
     params:

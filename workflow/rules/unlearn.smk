@@ -3,7 +3,7 @@ rule unlearn:
     input:
         target=f"{R}/models/{{bench}}/target",
         data=f"{R}/data/{{bench}}",
-        code=lambda wc: [*src("train.py", "models.py", "stages.py"), *objective_code(wc),
+        code=lambda wc: [*src("train.py", "models.py", "stages/common.py", "stages/unlearn.py"), *objective_code(wc),
                          *optimizer_code(wc)],
     output:
         directory(f"{R}/unlearned/{{bench}}/{{method}}/{{optimizer}}/seed{{seed}}"),

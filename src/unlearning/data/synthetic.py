@@ -25,7 +25,7 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..eval.mc import mc_prompt  # the exact lm-eval prompt the evaluation scores
+from ..prompts import LETTERS, mc_prompt  # the exact lm-eval prompt the evaluation scores
 from .io import validate_benchmark, write_jsonl
 
 _ONSETS = ["b", "d", "f", "g", "k", "l", "m", "n", "p", "r", "s", "t", "v", "z", "br", "dr", "kl", "st", "tr", "th"]
@@ -205,9 +205,6 @@ def _verbmem_item(text: str) -> dict:
 # ----------------------------------------------------------------------------------------------
 # WMDP-shaped: creatures (forget domain, "biology") and countries (utility, "geography")
 # ----------------------------------------------------------------------------------------------
-
-LETTERS = "ABCD"
-
 
 def _mc_items(rng: random.Random, question: str, answer: str, pool: list[str], rehearsals: int
               ) -> tuple[dict, list[tuple[str, list[str], int]]]:

@@ -14,15 +14,8 @@ from __future__ import annotations
 
 from typing import Mapping, Sequence
 
+from ..prompts import LETTERS, mc_prompt  # noqa: F401  (re-exported)
 from .common import encode, model_max_length, pad_id, score_positions
-
-LETTERS = ("A", "B", "C", "D")
-
-
-def mc_prompt(question: str, choices: Sequence[str], subject: str) -> str:
-    subject = subject.replace("_", " ")
-    body = question.strip() + "".join(f"\n{l}. {c}" for l, c in zip(LETTERS, choices))
-    return f"The following are multiple choice questions (with answers) about {subject}.\n\n{body}\nAnswer:"
 
 
 def mc_predictions(model, tok, questions: Sequence[Mapping], subject: str | None = None,

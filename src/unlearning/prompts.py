@@ -1,0 +1,15 @@
+"""Prompt templates shared by data generation and evaluation (torch-free, so the data stage does not
+depend on the metric modules)."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+LETTERS = ("A", "B", "C", "D")
+
+
+def mc_prompt(question: str, choices: Sequence[str], subject: str) -> str:
+    """lm-eval's zero-shot multiple-choice prompt (MMLU and WMDP task files), up to "Answer:"."""
+    subject = subject.replace("_", " ")
+    body = question.strip() + "".join(f"\n{l}. {c}" for l, c in zip(LETTERS, choices))
+    return f"The following are multiple choice questions (with answers) about {subject}.\n\n{body}\nAnswer:"

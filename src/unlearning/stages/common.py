@@ -1,0 +1,42 @@
+"""Helpers shared by the stages: atomic JSON output and the benchmark's text splits by role."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from ..data.io import ROLES, load_split
+
+
+def write_json(path: str | Path, obj: Any) -> None:
+    """Write ``obj`` as sorted, indented JSON atomically (temporary file, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def texts(data_dir: str | Path, kind: str, name: str) -> list[str]:
+    """The ``text`` field of every record of one split."""
+    return [r["text"] for r in load_split(data_dir, kind, name)]
+
+
+def forget_retain(data_dir: str | Path, kind: str) -> tuple[list[str], list[str]]:
+    """The forget and retain texts that unlearning (and relearning) use (data.io.ROLES)."""
+    roles = ROLES[kind]
+    return texts(data_dir, kind, roles["forget"]), texts(data_dir, kind, roles["retain"])
+
+
+def training_texts(data_dir: str | Path, kind: str, role: str) -> list[str]:
+    """Corpus a model is trained on: forget + all retain text (target) or retain only (retrain)."""
+    forget, retain = forget_retain(data_dir, kind)
+    if kind == "muse":
+        retain = retain + texts(data_dir, kind, "raw/retain2.jsonl")
+    if role == "target":
+        return forget + retain
+    if role == "retrain":
+        return retain
+    raise ValueError(f"unknown model role {role!r}; expected 'target' or 'retrain'")

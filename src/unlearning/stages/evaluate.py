@@ -1,0 +1,117 @@
+"""Stage evaluate: every metric of a model under each attack."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from ..data.io import load_split
+from .common import forget_retain, texts, write_json
+
+log = logging.getLogger(__name__)
+
+
+def _cap(records: list, n: int) -> list:
+    return records[:n] if n else records
+
+
+def score(model: Any, tok: Any, data_dir: str | Path, kind: str, params: dict, subject: str,
+          relearned: list[str]) -> dict[str, float]:
+    """Every metric of the benchmark ``kind`` for one loaded model (0-100 scale; ``mink_auc`` 0-1).
+
+    ``relearned`` are the forget texts the relearning attack trains on; forget metrics are also
+    reported on the items they contain (``*_relearned``) and on the rest (``*_heldout``).
+    """
+    from .. import eval as E
+
+    bs, cap = params["batch_size"], params["max_questions"]
+    seen = "\n".join(relearned)
+    out: dict[str, float] = {}
+
+    def split(name: str, items: list[dict], key: str, scores: list[float]) -> None:
+        inside = [s for it, s in zip(items, scores) if it[key] in seen]
+        outside = [s for it, s in zip(items, scores) if it[key] not in seen]
+        if inside and outside:
+            out[f"{name}_relearned"] = sum(inside) / len(inside)
+            out[f"{name}_heldout"] = sum(outside) / len(outside)
+
+    if kind == "muse":
+        vm = _cap(load_split(data_dir, kind, "verbmem/forget.jsonl"), cap)
+        vm_scores = E.verbmem_scores(model, tok, vm, max_new_tokens=params["verbmem_max_new_tokens"],
+                                     batch_size=bs)
+        out["verbmem_f"] = sum(vm_scores) / len(vm_scores)
+        split("verbmem_f", vm, "prompt", vm_scores)
+        for which in ("forget", "retain"):
+            qa = _cap(load_split(data_dir, kind, f"knowmem/{which}_qa.jsonl"), cap)
+            icl = load_split(data_dir, kind, f"knowmem/{which}_qa_icl.jsonl")
+            km = E.knowmem_scores(model, tok, qa, icl, max_new_tokens=params["knowmem_max_new_tokens"],
+                                  batch_size=bs)
+            out[f"knowmem_{which[0]}"] = sum(km) / len(km)
+            if which == "forget":
+                split("knowmem_f", qa, "question", km)
+        forget = texts(data_dir, kind, "privleak/forget.jsonl")
+        holdout = texts(data_dir, kind, "privleak/holdout.jsonl")
+        f_scores = E.mink_scores(model, tok, forget, k=params["mink_k"], batch_size=bs)
+        h_scores = E.mink_scores(model, tok, holdout, k=params["mink_k"], batch_size=bs)
+        out["mink_auc"] = E.auc(f_scores, h_scores)
+    elif kind == "wmdp":
+        qs = _cap(load_split(data_dir, kind, "questions/forget.jsonl"), cap)
+        correct = [int(c) for c in E.mc_correct(model, tok, qs, subject, batch_size=bs)]
+        out["wmdp_acc"] = 100.0 * sum(correct) / len(correct)
+        split("wmdp_acc", qs, "question", [100.0 * c for c in correct])
+        util = _cap(load_split(data_dir, kind, "questions/utility.jsonl"), cap)
+        by_subject: dict[str, list[dict]] = {}
+        for q in util:
+            by_subject.setdefault(q["subject"], []).append(q)
+        hits = []
+        for subj, group in sorted(by_subject.items()):
+            hits += [int(c) for c in E.mc_correct(model, tok, group, subj, batch_size=bs)]
+        out["mmlu_acc"] = 100.0 * sum(hits) / len(hits)
+    else:
+        raise ValueError(f"unknown benchmark kind {kind!r}")
+    return out
+
+
+def evaluate(model_dir: str | Path, data_dir: str | Path, kind: str, attacks: list[str], meta: dict,
+             params: dict, subject: str, relearn_fraction: float, out_dir: str | Path,
+             relearn_root: str | Path | None = None, reference_dir: str | Path | None = None) -> None:
+    """Score one model under each attack and write ``out_dir/{attack}.json``.
+
+    Quantization attacks load the weights through bitsandbytes; ``relearn{steps}`` attacks read the
+    checkpoints under ``relearn_root``. With ``reference_dir`` (the target) each quantization attack
+    also records ``qcode_change``, the percentage of quantization codes unlearning changed.
+    """
+    import math
+
+    from ..attacks.quantization import qcode_change
+    from ..attacks.relearn import relearn_subset
+    from ..models import QUANTS, load_model, load_tokenizer
+
+    forget, _ = forget_retain(data_dir, kind)
+    relearned = relearn_subset(forget, relearn_fraction)
+    tok = load_tokenizer(model_dir)
+    for attack in attacks:
+        t0 = time.time()
+        if attack == "none":
+            model = load_model(model_dir)
+        elif attack in QUANTS:
+            model = load_model(model_dir, quant=attack)
+        elif attack.startswith("relearn"):
+            if relearn_root is None:
+                raise ValueError(f"attack {attack} needs the relearned checkpoints (relearn_root)")
+            model = load_model(Path(relearn_root) / attack)
+        else:
+            raise ValueError(f"unknown attack {attack!r}")
+        metrics = score(model, tok, data_dir, kind, params, subject, relearned)
+        if attack in QUANTS and reference_dir is not None:
+            metrics["qcode_change"] = qcode_change(reference_dir, model_dir, attack)
+        bad = {k: v for k, v in metrics.items() if not math.isfinite(v)}
+        if bad:
+            raise ValueError(f"non-finite metrics for {meta} under {attack}: {bad}")
+        # No timings here: the same config and seed must give byte-identical JSON (Snakemake's
+        # benchmark files record time).
+        write_json(Path(out_dir) / f"{attack}.json", {**meta, "attack": attack, "metrics": metrics})
+        log.info("%s %s: %s (%.1fs)", meta, attack, metrics, time.time() - t0)
+        del model

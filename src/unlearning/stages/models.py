@@ -1,0 +1,33 @@
+"""Stage train_model: target and retrain models."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from .common import training_texts, write_json
+
+
+def train_model(data_dir: str | Path, kind: str, role: str, tokenizer_dir: str | Path, arch: dict,
+                training: dict, source: str | None, out_dir: str | Path) -> dict:
+    """Train the target (forget + retain) or retrain (retain only) model, or copy it from ``source``."""
+    from ..models import build_model, device, load_model, load_tokenizer, save_model
+    from ..train import fit_lm, seed_everything
+
+    if source:  # a hub id or local folder: load it and save a local copy in our layout
+        model = load_model(source)
+        tok = load_tokenizer(source)
+        save_model(model, tok, out_dir)
+        return {"source": source}
+    tok = load_tokenizer(tokenizer_dir)
+    seed_everything(training["seed"])
+    model = build_model(arch, len(tok), training["seed"]).to(device())
+    texts = trainingtexts(data_dir, kind, role)
+    t0 = time.time()
+    trace = fit_lm(model, tok, texts, steps=training["steps"], lr=training["lr"],
+                   batch_size=training["batch_size"], max_len=arch["max_len"], seed=training["seed"],
+                   warmup=training["warmup"], schedule=training["schedule"], desc=f"train[{role}]")
+    save_model(model, tok, out_dir)
+    info = {"role": role, "documents": len(texts), "final_loss": trace[-1], "seconds": time.time() - t0}
+    write_json(Path(out_dir) / "training.json", {**info, "loss": trace})
+    return info

@@ -1,0 +1,54 @@
+"""Stage unlearn: one method, one optimizer entry, one seed."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from .common import forget_retain, write_json
+
+
+def unlearn(target_dir: str | Path, data_dir: str | Path, kind: str, method: dict, optimizer: dict,
+            run: dict, out_dir: str | Path) -> dict:
+    """Unlearn the forget set from the target with one method and one optimizer; save the model."""
+    import copy
+
+    from ..models import load_model, load_tokenizer, save_model
+    from ..objectives import build_objective
+    from ..train import seed_everything, unlearn as loop
+
+    seed_everything(run["seed"])
+    tok = load_tokenizer(target_dir)
+    model = load_model(target_dir)
+    objective = build_objective(method["objective"], {k: v for k, v in method.items() if k != "objective"})
+    ref = None
+    if objective.needs_ref:
+        ref = copy.deepcopy(model).eval()
+        for p in ref.parameters():
+            p.requires_grad_(False)
+    forget, retain = forget_retain(data_dir, kind)
+    spec = dict(optimizer)
+    steps = int(spec.pop("steps", run["steps"]))
+    _seed_spec(spec, run["seed"])
+    t0 = time.time()
+    trace = loop(model, tok, forget, retain, objective=objective, opt_spec=spec, steps=steps,
+                 batch_size=run["batch_size"], max_len=run["max_len"], seed=run["seed"], ref=ref)
+    save_model(model, tok, out_dir)
+    info = {"steps": steps, "seconds": time.time() - t0, "final_loss": trace[-1]["loss"]}
+    write_json(Path(out_dir) / "unlearning.json", {**info, "trace": trace, "method": method,
+                                                    "optimizer": optimizer, "seed": run["seed"]})
+    return info
+
+
+# Optimizer types whose randomness is drawn from a `seed` hyperparameter (per-step seeds).
+_SEEDED = {"zo_sgd", "adazo", "rs"}
+
+
+def _seed_spec(spec: dict, seed: int) -> None:
+    """Give seeded optimizers (and a hybrid's phases) the run's seed unless the entry sets one."""
+    if spec.get("type") in _SEEDED:
+        spec.setdefault("seed", seed)
+    for part in ("fo", "zo"):
+        if isinstance(spec.get(part), dict):
+            spec[part] = dict(spec[part])
+            _seed_spec(spec[part], seed)
