@@ -78,6 +78,9 @@ def _reset_peak_rss() -> bool:
         return False
 
 
+BATCH_OVERRIDE = os.environ.get("BENCH_BATCH")  # set by --batch for the worker processes
+
+
 def setup(size: str, device: str):
     """Model, parameters and closure for ``size`` (deterministic)."""
     import torch
@@ -86,6 +89,8 @@ def setup(size: str, device: str):
     torch.set_num_threads(1)
 
     cfg_kw, batch, seq = SIZES[size]
+    if BATCH_OVERRIDE:
+        batch = int(BATCH_OVERRIDE)
     torch.manual_seed(0)
     dev = torch.device(device)
     model = LlamaForCausalLM(LlamaConfig(max_position_embeddings=seq, **cfg_kw)).to(dev)
@@ -174,7 +179,7 @@ def worker(size: str, name: str, steps: int, device: str) -> dict:
     return out
 
 
-def ratio_worker(size: str, reps: int, device: str) -> dict:
+def ratio_worker(size: str, reps: int, device: str, parts: str) -> dict:
     """Time ratios measured side by side in one process, interleaved, minimum over ``reps`` rounds
     (the minimum is the least disturbed by other load on a shared machine)."""
     import torch
@@ -192,13 +197,18 @@ def ratio_worker(size: str, reps: int, device: str) -> dict:
             torch.cuda.synchronize()
         return time.perf_counter() - t0
 
-    zo = build_optimizer(params, SPECS["zo_sgd"], total_steps=reps + 1)
-    zo.step(closure)  # warm-up (and the first-call overheads of the model)
-    two_forwards(closure)
-    fwd_t, zo_t = [], []
-    for _ in range(reps):
-        fwd_t.append(timed(lambda: two_forwards(closure)))
-        zo_t.append(timed(lambda: zo.step(closure)))
+    out = {"reps": reps}
+    if "zo" in parts:
+        zo = build_optimizer(params, SPECS["zo_sgd"], total_steps=reps + 1)
+        zo.step(closure)  # warm-up (and the first-call overheads of the model)
+        two_forwards(closure)
+        fwd_t, zo_t = [], []
+        for _ in range(reps):
+            fwd_t.append(timed(lambda: two_forwards(closure)))
+            zo_t.append(timed(lambda: zo.step(closure)))
+        out.update(forward2_s=min(fwd_t), zo_sgd_s=min(zo_t))
+    if "hybrid" not in parts:
+        return out
 
     def run(spec):
         opt = build_optimizer(params, spec, total_steps=HYBRID_STEPS)
@@ -209,8 +219,8 @@ def ratio_worker(size: str, reps: int, device: str) -> dict:
     for _ in range(max(1, reps // 3)):
         adam_t.append(timed(lambda: run(SPECS["adam"])))
         hyb_t.append(timed(lambda: run(SPECS["hybrid"])))
-    return {"forward2_s": min(fwd_t), "zo_sgd_s": min(zo_t), "adam_run_s": min(adam_t), "hybrid_run_s": min(hyb_t),
-            "reps": reps}
+    out.update(adam_run_s=min(adam_t), hybrid_run_s=min(hyb_t))
+    return out
 
 
 def main() -> None:
@@ -220,15 +230,16 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=None,
                     help="steps per optimizer, the first a warm-up (default: tiny 6, 100m 2)")
     ap.add_argument("--reps", type=int, default=None, help="rounds of the ratio measurement (default: tiny 9, 100m 3)")
+    ap.add_argument("--batch", type=int, default=None, help="sequences per forget/retain batch (default: per size)")
     ap.add_argument("--device", default="cuda" if _cuda() else "cpu")
     ap.add_argument("--worker", nargs=2, metavar=("SIZE", "OPTIMIZER"), help=argparse.SUPPRESS)
-    ap.add_argument("--ratio-worker", metavar="SIZE", help=argparse.SUPPRESS)
+    ap.add_argument("--ratio-worker", nargs=2, metavar=("SIZE", "PARTS"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
         print(json.dumps(worker(args.worker[0], args.worker[1], args.steps, args.device)))
         return
     if args.ratio_worker:
-        print(json.dumps(ratio_worker(args.ratio_worker, args.reps, args.device)))
+        print(json.dumps(ratio_worker(args.ratio_worker[0], args.reps, args.device, args.ratio_worker[1])))
         return
     sizes = [s for s in args.sizes.split(",") if s]
     names = [n for n in args.optimizers.split(",") if n]
@@ -241,6 +252,8 @@ def main() -> None:
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     src = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src")
     env["PYTHONPATH"] = src + os.pathsep + env.get("PYTHONPATH", "")
+    if args.batch:
+        env["BENCH_BATCH"] = str(args.batch)
     me = os.path.abspath(__file__)
 
     def sub(cmd):
@@ -266,16 +279,21 @@ def main() -> None:
             z, f = res["zo_sgd"], res["forward"]
             summary["zo_mem_ratio"] = round(z["peak_rss_bytes"] / f["peak_rss_bytes"], 4)
             summary["zo_mem_ratio_delta"] = round(z["peak_mem_bytes"] / max(f["peak_mem_bytes"], 1), 4)
-        if {"zo_sgd", "forward", "adam", "hybrid"} & set(names):
-            r = sub(["--ratio-worker", size, "--reps", str(reps)])
+        parts = ",".join(p for p, need in (("zo", {"zo_sgd", "forward"}), ("hybrid", {"adam", "hybrid"}))
+                         if need <= set(names))
+        if parts:
+            r = sub(["--ratio-worker", size, parts, "--reps", str(reps)])
             if "error" in r:
                 summary["ratio_error"] = r["error"]
             else:
-                summary["zo_time_ratio"] = round(r["zo_sgd_s"] / r["forward2_s"], 4)
-                summary["hybrid_time_ratio"] = round(r["hybrid_run_s"] / r["adam_run_s"], 4)
-                summary["hybrid_steps"] = HYBRID_STEPS
+                if "zo_sgd_s" in r:
+                    summary["zo_time_ratio"] = round(r["zo_sgd_s"] / r["forward2_s"], 4)
+                if "hybrid_run_s" in r:
+                    summary["hybrid_time_ratio"] = round(r["hybrid_run_s"] / r["adam_run_s"], 4)
+                    summary["hybrid_steps"] = HYBRID_STEPS
                 summary["timings_s"] = {k: round(v, 4) for k, v in r.items() if k.endswith("_s")}
                 summary["reps"] = reps
+        summary["batch"] = [args.batch or SIZES[size][1], SIZES[size][2]]
         print(json.dumps(summary), flush=True)
 
 

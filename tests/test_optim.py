@@ -472,3 +472,23 @@ def test_hybrid_runs_phases_with_the_right_sub_optimizer():
     assert phases[-1] == "zo" and phases.count("fo") == 8 and phases.count("zo") == 5
     sd = opt.state_dict()
     assert sd["steps_done"] == total and sd["fo"]["state"] and sd["zo"]["state"]
+
+
+@pytest.mark.parametrize("spec", [
+    {"type": "sophia", "lr": 0.05, "hessian": "gnb"}, {"type": "sophia", "lr": 0.05, "hessian": "grad_sq"},
+    {"type": "adam", "lr": 0.05}, {"type": "adamw", "lr": 0.05}, {"type": "sam", "lr": 0.05},
+    {"type": "sam", "lr": 0.05, "base": "sgd", "momentum": 0.5}, {"type": "rs", "lr": 0.05},
+    {"type": "signsgd", "lr": 0.02}, {"type": "signadam", "lr": 0.02}, {"type": "nbit_adam", "lr": 0.05},
+    {"type": "zo_sgd", "lr": 0.02, "q": 2}, {"type": "zo_sgd", "lr": 0.02, "direction": "sphere", "mu": 0.01},
+    {"type": "adazo", "lr": 0.01}, {"type": "hybrid", "n_fo": 3, "n_zo": 2, "fo": {"type": "sophia", "lr": 0.05},
+                                    "zo": {"type": "zo_sgd", "lr": 0.02}},
+    {"type": "hybrid", "fo": {"type": "sam", "lr": 0.05}, "zo": {"type": "adazo", "lr": 0.01}, "n_fo": 2, "n_zo": 2},
+])
+def test_every_optimizer_descends_a_convex_quadratic(spec):
+    prob = Quadratic()
+    f0 = float(prob.loss(prob.flat()))
+    fstar = float(prob.loss(torch.linalg.solve(prob.A, prob.b)))
+    opt = build_optimizer(prob.params, spec, 40)
+    for _ in range(40):
+        opt.step(prob.closure)
+    assert float(prob.loss(prob.flat())) - fstar < 0.7 * (f0 - fstar), spec

@@ -65,13 +65,17 @@ class _ZerothOrder(Optimizer):
         self.seed = int(seed)
         self.exact_restore = bool(exact_restore)
         self.last_projections: list[float] = []  # for inspection/tests: [f+ - f-]/(2 mu) per direction
+        # CHUNK-sized draw buffers per (device, dtype), kept across steps (a few MiB; reallocating them
+        # every step fragmented the heap between the two forwards). Direction i of the update pass
+        # uses set i; the perturbation passes use set 0.
+        self._buffer_sets: list[dict] = [{} for _ in range(self.q)]
 
     # -- helpers -----------------------------------------------------------------------------
     def _step_count(self, params) -> int:
         return self.state[params[0]].get("step", 0) if params else 0
 
     def _perturb(self, params, seed: int, alpha: float) -> None:
-        stream = DirectionStream(seed, self._buffers)
+        stream = DirectionStream(seed, self._buffer_sets[0])
         for p in params:
             stream.add_to(p, alpha)
 
@@ -93,7 +97,6 @@ class _ZerothOrder(Optimizer):
             phi = 1.0
         snapshot = [p.detach().clone() for p in params] if self.exact_restore else None
 
-        self._buffers: dict = {}  # one CHUNK-sized draw buffer per (device, dtype) for the perturbations
         projections, losses = [], []
         for i, (s, n) in enumerate(zip(seeds, norms)):
             scale = self.mu / n  # perturbation mu * u_i = (mu / ||z||) z for the sphere
@@ -115,10 +118,9 @@ class _ZerothOrder(Optimizer):
         # g_hat = sum_i c_i z_i with c_i = phi/q * proj_i / ||z_i|| (||z_i|| = 1 for gaussian). One pass
         # over the parameters regenerates every z_i chunk by chunk: q generators advanced in lockstep,
         # each with its own CHUNK-sized buffer.
-        self._buffers = {}
         coefs = [phi / self.q * pr / n for pr, n in zip(projections, norms)]
         restore_scale = 0.0 if self.exact_restore else self.mu / norms[-1]
-        streams = [DirectionStream(s) for s in seeds]
+        streams = [DirectionStream(s, bufs) for s, bufs in zip(seeds, self._buffer_sets)]
         for group in self.param_groups:
             for p in group["params"]:
                 if not p.requires_grad:
