@@ -14,13 +14,31 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def snakemake(workdir: Path, *args: str, configfile: Path | None = None, timeout: int = 900,
-              check: bool = True) -> subprocess.CompletedProcess:
-    """Run the workflow in ``workdir`` on ``configs/smoke.yaml`` (or ``configfile``)."""
-    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"), "--directory",
-           str(workdir), "--configfile", str(configfile or ROOT / "configs" / "smoke.yaml"), *args]
+# What a study folder needs of the repository; tests copy it so that they can edit code and config
+# without touching the working tree (and whole study folders can be copied with their metadata).
+STUDY_FILES = ["Snakefile", "config.yaml", "workflow", "src", "configs", "envs"]
+
+
+def make_study(dst: Path) -> Path:
+    """A self-contained study folder: the workflow and library copied from the repository."""
+    dst.mkdir(parents=True, exist_ok=True)
+    for name in STUDY_FILES:
+        src = ROOT / name
+        if src.is_dir():
+            shutil.copytree(src, dst / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+        else:
+            shutil.copy2(src, dst / name)
+    return dst
+
+
+def snakemake(workdir: Path, *args: str, configfile: Path | str | None = "configs/smoke.yaml",
+              timeout: int = 900, check: bool = True) -> subprocess.CompletedProcess:
+    """Run the workflow of the study folder ``workdir`` (see make_study) inside it."""
+    cmd = [sys.executable, "-m", "snakemake", *args]
+    if configfile is not None:
+        cmd += ["--configfile", str(configfile)]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
-    res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=workdir)
     if check and res.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed:\n{res.stdout[-4000:]}\n{res.stderr[-4000:]}")
     return res
@@ -28,15 +46,16 @@ def snakemake(workdir: Path, *args: str, configfile: Path | None = None, timeout
 
 @pytest.fixture(scope="session")
 def smoke_run(tmp_path_factory) -> Path:
-    """A completed smoke study (every stage); tests must not modify it (copy it first)."""
-    work = tmp_path_factory.mktemp("smoke")
+    """A completed smoke study (every stage) in a self-contained study folder; read-only for tests
+    (use ``smoke_copy`` to change anything)."""
+    work = make_study(tmp_path_factory.mktemp("smoke") / "study")
     snakemake(work, "--cores", "2")
     return work
 
 
 @pytest.fixture
 def smoke_copy(smoke_run, tmp_path) -> Path:
-    """A private copy of the completed smoke study that a test may change."""
+    """A private copy of the completed smoke study (code, config, results, Snakemake metadata)."""
     dst = tmp_path / "study"
     shutil.copytree(smoke_run, dst, symlinks=True)
     return dst

@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from unlearning.config import validate
+from unlearning.config import methods_for, optimizers_for, validate
 
-from conftest import ROOT, snakemake
+from conftest import ROOT, make_study, snakemake
 
 pytestmark = pytest.mark.e2e
 
@@ -33,8 +33,8 @@ def test_tables_have_every_attack_metric_and_optimizer(smoke_run: Path):
         assert df.value.notna().all()
         unl = df[df.method != "none"]
         assert set(unl.attack) == expected_attacks
-        assert set(unl.optimizer) == set(cfg["optimizers"])
-        assert set(unl.method) == set(cfg["methods"])
+        assert set(unl.optimizer) == set(optimizers_for(cfg, bench))
+        assert set(unl.method) == set(methods_for(cfg, bench))
         assert set(df[df.method == "none"].optimizer) == {"target", "retrain"}
         assert metrics[bench] <= set(df.metric)
         pct = df[df.metric.isin(["verbmem_f", "knowmem_f", "knowmem_r", "wmdp_acc", "mmlu_acc", "qcode_change"])]
@@ -70,7 +70,7 @@ def test_complete_study_plans_nothing(smoke_run: Path):
 
 
 def test_default_study_dry_run_lists_every_stage(tmp_path):
-    res = snakemake(tmp_path, "-n", "--cores", "2", configfile=ROOT / "config.yaml")
+    res = snakemake(make_study(tmp_path / "study"), "-n", "--cores", "2", configfile=None)
     out = res.stdout + res.stderr
     for rule in ["prepare_data", "train_tokenizer", "train_model", "unlearn", "relearn", "evaluate",
                  "evaluate_reference", "aggregate", "figures", "summary"]:

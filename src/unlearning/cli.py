@@ -84,6 +84,39 @@ def _cmd_summary(a: argparse.Namespace) -> None:
     summary(a.tables, a.out)
 
 
+def _cmd_report_tables(a: argparse.Namespace) -> None:
+    from .report import report_tables
+
+    report_tables(a.table, a.main_csv, a.main_md, a.quantization, a.relearning)
+
+
+def _cmd_lmc(a: argparse.Namespace) -> None:
+    from .lmc import lmc
+
+    models = dict(m.split("=", 1) for m in a.models)
+    lmc(models, a.reference, a.data, a.kind, a.meta, a.points, a.max_texts, a.max_len, a.batch_size, a.out)
+
+
+def _cmd_lmc_figure(a: argparse.Namespace) -> None:
+    from .report import lmc_figure
+
+    lmc_figure(a.inputs, a.png, a.svg, a.barriers)
+
+
+def _cmd_ablation(a: argparse.Namespace) -> None:
+    from .report import ablation_figure, ablation_table
+
+    ablation_table(a.inputs, a.optimizers, a.table, a.auc_retrain)
+    ablation_figure(a.table, a.png, a.svg)
+
+
+def _cmd_findings(a: argparse.Namespace) -> None:
+    from .report import write_findings
+
+    write_findings(a.tables, a.optimizers, a.methods, a.reference, a.out, barriers=a.barriers or (),
+                   ablation=a.ablation, figures=a.figures or (), figure_names=a.figure_names or ())
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The CLI's argument parser (one subcommand per stage)."""
     p = argparse.ArgumentParser(prog="python -m unlearning", description=__doc__)
@@ -159,6 +192,50 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = stage("summary", _cmd_summary, "markdown summary of the tables")
     s.add_argument("--tables", nargs="+", required=True)
+    s.add_argument("--out", required=True)
+
+    s = stage("report-tables", _cmd_report_tables, "main table (CSV, markdown), quantization and relearning tables")
+    s.add_argument("--table", required=True, help="tidy table of one benchmark")
+    s.add_argument("--main-csv", required=True)
+    s.add_argument("--main-md", required=True)
+    s.add_argument("--quantization", required=True)
+    s.add_argument("--relearning", required=True)
+
+    s = stage("lmc", _cmd_lmc, "loss along linear paths from the reference solution to each other one")
+    s.add_argument("--models", nargs="+", required=True, help="optimizer=folder of each unlearned model")
+    s.add_argument("--reference", required=True, help="optimizer whose solution anchors the paths")
+    s.add_argument("--data", required=True)
+    s.add_argument("--kind", required=True, choices=["muse", "wmdp"])
+    s.add_argument("--meta", type=_json, required=True, help="benchmark, method, seed, grades")
+    s.add_argument("--points", type=int, default=11)
+    s.add_argument("--max-texts", type=int, default=64, help="texts per split (0 = all)")
+    s.add_argument("--max-len", type=int, required=True)
+    s.add_argument("--batch-size", type=int, default=16)
+    s.add_argument("--out", required=True, help="CSV")
+
+    s = stage("lmc-figure", _cmd_lmc_figure, "figure and barrier table from the LMC paths of a benchmark")
+    s.add_argument("--inputs", nargs="*", default=[])
+    s.add_argument("--png", required=True)
+    s.add_argument("--svg", default=None)
+    s.add_argument("--barriers", required=True)
+
+    s = stage("ablation", _cmd_ablation, "hybrid ablation table and figure (FO:ZO ratio, interval N)")
+    s.add_argument("--inputs", nargs="+", required=True)
+    s.add_argument("--optimizers", type=_json, required=True, help="optimizer entries (JSON)")
+    s.add_argument("--auc-retrain", type=float, default=None)
+    s.add_argument("--table", required=True)
+    s.add_argument("--png", required=True)
+    s.add_argument("--svg", default=None)
+
+    s = stage("findings", _cmd_findings, "the paper's findings judged from the tables' 95% CIs (markdown)")
+    s.add_argument("--tables", nargs="+", required=True)
+    s.add_argument("--optimizers", type=_json, required=True)
+    s.add_argument("--methods", type=_json, required=True)
+    s.add_argument("--reference", required=True)
+    s.add_argument("--barriers", nargs="*", default=[])
+    s.add_argument("--ablation", default=None)
+    s.add_argument("--figures", nargs="*", default=[], help="PNG files copied next to the markdown")
+    s.add_argument("--figure-names", nargs="*", default=[], help="their names there")
     s.add_argument("--out", required=True)
     return p
 

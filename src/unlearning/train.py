@@ -25,8 +25,10 @@ def seed_everything(seed: int) -> None:
 
 
 def encode(tok: Any, texts: Sequence[str], max_len: int, dev: torch.device) -> dict[str, torch.Tensor]:
-    """Tokenise a batch for causal-LM training: right padding, labels -100 on padding."""
-    enc = tok(list(texts), return_tensors="pt", padding=True, truncation=True, max_length=max_len)
+    """Tokenise a batch for causal-LM training: EOS appended (so a model learns where a document
+    ends and greedy continuations stop there), right padding, labels -100 on padding."""
+    eos = tok.eos_token or ""
+    enc = tok([t + eos for t in texts], return_tensors="pt", padding=True, truncation=True, max_length=max_len)
     labels = enc["input_ids"].clone()
     labels[enc["attention_mask"] == 0] = -100
     return {"input_ids": enc["input_ids"].to(dev), "attention_mask": enc["attention_mask"].to(dev),

@@ -20,23 +20,32 @@ rule aggregate:
 
 
 rule figures:
-    """Forget knowledge and utility before and after each attack, per optimizer."""
+    """Per benchmark: forget knowledge before/after quantization, relearning curves, and utility vs
+    forgetting (PNG + SVG; mean and 95% CI over seeds; one colour per optimizer in every figure)."""
     input:
         table=f"{R}/tables/{{bench}}.csv",
         code=src("report.py"),
     output:
-        directory(f"{R}/figures/{{bench}}"),
+        quant=report(f"{R}/figures/{{bench}}/quantization.png", caption="../report/quantization.rst",
+                     category="2. Quantization", subcategory="{bench}"),
+        relearn=report(f"{R}/figures/{{bench}}/relearning.png", caption="../report/relearning.rst",
+                       category="3. Relearning", subcategory="{bench}"),
+        tradeoff=report(f"{R}/figures/{{bench}}/tradeoff.png", caption="../report/tradeoff.rst",
+                        category="6. Utility vs forgetting", subcategory="{bench}"),
+        svg=[f"{R}/figures/{{bench}}/{n}.svg" for n in ("quantization", "relearning", "tradeoff")],
+    params:
+        out=f"{R}/figures/{{bench}}",
     log:
         f"{R}/logs/figures/{{bench}}.log",
     threads: 1
     conda:
         CONDA_ENV
     shell:
-        "{PY} figures --table {input.table} --out {output} > {log} 2>&1"
+        "{PY} figures --table {input.table} --out {params.out} > {log} 2>&1"
 
 
 rule summary:
-    """Markdown summary of every table."""
+    """Markdown summary of every table (mean ± standard deviation over seeds)."""
     input:
         tables=[f"{R}/tables/{b}.csv" for b in config["benchmarks"]],
         code=src("report.py"),

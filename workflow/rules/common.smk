@@ -140,6 +140,6 @@ def reference_evals(bench):
 def all_outputs():
     return [
         *(f"{R}/tables/{b}.csv" for b in config["benchmarks"]),
-        *(f"{R}/figures/{b}" for b in config["benchmarks"]),
         f"{R}/summary.md",
+        *report_outputs(),  # workflow/rules/report.smk: figures, main tables, LMC, ablation, findings
     ]

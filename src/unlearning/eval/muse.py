@@ -69,9 +69,13 @@ def verbmem_scores(model, tok, records: Sequence[Mapping[str, str]], max_new_tok
 
 
 # ----------------------------------------------------------------------------- KnowMem
-def knowmem_prompt(question: str, icl: Iterable[Mapping[str, str]] = ()) -> str:
+def knowmem_prompt(question: str, icl: Iterable[Mapping[str, str]] = (), answer_space: bool = True) -> str:
+    """MUSE's few-shot KnowMem prompt. MUSE ends it with "Answer: " (a trailing space), which suits
+    Llama's sentencepiece tokenizer; ``answer_space=False`` drops that space ("token healing") for
+    byte-level BPE tokenizers, which fold a word's leading space into the word's token, so that a
+    dangling space token would ask for a word without its space, a form never seen in training."""
     shots = "".join(f"Question: {r['question']}\nAnswer: {r['answer']}\n\n" for r in icl)
-    return shots + f"Question: {question}\nAnswer: "
+    return shots + f"Question: {question}\nAnswer:" + (" " if answer_space else "")
 
 
 def cut_at_stop(text: str, stops: Sequence[str] = KNOWMEM_STOP) -> str:
@@ -83,9 +87,10 @@ def cut_at_stop(text: str, stops: Sequence[str] = KNOWMEM_STOP) -> str:
 
 
 def knowmem_details(model, tok, qa: Sequence[Mapping[str, str]], icl: Sequence[Mapping[str, str]],
-                    max_new_tokens: int = 32, batch_size: int = 16, progress: bool | None = None) -> list[dict]:
+                    max_new_tokens: int = 32, batch_size: int = 16, progress: bool | None = None,
+                    answer_space: bool = True) -> list[dict]:
     """Per item: ``{"question", "answer", "output", "rougeL", "rougeL_recall"}`` (0-1)."""
-    prompts = [knowmem_prompt(r["question"], icl) for r in qa]
+    prompts = [knowmem_prompt(r["question"], icl, answer_space) for r in qa]
     outputs = greedy_generate(model, tok, prompts, max_new_tokens, batch_size=batch_size,
                               progress=progress, desc="knowmem")
     items = []
@@ -98,15 +103,18 @@ def knowmem_details(model, tok, qa: Sequence[Mapping[str, str]], icl: Sequence[M
 
 
 def knowmem(model, tok, qa: Sequence[Mapping[str, str]], icl: Sequence[Mapping[str, str]],
-            max_new_tokens: int = 32, batch_size: int = 16, progress: bool | None = None) -> float:
+            max_new_tokens: int = 32, batch_size: int = 16, progress: bool | None = None,
+            answer_space: bool = True) -> float:
     """KnowMem: mean ROUGE-L F1 x100 of few-shot greedy answers (recall: ``knowmem_details``)."""
-    return float(np.mean(knowmem_scores(model, tok, qa, icl, max_new_tokens, batch_size, progress)))
+    return float(np.mean(knowmem_scores(model, tok, qa, icl, max_new_tokens, batch_size, progress,
+                                        answer_space)))
 
 
 def knowmem_scores(model, tok, qa: Sequence[Mapping[str, str]], icl: Sequence[Mapping[str, str]],
-                   max_new_tokens: int = 32, batch_size: int = 16, progress: bool | None = None) -> list[float]:
+                   max_new_tokens: int = 32, batch_size: int = 16, progress: bool | None = None,
+                   answer_space: bool = True) -> list[float]:
     """Per-item ROUGE-L F1 x100 (``knowmem`` is their mean)."""
-    items = knowmem_details(model, tok, qa, icl, max_new_tokens, batch_size, progress)
+    items = knowmem_details(model, tok, qa, icl, max_new_tokens, batch_size, progress, answer_space)
     return [100.0 * it["rougeL"] for it in items]
 
 

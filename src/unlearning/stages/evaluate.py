@@ -47,7 +47,7 @@ def score(model: Any, tok: Any, data_dir: str | Path, kind: str, params: dict, s
             qa = _cap(load_split(data_dir, kind, f"knowmem/{which}_qa.jsonl"), cap)
             icl = load_split(data_dir, kind, f"knowmem/{which}_qa_icl.jsonl")
             km = E.knowmem_scores(model, tok, qa, icl, max_new_tokens=params["knowmem_max_new_tokens"],
-                                  batch_size=bs)
+                                  batch_size=bs, answer_space=params["knowmem_answer_space"])
             out[f"knowmem_{which[0]}"] = sum(km) / len(km)
             if which == "forget":
                 split("knowmem_f", qa, "question", km)

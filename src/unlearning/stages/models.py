@@ -22,7 +22,7 @@ def train_model(data_dir: str | Path, kind: str, role: str, tokenizer_dir: str |
     tok = load_tokenizer(tokenizer_dir)
     seed_everything(training["seed"])
     model = build_model(arch, len(tok), training["seed"]).to(device())
-    texts = trainingtexts(data_dir, kind, role)
+    texts = training_texts(data_dir, kind, role)
     t0 = time.time()
     trace = fit_lm(model, tok, texts, steps=training["steps"], lr=training["lr"],
                    batch_size=training["batch_size"], max_len=arch["max_len"], seed=training["seed"],
