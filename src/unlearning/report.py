@@ -646,7 +646,8 @@ def ablation_figure(table: str | Path, png: str | Path, svg: str | Path | None =
             ax = axes[i][j]
             d = df[(df.metric == metric) & df[xcol].notna()]
             for a in shown:
-                s = summarise(d[d.attack == a], [xcol]).sort_values(xcol)
+                # each entry its own point (1:1 entries with different N stay apart on the right)
+                s = summarise(d[d.attack == a], [xcol] if j == 0 else [xcol, "optimizer"]).sort_values(xcol)
                 if s.empty:
                     continue
                 ax.errorbar(s[xcol], s["mean"], yerr=s.ci95.fillna(0), color=acol[a], marker="o", ms=4,
@@ -655,6 +656,8 @@ def ablation_figure(table: str | Path, png: str | Path, svg: str | Path | None =
             ax.set_ylabel(_label(metric))
             ax.set_title(f"{metric} vs {'N' if j == 0 else 'FO:ZO ratio'}")
             ax.grid(alpha=0.3)
+            if j == 0 and d[xcol].notna().any():
+                ax.set_xticks(sorted(d[xcol].dropna().unique()))
             if j == 1:
                 ticks = df[["fo_share", "n_fo", "n_zo"]].drop_duplicates().sort_values("fo_share")
                 ax.set_xticks(ticks.fo_share, [f"{a}:{b}" for a, b in zip(ticks.n_fo, ticks.n_zo)], rotation=30)

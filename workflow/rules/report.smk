@@ -204,7 +204,7 @@ if ABLATION:
             " --table {output.table} --png {output.png} --svg {output.svg} > {log} 2>&1"
 
 
-rule findings:
+rule report_findings:
     """results/README/: the README's figures and findings.md (summary tables and the paper's findings,
     each judged from the 95% CIs), all generated from the tables."""
     input:
@@ -223,7 +223,7 @@ rule findings:
         ablation=f"--ablation {R}/ablation/table.csv" if ABLATION else "",
         names=" ".join(n for _, n in readme_figures()),
     log:
-        f"{R}/logs/findings.log",
+        f"{R}/logs/report_findings.log",
     threads: 1
     conda:
         CONDA_ENV

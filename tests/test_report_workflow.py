@@ -1,0 +1,58 @@
+"""The report rules on a finished smoke study: LMC, main tables, findings, the hybrid ablation (added
+to a copy of the smoke config) and `snakemake --report` with every figure and table captioned."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+import yaml
+
+from conftest import snakemake
+
+pytestmark = pytest.mark.e2e
+
+
+def test_report_outputs_of_the_smoke_study(smoke_run):
+    res = smoke_run / "results"
+    for bench in ("muse", "wmdp"):
+        wide = pd.read_csv(res / "tables" / "main" / f"{bench}.csv")
+        assert list(wide.row[:2]) == ["Original (target)", "Retrain"]
+        for name in ("quantization", "relearning", "tradeoff", "lmc"):
+            assert (res / "figures" / bench / f"{name}.png").exists()
+            assert (res / "figures" / bench / f"{name}.svg").exists()
+            assert (res / "README" / f"{bench}_{name}.png").exists()
+        bar = pd.read_csv(res / "lmc" / bench / "barriers.csv")
+        assert set(bar.reference) == {"adam"} and "adam" not in set(bar.optimizer)
+    lmc = pd.read_csv(res / "lmc" / "wmdp" / "npo" / "seed0.csv")
+    assert set(lmc.optimizer) == {"zo", "hybrid"}
+    start = lmc[lmc.alpha == 0].groupby("split").loss
+    assert (start.max() - start.min()).max() < 1e-6  # every path starts at the same Adam model
+    md = (res / "README" / "findings.md").read_text()
+    assert "| Q1 |" in md and "not tested (optimizer not configured)" in md
+
+
+def test_ablation_and_html_report(smoke_copy):
+    cfg_path = smoke_copy / "configs" / "smoke.yaml"
+    cfg = yaml.safe_load(cfg_path.read_text())
+    cfg["ablation"] = {"benchmark": "wmdp", "method": "npo", "optimizers": {
+        "hybrid_2to1": {"type": "hybrid", "n_fo": 2, "n_zo": 1, "fo": {"type": "adam", "lr": 0.001},
+                        "zo": {"type": "adazo", "lr": 0.001}}}}
+    cfg_path.write_text(yaml.safe_dump(cfg))
+    snakemake(smoke_copy, "--cores", "2")
+    res = smoke_copy / "results"
+    abl = pd.read_csv(res / "ablation" / "table.csv")
+    assert set(abl.optimizer) == {"hybrid", "hybrid_2to1"}
+    assert abl[abl.optimizer == "hybrid_2to1"][["n_fo", "n_zo"]].drop_duplicates().values.tolist() == [[2, 1]]
+    # the ablation entry stays out of the study's own table
+    assert "hybrid_2to1" not in set(pd.read_csv(res / "tables" / "wmdp.csv").optimizer)
+    assert (res / "README" / "ablation.png").exists()
+    snakemake(smoke_copy, "--report", "results/report.html")
+    html = (res / "report.html").read_text(errors="ignore")
+    for caption in ("Main table of benchmark muse", "Linear mode connectivity on wmdp", "Hybrid ablation",
+                    "Relearning attack on wmdp", "Utility against forgetting on muse", "findings that this study can test"):
+        assert caption in html, caption
+    # a bad ablation benchmark is a one-line config error
+    cfg["ablation"]["benchmark"] = "nope"
+    cfg_path.write_text(yaml.safe_dump(cfg))
+    bad = snakemake(smoke_copy, "-n", check=False)
+    assert bad.returncode != 0 and "ablation.benchmark: unknown benchmark 'nope'" in bad.stderr + bad.stdout
