@@ -79,12 +79,15 @@ def _length_sorted_batches(n: int, lengths: Sequence[int], batch_size: int) -> l
 
 
 def greedy_generate(model, tok, prompts: Sequence[str], max_new_tokens: int, batch_size: int = 16,
-                    progress: bool | None = None, desc: str = "generate") -> list[str]:
+                    progress: bool | None = None, desc: str = "generate",
+                    stop_strings: Sequence[str] | None = None) -> list[str]:
     """Greedy continuations of ``prompts`` (decoded new tokens only, special tokens skipped).
 
     Batched with left padding. A prompt longer than the model's context minus
     ``max_new_tokens`` is truncated from the left (keeping a leading BOS). Generation stops at
-    the tokenizer's EOS (the model's generation config EOS when the tokenizer has none).
+    the tokenizer's EOS (the model's generation config EOS when the tokenizer has none) and, with
+    ``stop_strings``, once every sequence of the batch contains one of them (callers still cut at
+    the stop strings: this only saves the steps after them, greedy outputs before them are equal).
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -101,14 +104,18 @@ def greedy_generate(model, tok, prompts: Sequence[str], max_new_tokens: int, bat
                       temperature=None, top_p=None, top_k=None)
     if tok.eos_token_id is not None:
         gen_kwargs["eos_token_id"] = tok.eos_token_id
+    if stop_strings:
+        gen_kwargs.update(stop_strings=list(stop_strings), tokenizer=tok)
     out: list[str | None] = [None] * len(prompts)
     batches = _length_sorted_batches(len(encoded), [len(e) for e in encoded], batch_size)
     with eval_mode(model):
         for idx in progress_bar(batches, desc=desc, progress=progress):
             ids, att = _pad([encoded[i] for i in idx], pad, left=True, device=model.device)
             gen = model.generate(input_ids=ids, attention_mask=att, **gen_kwargs)
+            # No clean-up pass: transformers skips it for BPE tokenizers anyway (it would strip spaces
+            # before punctuation) and warns on every call when asked.
             texts = tok.batch_decode(gen[:, ids.shape[1]:], skip_special_tokens=True,
-                                     clean_up_tokenization_spaces=True)
+                                     clean_up_tokenization_spaces=False)
             for i, text in zip(idx, texts):
                 out[i] = text
     return out  # type: ignore[return-value]

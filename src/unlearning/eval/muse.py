@@ -49,7 +49,7 @@ def verbmem_details(model, tok, records: Sequence[Mapping[str, str]], max_new_to
     items = []
     for rec, out in zip(records, outputs):
         gt_short = tok.decode(encode(tok, rec["gt"])[:max_new_tokens], skip_special_tokens=True,
-                              clean_up_tokenization_spaces=True)
+                              clean_up_tokenization_spaces=False)
         f1, recall = rouge_l(gt_short, out)
         items.append({"prompt": rec["prompt"], "gt": gt_short, "output": out, "rougeL": f1, "rougeL_recall": recall})
     return items
@@ -92,7 +92,7 @@ def knowmem_details(model, tok, qa: Sequence[Mapping[str, str]], icl: Sequence[M
     """Per item: ``{"question", "answer", "output", "rougeL", "rougeL_recall"}`` (0-1)."""
     prompts = [knowmem_prompt(r["question"], icl, answer_space) for r in qa]
     outputs = greedy_generate(model, tok, prompts, max_new_tokens, batch_size=batch_size,
-                              progress=progress, desc="knowmem")
+                              progress=progress, desc="knowmem", stop_strings=KNOWMEM_STOP)
     items = []
     for rec, raw in zip(qa, outputs):
         out = cut_at_stop(raw)
