@@ -20,8 +20,9 @@ REPO = Path(__file__).resolve().parents[1]
 PROFILES = REPO / "profiles"
 INSTALL = REPO / "scripts" / "install-slurm-profile.sh"
 
-GPU_RULES = ["train_model", "unlearn", "relearn", "evaluate", "evaluate_reference"]
-CPU_RULES = ["prepare_data", "train_tokenizer", "aggregate", "figures", "summary"]
+GPU_RULES = ["train_model", "unlearn", "relearn", "evaluate", "evaluate_reference", "lmc"]
+CPU_RULES = ["prepare_data", "train_tokenizer", "aggregate", "figures", "summary", "report_tables",
+             "lmc_figure", "ablation", "report_findings"]
 ALL_RULES = CPU_RULES + GPU_RULES
 
 

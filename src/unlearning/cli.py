@@ -249,7 +249,9 @@ def main(argv: list[str] | None = None) -> int:
     from .data.io import DataError
     from .train import NonFiniteLoss
 
-    if args.stage not in ("aggregate", "figures", "summary", "data"):
+    # Reporting stages and data preparation never touch torch: don't pay for importing it.
+    if args.stage not in ("aggregate", "figures", "summary", "data", "report-tables", "lmc-figure",
+                          "ablation", "findings"):
         _threads(args.threads)
     try:
         args.fn(args)

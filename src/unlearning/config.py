@@ -73,7 +73,34 @@ def validate(config: dict, schema: dict | None = None) -> dict:
             leaf = max(leaf.context, key=lambda e: len(list(e.absolute_path)))
         raise ConfigError(_describe(leaf))
     _check_references(config)
+    _check_ablation(config)
     return config
+
+
+def _check_ablation(config: dict) -> None:
+    """`ablation:` runs extra (hybrid) optimizer entries on one benchmark and method only. Its
+    entries join `optimizers`, so the wildcard-generic rules find them; `optimizers_for` leaves
+    them out of the study's own grid."""
+    ablation = config.get("ablation")
+    if not ablation:
+        return
+    extra = dict(ablation.get("optimizers", {}))
+    bench, method = ablation["benchmark"], ablation["method"]
+    if bench not in config["benchmarks"]:
+        raise ConfigError(f"ablation.benchmark: unknown benchmark {bench!r}; "
+                          f"configured: {', '.join(config['benchmarks'])}")
+    if method not in methods_for(config, bench):
+        raise ConfigError(f"ablation.method: {method!r} is not run on {bench}; "
+                          f"run there: {', '.join(methods_for(config, bench))}")
+    clash = sorted(set(extra) & set(config["optimizers"]) - set(ablation_optimizers(config)))
+    if clash:
+        raise ConfigError(f"ablation.optimizers: {', '.join(clash)} already named in optimizers; use new names")
+    config["optimizers"].update(extra)
+
+
+def ablation_optimizers(config: dict) -> list[str]:
+    """Names of the ablation-only optimizer entries (empty without `ablation:`)."""
+    return list((config.get("ablation") or {}).get("optimizers", {}))
 
 
 def _check_references(config: dict) -> None:
@@ -108,8 +135,10 @@ def methods_for(config: dict, bench: str) -> list[str]:
 
 
 def optimizers_for(config: dict, bench: str) -> list[str]:
-    """Optimizers run on ``bench`` (its own list, else all configured)."""
-    return list(config["benchmarks"][bench].get("optimizers") or config["optimizers"])
+    """Optimizers of the study's grid on ``bench`` (its own list, else all configured but the
+    ablation-only entries)."""
+    skip = set(ablation_optimizers(config))
+    return [o for o in config["benchmarks"][bench].get("optimizers") or config["optimizers"] if o not in skip]
 
 
 def attacks_for_unlearned(config: dict) -> list[str]:

@@ -11,32 +11,10 @@ README_DIR = f"{R}/README"
 
 # ------------------------------------------------------------------------------------ ablation
 # `ablation:` names one benchmark and method and holds extra hybrid entries (FO:ZO ratio, switching
-# interval N). They run there only: the entries join config["optimizers"] (so the wildcard-generic
-# unlearn/relearn/evaluate rules find them) and the study's optimizer lists leave them out.
+# interval N). They run there only: unlearning.config.validate adds the entries to
+# config["optimizers"] (so the wildcard-generic rules find them) and optimizers_for leaves them out.
 ABLATION = config.get("ablation") or {}
 ABLATION_OPTS = dict(ABLATION.get("optimizers", {}))
-if ABLATION:
-    _problem = None
-    _clash = sorted(set(ABLATION_OPTS) & set(config["optimizers"]))
-    if ABLATION["benchmark"] not in config["benchmarks"]:
-        _problem = (f"ablation.benchmark: unknown benchmark {ABLATION['benchmark']!r}; "
-                    f"configured: {', '.join(config['benchmarks'])}")
-    elif ABLATION["method"] not in methods_for(config, ABLATION["benchmark"]):
-        _problem = (f"ablation.method: {ABLATION['method']!r} is not run on {ABLATION['benchmark']}; "
-                    f"run there: {', '.join(methods_for(config, ABLATION['benchmark']))}")
-    elif _clash:
-        _problem = f"ablation.optimizers: {', '.join(_clash)} already named in optimizers; use new names"
-    if _problem:
-        print(f"config error: {_problem}", file=sys.stderr)
-        sys.exit(1)
-    _study_optimizers_for = optimizers_for
-
-    def optimizers_for(cfg, bench):  # noqa: F811 - runs() resolves this name at call time
-        """The study's optimizers of ``bench``; ablation-only entries are not part of the study."""
-        return [o for o in _study_optimizers_for(cfg, bench) if o not in ABLATION_OPTS]
-
-    config["optimizers"].update(ABLATION_OPTS)
-
 
 def ablation_runs():
     """(bench, method, optimizer, seed) of every ablation-only unlearning run."""

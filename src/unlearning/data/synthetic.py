@@ -170,6 +170,10 @@ def generate_muse(out_dir: str | Path, seed: int = 0, shape: MuseShape = MuseSha
                                   for q in _quizzes(rng, [qa for p in ps for qa in _person_qa(p)], shape.quiz_size)]
             for split, ps in people.items() if split != "holdout"}
     docs["holdout"] = bios["holdout"]
+    # Mixed order, so that any leading share of the forget set (the relearning subset) holds both
+    # biographies and quizzes.
+    for split in docs:
+        rng.shuffle(docs[split])
     # Few-shot examples come from people every model was trained on (retain1), so the prompt itself
     # carries no forget knowledge; they are excluded from KnowMem_r.
     icl_people, retain1_people = people["retain1"][: shape.n_icl], people["retain1"][shape.n_icl:]

@@ -20,6 +20,8 @@ def unlearn(target_dir: str | Path, data_dir: str | Path, kind: str, method: dic
     seed_everything(run["seed"])
     tok = load_tokenizer(target_dir)
     model = load_model(target_dir)
+    method = dict(method)
+    lr_scale = float(method.pop("lr_scale", 1.0))
     objective = build_objective(method["objective"], {k: v for k, v in method.items() if k != "objective"})
     ref = None
     if objective.needs_ref:
@@ -30,6 +32,7 @@ def unlearn(target_dir: str | Path, data_dir: str | Path, kind: str, method: dic
     spec = dict(optimizer)
     steps = int(spec.pop("steps", run["steps"]))
     _seed_spec(spec, run["seed"])
+    _scale_lr(spec, lr_scale)
     t0 = time.time()
     trace = loop(model, tok, forget, retain, objective=objective, opt_spec=spec, steps=steps,
                  batch_size=run["batch_size"], max_len=run["max_len"], seed=run["seed"], ref=ref)
@@ -42,6 +45,15 @@ def unlearn(target_dir: str | Path, data_dir: str | Path, kind: str, method: dic
 
 # Optimizer types whose randomness is drawn from a `seed` hyperparameter (per-step seeds).
 _SEEDED = {"zo_sgd", "adazo", "rs"}
+
+
+def _scale_lr(spec: dict, scale: float) -> None:
+    """Multiply the entry's learning rate(s) by the method's ``lr_scale`` (a hybrid's phases too)."""
+    if "lr" in spec:
+        spec["lr"] = spec["lr"] * scale
+    for part in ("fo", "zo"):
+        if isinstance(spec.get(part), dict):
+            _scale_lr(spec[part], scale)
 
 
 def _seed_spec(spec: dict, seed: int) -> None:
