@@ -102,7 +102,6 @@ def test_killed_unlearning_job_leaves_nothing_finished_and_rerun_is_identical(sm
         time.sleep(0.05)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    assert not (target / "model.safetensors").exists() or not (target / "unlearning.json").exists() or True
     # Whatever was left, nothing half-written carries the final name: the folder is either absent or
     # complete, and a rerun repairs the study.
     if target.exists():

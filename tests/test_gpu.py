@@ -1,0 +1,70 @@
+"""One-shot CUDA check (marker `gpu`; skipped without CUDA): the smoke study on the GPU, 4-bit and
+8-bit loading through bitsandbytes' CUDA kernels, and CPU/GPU agreement of the metrics.
+
+Run it where a GPU is at hand:  .venv/bin/python -m pytest -m gpu -q tests/test_gpu.py
+"""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+import torch
+
+from conftest import make_study, snakemake
+
+pytestmark = [pytest.mark.gpu,
+              pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]
+
+# bf16 on the GPU against fp32 on the CPU: scores computed from greedy generations and argmax
+# letters may flip on near-ties, so agreement is required within these bounds (0-100 scales).
+TOLERANCE = {"verbmem_f": 10.0, "knowmem_f": 10.0, "knowmem_r": 10.0, "wmdp_acc": 10.0,
+             "mmlu_acc": 10.0, "mink_auc": 0.1}
+
+
+@pytest.fixture(scope="module")
+def gpu_study(tmp_path_factory):
+    study = make_study(tmp_path_factory.mktemp("gpu") / "study")
+    snakemake(study, "--cores", "2")
+    return study
+
+
+def test_smoke_study_runs_on_cuda_with_finite_metrics(gpu_study):
+    for bench in ("muse", "wmdp"):
+        df = pd.read_csv(gpu_study / "results" / "tables" / f"{bench}.csv")
+        assert df.value.map(math.isfinite).all()
+        assert {"int8", "fp4", "nf4"} <= set(df.attack)
+
+
+@pytest.mark.parametrize("quant", ["int8", "fp4", "nf4"])
+def test_quantized_loading_uses_bitsandbytes_cuda_layers(gpu_study, quant):
+    from unlearning.models import load_model
+
+    model = load_model(gpu_study / "results" / "models" / "muse" / "target", quant=quant)
+    layer = model.model.layers[0].mlp.down_proj
+    assert type(layer).__module__.startswith("bitsandbytes")
+    assert next(model.parameters()).device.type == "cuda"
+    ids = torch.tensor([[1, 5, 6, 7]], device="cuda")
+    assert torch.isfinite(model(ids).logits.float()).all()
+
+
+def test_cpu_and_gpu_metrics_agree(gpu_study):
+    from unlearning.models import load_model, load_tokenizer
+    from unlearning.stages.evaluate import score
+
+    import yaml
+    from unlearning.config import validate
+
+    cfg = validate(yaml.safe_load((gpu_study / "configs" / "smoke.yaml").read_text()))
+    for bench in ("muse", "wmdp"):
+        path = gpu_study / "results" / "models" / bench / "target"
+        data = gpu_study / "results" / "data" / bench
+        tok = load_tokenizer(path)
+        got = {}
+        for dev in ("cpu", "cuda"):
+            model = load_model(path, dev=torch.device(dev))
+            got[dev] = score(model, tok, data, bench, cfg["evaluation"], "biology", [])
+        for metric, cpu_value in got["cpu"].items():
+            if metric in TOLERANCE:
+                assert abs(cpu_value - got["cuda"][metric]) <= TOLERANCE[metric], (bench, metric, got)
