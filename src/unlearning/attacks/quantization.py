@@ -9,6 +9,7 @@ that directly: the percentage of codes that differ between the two models' quant
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Sequence
 
 import torch
 
@@ -48,18 +49,25 @@ def codes(weight: torch.Tensor, quant: str) -> torch.Tensor:
     raise ValueError(f"unknown quantization {quant!r}; expected int8, fp4 or nf4")
 
 
-def qcode_change(reference_dir: str | Path, model_dir: str | Path, quant: str) -> float:
-    """Percentage of quantization codes that differ between two models' quantized linear weights."""
+def qcode_changes(reference_dir: str | Path, model_dir: str | Path, quants: Sequence[str]) -> dict[str, float]:
+    """Percentage of quantization codes that differ between two models' quantized linear weights,
+    for each of ``quants``; both models' weights are read once."""
     ref, new = _state(reference_dir), _state(model_dir)
-    changed = total = 0
+    changed = {q: 0 for q in quants}
+    total = 0
     for name, w in ref.items():
         if not name.endswith(_QUANTIZED_SUFFIXES):
             continue
         if name not in new or new[name].shape != w.shape:
             raise ValueError(f"{model_dir}: weight {name} missing or of another shape than in {reference_dir}")
-        a, b = codes(w, quant), codes(new[name], quant)
-        changed += int((a != b).sum())
-        total += a.numel()
+        for q in quants:
+            changed[q] += int((codes(w, q) != codes(new[name], q)).sum())
+        total += w.numel()
     if total == 0:
         raise ValueError(f"{reference_dir}: no quantizable linear weights found")
-    return 100.0 * changed / total
+    return {q: 100.0 * n / total for q, n in changed.items()}
+
+
+def qcode_change(reference_dir: str | Path, model_dir: str | Path, quant: str) -> float:
+    """Percentage of ``quant`` codes that differ between two models (see ``qcode_changes``)."""
+    return qcode_changes(reference_dir, model_dir, [quant])[quant]

@@ -85,13 +85,15 @@ def evaluate(model_dir: str | Path, data_dir: str | Path, kind: str, attacks: li
     """
     import math
 
-    from ..attacks.quantization import qcode_change
+    from ..attacks.quantization import qcode_changes
     from ..attacks.relearn import relearn_subset
     from ..models import QUANTS, load_model, load_tokenizer
 
     forget, _ = forget_retain(data_dir, kind)
     relearned = relearn_subset(forget, relearn_fraction)
     tok = load_tokenizer(model_dir)
+    quants = [a for a in attacks if a in QUANTS]
+    qcodes = qcode_changes(reference_dir, model_dir, quants) if quants and reference_dir is not None else {}
     for attack in attacks:
         t0 = time.time()
         if attack == "none":
@@ -105,8 +107,8 @@ def evaluate(model_dir: str | Path, data_dir: str | Path, kind: str, attacks: li
         else:
             raise ValueError(f"unknown attack {attack!r}")
         metrics = score(model, tok, data_dir, kind, params, subject, relearned)
-        if attack in QUANTS and reference_dir is not None:
-            metrics["qcode_change"] = qcode_change(reference_dir, model_dir, attack)
+        if attack in qcodes:
+            metrics["qcode_change"] = qcodes[attack]
         bad = {k: v for k, v in metrics.items() if not math.isfinite(v)}
         if bad:
             raise ValueError(f"non-finite metrics for {meta} under {attack}: {bad}")
