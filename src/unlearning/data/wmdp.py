@@ -92,6 +92,17 @@ def _local_corpus(path: str, limit: int | None, what: str) -> list[dict]:
     return select_fields(recs, TEXT, where, limit)
 
 
+def _corpus(local_file, hub_config: str | None, c_src, limit, what: str, hub_kwargs: dict
+            ) -> tuple[list[dict], object]:
+    """One corpus split: a local file when given, else ``hub_config`` of cais/wmdp-corpora (or its
+    local copy ``c_src``). Returns the records and where they came from (for the manifest)."""
+    if local_file is not None:
+        return _local_corpus(local_file, limit, what), local_file
+    records, split = load_records(CORPORA_REPO, hub_config, "train", TEXT, local=c_src, limit=limit,
+                                  **hub_kwargs)
+    return records, f"{c_src or CORPORA_REPO} {hub_config}/{split}"
+
+
 def fetch_wmdp(domain: str, out_dir: str | os.PathLike, source: str | os.PathLike | None = None,
                max_records: int | Mapping[str, int] | None = None, name: str | None = None, *,
                questions_source: str | os.PathLike | None = None,
@@ -139,15 +150,10 @@ def fetch_wmdp(domain: str, out_dir: str | os.PathLike, source: str | os.PathLik
     fc = local_or_hub(forget_corpus) if forget_corpus is not None else None
     if fc is None and domain == "bio":
         fc = _bio_forget_in(src)
-    if fc is not None:
-        files["corpora/forget.jsonl"] = _local_corpus(fc, caps["corpora/forget.jsonl"],
-                                                      f"{bench} forget corpus")
-        origin["corpora/forget.jsonl"] = fc
-    elif FORGET_CONFIG[domain] is not None:
-        files["corpora/forget.jsonl"], split = load_records(
-            CORPORA_REPO, FORGET_CONFIG[domain], "train", TEXT, local=c_src,
-            limit=caps["corpora/forget.jsonl"], **hub_args(CORPORA_REPO))
-        origin["corpora/forget.jsonl"] = f"{c_src or CORPORA_REPO} {FORGET_CONFIG[domain]}/{split}"
+    if fc is not None or FORGET_CONFIG[domain] is not None:
+        out = "corpora/forget.jsonl"
+        files[out], origin[out] = _corpus(fc, FORGET_CONFIG[domain], c_src, caps[out],
+                                          f"{bench} forget corpus", hub_args(CORPORA_REPO))
     elif domain == "bio":
         raise DataError(
             f"wmdp-bio needs the WMDP bio forget corpus, which is gated and not in {CORPORA_REPO}: "
@@ -165,15 +171,10 @@ def fetch_wmdp(domain: str, out_dir: str | os.PathLike, source: str | os.PathLik
 
     # Retain corpus
     rc = local_or_hub(retain_corpus) if retain_corpus is not None else None
-    if rc is not None:
-        files["corpora/retain.jsonl"] = _local_corpus(rc, caps["corpora/retain.jsonl"],
-                                                      f"{bench} retain corpus")
-        origin["corpora/retain.jsonl"] = rc
-    elif RETAIN_CONFIG[domain] is not None:
-        files["corpora/retain.jsonl"], split = load_records(
-            CORPORA_REPO, RETAIN_CONFIG[domain], "train", TEXT, local=c_src,
-            limit=caps["corpora/retain.jsonl"], **hub_args(CORPORA_REPO))
-        origin["corpora/retain.jsonl"] = f"{c_src or CORPORA_REPO} {RETAIN_CONFIG[domain]}/{split}"
+    if rc is not None or RETAIN_CONFIG[domain] is not None:
+        out = "corpora/retain.jsonl"
+        files[out], origin[out] = _corpus(rc, RETAIN_CONFIG[domain], c_src, caps[out],
+                                          f"{bench} retain corpus", hub_args(CORPORA_REPO))
     else:
         raise DataError(
             f"{bench} has no retain corpus on the hub: set {config_key(name, 'data_options.retain_corpus')} "

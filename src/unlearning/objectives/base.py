@@ -8,7 +8,7 @@ tokens contributes ``n - 1`` predicted tokens. ``|y|`` below is that count of pr
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Iterable, Mapping
+from typing import Any, ClassVar, Mapping
 
 import torch
 import torch.nn.functional as F

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 from typing import Callable
 
-import torch
 from torch.optim import Optimizer
 
 FO, ZO = "fo", "zo"

@@ -34,7 +34,6 @@ under ``torch.no_grad()``. ``mu``, ``q``, ``direction``, ``unbiased``, ``seed`` 
 
 from __future__ import annotations
 
-import math
 from typing import Callable
 
 import torch
