@@ -143,3 +143,38 @@ def all_outputs():
         f"{R}/summary.md",
         *report_outputs(),  # workflow/rules/report.smk: figures, main tables, LMC, ablation, findings
     ]
+
+
+# Local runs: one fork server imports torch/transformers once and forks a worker per job
+# (src/unlearning/forkserver.py); a job that cannot reach it runs by itself. Set
+# UNLEARNING_FORKSERVER=off to start every job as its own process.
+_FORKSERVER = {}
+
+
+onstart:
+    from unlearning import forkserver
+
+    wanted = os.environ.get(forkserver.ENV, "") not in ("off", "0", "false")
+    if wanted and workflow.is_main_process and workflow.local_exec and _PYTHON == sys.executable:
+        import secrets
+
+        name = f"unlearning-{os.getpid()}-{secrets.token_hex(4)}"
+        _FORKSERVER["proc"] = forkserver.start(name, f"{R}/logs/forkserver.log", str(SRC.parent))
+        os.environ[forkserver.ENV] = name
+    else:
+        os.environ.pop(forkserver.ENV, None)
+
+
+def _stop_forkserver():
+    proc = _FORKSERVER.pop("proc", None)
+    if proc is not None and proc.poll() is None:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+onsuccess:
+    _stop_forkserver()
+
+
+onerror:
+    _stop_forkserver()
