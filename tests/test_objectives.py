@@ -84,6 +84,29 @@ def test_npo_matches_closed_form_on_known_nlls():
         obj.loss(theta, forget, retain, None)
 
 
+class CountingRef(FixedLogits):
+    calls = 0
+
+    def forward(self, *args, **kw):
+        self.calls += 1
+        return super().forward(*args, **kw)
+
+
+def test_npo_reads_the_frozen_model_once_per_batch():
+    # A zeroth-order step evaluates the loss twice on one batch: the frozen model's NLL is reused,
+    # and the loss is exactly what a fresh evaluation gives.
+    theta, ref = FixedLogits([0.25, 0.25, 0.25, 0.25]), CountingRef([0.5, 0.5, 1e-12, 1e-12])
+    obj = build_objective("npo", {"beta": 0.5, "gamma": 1.0})
+    forget, retain = batch([[0, 1, 0, 1], [1, 0, 1]]), batch([[2, 3, 2]])
+    first = obj.loss(theta, forget, retain, ref)
+    again = obj.loss(theta, forget, retain, ref)
+    assert ref.calls == 1 and torch.equal(first, again)
+    fresh = build_objective("npo", {"beta": 0.5, "gamma": 1.0}).loss(theta, forget, retain, ref)
+    assert torch.equal(first, fresh) and ref.calls == 2
+    obj.loss(theta, batch([[0, 1, 0, 1], [1, 0, 1]]), retain, ref)  # equal values, a new batch
+    assert ref.calls == 3
+
+
 def test_npo_default_beta_and_its_gradient_pushes_nll_up():
     model, ref = tiny_llama(seed=1), tiny_llama(seed=1)
     obj = build_objective("npo", {"gamma": 0.0})

@@ -22,7 +22,19 @@ class NPO(Objective):
     def loss(self, model, forget_batch, retain_batch, ref=None):
         self._need_ref(ref)
         nll_theta, _ = sequence_nll(model, forget_batch)
-        with torch.no_grad():
-            nll_ref, _ = sequence_nll(ref, forget_batch)
+        nll_ref = self._ref_nll(ref, forget_batch)
         forget = npo_core(nll_theta, nll_ref.to(nll_theta.device), float(self.params["beta"]))
         return forget + self._retain_term(model, retain_batch, self.params["gamma"])
+
+    def _ref_nll(self, ref, batch) -> torch.Tensor:
+        # The frozen model's NLL depends on the batch only. A step may evaluate the loss on one batch
+        # several times (zeroth-order: 2q times; SAM: twice), so keep the last batch's value. The
+        # cache holds the batch itself, so an identity match can never be a recycled object.
+        cached = getattr(self, "_ref_cache", None)
+        if cached is not None and cached[0] is batch and cached[1] is ref:
+            return cached[2]
+        with torch.no_grad():
+            nll_ref, _ = sequence_nll(ref, batch)
+        self._ref_cache = (batch, ref, nll_ref)
+        return nll_ref
+
