@@ -5,6 +5,7 @@ Loading uses safetensors only and never runs remote code, so nothing is unpickle
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import warnings
@@ -12,6 +13,8 @@ from pathlib import Path
 from typing import Any, Iterable
 
 import torch
+
+_log = logging.getLogger(__name__)
 
 SPECIAL = {"bos_token": "<s>", "eos_token": "</s>", "pad_token": "<pad>", "unk_token": "<unk>"}
 QUANTS = ("int8", "fp4", "nf4")
@@ -107,6 +110,11 @@ def load_model(path: str | Path, quant: str | None = None, dev: torch.device | N
             raise ValueError(f"unknown quantization {quant!r}; expected one of {QUANTS}")
         if quant == "int8":
             kwargs["quantization_config"] = BitsAndBytesConfig(load_in_8bit=True)
+            # LLM.int8 casts fp32 activations to fp16 and says so at *every* matmul (4000 log lines
+            # per evaluation on the CPU); once is enough.
+            if dev.type == "cpu":
+                _log.info("LLM.int8 on the CPU: fp32 activations are cast to fp16 for the int8 matmul")
+            logging.getLogger("bitsandbytes.autograd._functions").setLevel(logging.ERROR)
         else:
             kwargs["quantization_config"] = BitsAndBytesConfig(
                 load_in_4bit=True, bnb_4bit_quant_type=quant, bnb_4bit_compute_dtype=dtype_for(dev)
