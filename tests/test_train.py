@@ -101,3 +101,13 @@ def test_relearn_writes_one_checkpoint_per_step_count(tok, tmp_path):
             out_root=tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["relearn1", "relearn2"]
     assert (tmp_path / "relearn2" / "model.safetensors").exists()
+
+
+def test_retrain_model_trains_for_the_targets_epochs_by_default():
+    from unlearning.stages.models import training_steps
+
+    cfg = {"steps": 1200, "retrain_steps": "same_epochs"}
+    assert training_steps(cfg, "target", 141, 141) == 1200
+    assert training_steps(cfg, "retrain", 105, 141) == 894  # 1200 * 105 / 141 = 893.6
+    assert training_steps({**cfg, "retrain_steps": "same_steps"}, "retrain", 105, 141) == 1200
+    assert training_steps({"steps": 1, "retrain_steps": "same_epochs"}, "retrain", 1, 141) == 1

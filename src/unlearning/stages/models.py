@@ -23,11 +23,23 @@ def train_model(data_dir: str | Path, kind: str, role: str, tokenizer_dir: str |
     seed_everything(training["seed"])
     model = build_model(arch, len(tok), training["seed"]).to(device())
     texts = training_texts(data_dir, kind, role)
+    steps = training_steps(training, role, len(texts), len(training_texts(data_dir, kind, "target")))
     t0 = time.time()
-    trace = fit_lm(model, tok, texts, steps=training["steps"], lr=training["lr"],
+    trace = fit_lm(model, tok, texts, steps=steps, lr=training["lr"],
                    batch_size=training["batch_size"], max_len=arch["max_len"], seed=training["seed"],
                    warmup=training["warmup"], schedule=training["schedule"], desc=f"train[{role}]")
     save_model(model, tok, out_dir)
-    info = {"role": role, "documents": len(texts), "final_loss": trace[-1], "seconds": time.time() - t0}
+    info = {"role": role, "documents": len(texts), "steps": steps, "final_loss": trace[-1],
+            "seconds": time.time() - t0}
     write_json(Path(out_dir) / "training.json", {**info, "loss": trace})
     return info
+
+
+def training_steps(training: dict, role: str, n_docs: int, n_target_docs: int) -> int:
+    """Steps for ``role``: ``training.steps`` for the target; for the retrain model the same number
+    of epochs over its smaller corpus under ``retrain_steps: same_epochs`` (the schema default)."""
+    steps = int(training["steps"])
+    if role == "retrain" and training["retrain_steps"] == "same_epochs":
+        return max(1, round(steps * n_docs / n_target_docs))
+    return steps
+
