@@ -64,6 +64,19 @@ def test_every_rule_logs_and_benchmarks(smoke_run: Path):
     assert len(logs) >= 20 and len(bench) >= 15
 
 
+def test_local_jobs_ran_in_the_fork_server_and_it_stopped(smoke_run: Path):
+    logs = smoke_run / "results" / "logs"
+    assert "ready" in (logs / "forkserver.log").read_text()
+    unlearn_logs = list((logs / "unlearn").rglob("*.log"))
+    assert unlearn_logs and all("forkserver: worker" in p.read_text() for p in unlearn_logs)
+    # onsuccess stopped it: no server of this study folder is left running
+    import psutil
+
+    left = [p for p in psutil.process_iter(["cmdline", "cwd"])
+            if "unlearning.forkserver" in " ".join(p.info["cmdline"] or []) and p.info["cwd"] == str(smoke_run)]
+    assert not left
+
+
 def test_complete_study_plans_nothing(smoke_run: Path):
     res = snakemake(smoke_run, "-n", "--cores", "1")
     assert "Nothing to be done" in res.stdout + res.stderr

@@ -155,7 +155,10 @@ onstart:
     from unlearning import forkserver
 
     wanted = os.environ.get(forkserver.ENV, "") not in ("off", "0", "false")
-    if wanted and workflow.is_main_process and workflow.local_exec and _PYTHON == sys.executable:
+    # Only where jobs would run this very interpreter on this machine: not on a cluster, and not
+    # under --sdm conda/apptainer (a worker forked here would run outside the job's environment).
+    plain = not workflow.deployment_settings.deployment_method
+    if wanted and plain and workflow.is_main_process and workflow.local_exec:
         import secrets
 
         name = f"unlearning-{os.getpid()}-{secrets.token_hex(4)}"
