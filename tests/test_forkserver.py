@@ -121,3 +121,19 @@ def test_killing_the_job_kills_its_worker(study, server):
     gone, alive = psutil.wait_procs(workers, timeout=10)
     assert not alive
     assert not (study / "long").exists()  # models are written under a temporary name, then renamed
+
+
+def test_a_command_that_gives_up_before_committing_never_gets_a_worker(study, server):
+    import socket
+
+    name, proc = server
+    conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    conn.connect("\0" + name)
+    request = json.dumps({"argv": ["--threads", "1", *_model_args(study, "abandoned", 100000)],
+                          "cwd": str(study), "env": _env(None)}).encode()
+    socket.send_fds(conn, [len(request).to_bytes(4, "big") + request], [0, 1, 2])
+    assert forkserver._recv(conn) == {"status": "ready"}
+    conn.close()  # what delegate() does when it stops waiting: run the stage itself instead
+    time.sleep(1.0)
+    assert not psutil.Process(proc.pid).children(recursive=True)
+    assert not (study / "abandoned").exists() and not (study / "abandoned.tmp").exists()

@@ -9,8 +9,9 @@ directory, environment and standard streams to the server, which forks a worker 
 exactly as the command would have, and the command exits with the worker's exit status. If the server
 is unreachable the command runs the stage itself, so the server changes speed, never results.
 
-One process per connection (the *handler*) forks the worker, waits for it and reports its exit status
-and peak memory; if the command goes away (Snakemake killed the job), the handler kills the worker.
+One process per connection (the *handler*) answers "ready", forks the worker once the command
+commits ("go"), waits for it and reports its exit status and peak memory; if the command goes away
+(Snakemake killed the job), the handler kills the worker.
 The server exits when Snakemake exits (it polls the parent's pid) or on SIGTERM. It is never used on a
 cluster (each job runs on its node), under ``--sdm conda`` (jobs run another interpreter), or where a
 GPU is visible (CUDA must not be touched before a fork).
@@ -96,8 +97,11 @@ def delegate(name: str, argv: Sequence[str], timeout: float = 120.0) -> int | No
         if not ready:
             return None
         ack = _recv(conn)
-        if ack is None or ack.get("status") != "started":
+        if ack is None or ack.get("status") != "ready":
             return None
+        # Commit: only now does the handler fork the worker. A client that gave up above closed the
+        # connection instead, so a stage can never run both here and in a worker.
+        _send(conn, {"go": True})
         reply = _recv(conn)  # blocks until the worker ends; if we are killed, the handler kills it
     except (OSError, ValueError):
         return None
@@ -183,7 +187,12 @@ def _handle(conn: socket.socket) -> None:
             return
         body += more
     request = json.loads(body)
-    _send(conn, {"status": "started"})
+    _send(conn, {"status": "ready"})
+    go = _recv(conn)
+    if not go or not go.get("go"):  # the client gave up waiting and runs the stage itself
+        for fd in fds:
+            os.close(fd)
+        return
     pid = os.fork()
     if pid == 0:
         conn.close()
