@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -29,8 +28,6 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-STUDY_FILES = ["Snakefile", "config.yaml", "workflow", "src", "configs", "envs"]
 GOAL_WALL_S = 20 * 60
 GOAL_JOB_RSS_MB = 4 * 1024
 _WORKER = re.compile(r"forkserver: worker \d+ exit -?\d+, peak RSS (\d+(?:\.\d+)?) MB, CPU (\d+(?:\.\d+)?) s")
@@ -66,13 +63,10 @@ def summarise(results: Path) -> dict:
 
 def run(cores: int, configfile: str | None, keep: bool) -> dict:
     """Run the study from scratch in a fresh copy of the workflow; return its wall time and summary."""
-    work = Path(tempfile.mkdtemp(prefix="study-bench-"))
-    for name in STUDY_FILES:
-        src = ROOT / name
-        if src.is_dir():
-            shutil.copytree(src, work / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-        else:
-            shutil.copy2(src, work / name)
+    from unlearning import forkserver
+    from unlearning.studyfolder import make_study
+
+    work = make_study(tempfile.mkdtemp(prefix="study-bench-"))
     cmd = [sys.executable, "-m", "snakemake", "--cores", str(cores), "--quiet", "progress"]
     if configfile:
         cmd += ["--configfile", configfile]
@@ -82,7 +76,7 @@ def run(cores: int, configfile: str | None, keep: bool) -> dict:
     if res.returncode != 0:
         raise SystemExit(f"snakemake failed in {work}:\n{res.stderr[-3000:]}")
     out = {"wall_s": round(wall, 1), "cores": cores, "configfile": configfile or "config.yaml",
-           "forkserver": os.environ.get("UNLEARNING_FORKSERVER", "") not in ("off", "0", "false"),
+           "forkserver": not forkserver.turned_off(),
            **summarise(work / "results")}
     out["startup_and_scheduling_s"] = round(wall - out["job_s"] / cores, 1)
     if keep:

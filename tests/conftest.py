@@ -11,24 +11,11 @@ from pathlib import Path
 
 import pytest
 
+# Tests run studies in self-contained folders so that they can edit code and config without touching
+# the working tree; make_study is re-exported for the test modules.
+from unlearning.studyfolder import make_study  # noqa: F401
+
 ROOT = Path(__file__).resolve().parents[1]
-
-
-# What a study folder needs of the repository; tests copy it so that they can edit code and config
-# without touching the working tree (and whole study folders can be copied with their metadata).
-STUDY_FILES = ["Snakefile", "config.yaml", "workflow", "src", "configs", "envs"]
-
-
-def make_study(dst: Path) -> Path:
-    """A self-contained study folder: the workflow and library copied from the repository."""
-    dst.mkdir(parents=True, exist_ok=True)
-    for name in STUDY_FILES:
-        src = ROOT / name
-        if src.is_dir():
-            shutil.copytree(src, dst / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-        else:
-            shutil.copy2(src, dst / name)
-    return dst
 
 
 def snakemake(workdir: Path, *args: str, configfile: Path | str | None = "configs/smoke.yaml",

@@ -26,7 +26,6 @@ import signal
 import socket
 import struct
 import sys
-import time
 import traceback
 from typing import Sequence
 
@@ -63,6 +62,11 @@ def _recv_exact(conn: socket.socket, n: int) -> bytes | None:
             return None
         buf += chunk
     return buf
+
+
+def turned_off() -> bool:
+    """Whether the user turned the server off (``UNLEARNING_FORKSERVER=off``, ``0`` or ``false``)."""
+    return os.environ.get(ENV, "") in ("off", "0", "false")
 
 
 def _address(name: str) -> str:
@@ -180,13 +184,10 @@ def _handle(conn: socket.socket) -> None:
     if len(msg) < 4 or len(fds) != 3:
         return
     size = int.from_bytes(msg[:4], "big")
-    body = msg[4:]
-    while len(body) < size:
-        more = conn.recv(size - len(body))
-        if not more:
-            return
-        body += more
-    request = json.loads(body)
+    rest = _recv_exact(conn, size - len(msg[4:]))
+    if rest is None:
+        return
+    request = json.loads(msg[4:] + rest)
     _send(conn, {"status": "ready"})
     go = _recv(conn)
     if not go or not go.get("go"):  # the client gave up waiting and runs the stage itself

@@ -154,7 +154,7 @@ _FORKSERVER = {}
 onstart:
     from unlearning import forkserver
 
-    wanted = os.environ.get(forkserver.ENV, "") not in ("off", "0", "false")
+    wanted = not forkserver.turned_off()
     # Only where jobs would run this very interpreter on this machine: not on a cluster, and not
     # under --sdm conda/apptainer (a worker forked here would run outside the job's environment).
     plain = not workflow.deployment_settings.deployment_method
