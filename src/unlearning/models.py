@@ -125,8 +125,28 @@ def load_model(path: str | Path, quant: str | None = None, dev: torch.device | N
         model = AutoModelForCausalLM.from_pretrained(str(path), **kwargs)
     if quant is None:
         model.to(dev)
+    elif dev.type == "cpu":
+        portable_4bit_path(model)
     model.eval()
     return model
+
+
+# bitsandbytes' CPU path for 4-bit layers: on CPUs with AVX512-BF16 (>= 0.49), Linear4bit repacks its
+# weights at the first eval-mode forward for a bf16 kernel; elsewhere it dequantizes and multiplies in
+# the compute dtype (fp32 here). We always take the second ("portable") one, so that a study gives
+# the same numbers on every CPU and any layer width loads (the packed layout needs out_features % 32).
+CPU_4BIT_PATH = "portable"
+
+
+def portable_4bit_path(model: torch.nn.Module) -> int:
+    """Turn bitsandbytes' AVX512-BF16 packed path off in every 4-bit layer of ``model``; returns how
+    many layers were switched. Must run before the first forward (the repacking happens there)."""
+    n = 0
+    for module in model.modules():
+        if hasattr(module, "support_avx512bf16_for_cpu"):
+            module.support_avx512bf16_for_cpu = False
+            n += 1
+    return n
 
 
 def save_model(model: Any, tok: Any, out_dir: str | Path) -> None:
