@@ -1,8 +1,10 @@
-"""envs/unlearning.yaml (conda env for `--sdm conda`) agrees with pyproject.toml's dependencies."""
+"""The installs agree: requirements/*.lock satisfy pyproject.toml's ranges, setup.sh's test lock holds the
+runtime lock, and the conda env of the rules (envs/unlearning.yaml) pins exactly the runtime lock."""
 
 from __future__ import annotations
 
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -19,86 +21,83 @@ from packaging.version import Version
 
 REPO = Path(__file__).resolve().parents[1]
 ENV = REPO / "envs" / "unlearning.yaml"
+RUNTIME, TEST = REPO / "requirements" / "runtime.lock", REPO / "requirements" / "test.lock"
+sys.path.insert(0, str(REPO / "scripts"))
+import lock_to_conda  # noqa: E402
 
 
 def project() -> dict:
     return tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
 
 
-def env() -> dict:
-    return yaml.safe_load(ENV.read_text())
+def lock(path: Path) -> dict[str, Version]:
+    """name -> pinned version; every line must be an exact pin."""
+    out = {}
+    for line in lock_to_conda.pins(path):
+        req = Requirement(line)
+        (spec,) = req.specifier
+        assert spec.operator == "==", f"{path.name}: {line!r} is not an exact pin"
+        name = canonicalize_name(req.name)
+        assert name not in out, f"{path.name}: {req.name} pinned twice"
+        out[name] = Version(spec.version)
+    return out
 
 
-def conda_and_pip(spec: dict) -> tuple[list[str], list[str]]:
-    conda, pip = [], []
-    for dep in spec["dependencies"]:
-        if isinstance(dep, dict):
-            pip.extend(dep.get("pip", []))
-        else:
-            conda.append(str(dep))
-    return conda, pip
+def requirements(extra: str | None = None) -> list[Requirement]:
+    deps = project()["optional-dependencies"][extra] if extra else project()["dependencies"]
+    return [Requirement(d) for d in deps]
 
 
-def conda_requirement(dep: str) -> Requirement:
-    """'python=3.11' / 'numpy>=1.26' (conda match spec, simple forms) -> a PEP 508 requirement."""
-    name, op, version = re.match(r"^([A-Za-z0-9_.\-]+)\s*(==|=|>=|<=|>|<|!=)?\s*(.*)$", dep).groups()
-    if op == "=":  # conda's '=3.11' means 3.11.*
-        return Requirement(f"{name}=={version}.*" if not version.endswith("*") else f"{name}=={version}")
-    return Requirement(f"{name}{op or ''}{version}")
+@pytest.mark.parametrize("lockfile,extra", [(RUNTIME, None), (TEST, None), (TEST, "test")])
+def test_lock_satisfies_pyproject(lockfile, extra):
+    pinned = lock(lockfile)
+    for req in requirements(extra):
+        name = canonicalize_name(req.name)
+        assert name in pinned, f"{lockfile.name} lacks {req.name}; rerun scripts/lock.sh"
+        assert req.specifier.contains(pinned[name], prereleases=True), (
+            f"{lockfile.name}: {req.name}=={pinned[name]} outside pyproject.toml's '{req.specifier}'; "
+            "rerun scripts/lock.sh")
 
 
-def env_requirements() -> dict[str, Requirement]:
-    conda, pip = conda_and_pip(env())
-    reqs = {}
-    for dep in conda:
-        req = conda_requirement(dep)
-        if req.name not in ("python", "pip"):
-            reqs[canonicalize_name(req.name)] = req
-    for dep in pip:
-        req = Requirement(dep)
-        assert canonicalize_name(req.name) not in reqs, f"{req.name} listed twice in {ENV}"
-        reqs[canonicalize_name(req.name)] = req
-    return reqs
+def test_test_lock_extends_runtime_lock():
+    runtime, test = lock(RUNTIME), lock(TEST)
+    differ = {n: (v, test.get(n)) for n, v in runtime.items() if test.get(n) != v}
+    assert not differ, f"runtime.lock vs test.lock: {differ}"
 
 
-def project_requirements() -> dict[str, Requirement]:
-    return {canonicalize_name(Requirement(d).name): Requirement(d) for d in project()["dependencies"]}
+def test_torch_pinned_without_local_label():
+    """One pin for the CPU and CUDA builds: setup.sh installs torch first from it."""
+    assert str(lock(RUNTIME)["torch"]) == str(lock(RUNTIME)["torch"].public)
+
+
+def test_conda_env_is_generated_from_the_runtime_lock(tmp_path):
+    out = tmp_path / "env.yaml"
+    lock_to_conda.main(str(RUNTIME), str(out))
+    assert out.read_text() == ENV.read_text(), f"{ENV} is stale: rerun scripts/lock.sh"
 
 
 def test_env_file_shape():
-    spec = env()
+    spec = yaml.safe_load(ENV.read_text())
     assert spec["name"] == "unlearning"
     assert "defaults" not in spec.get("channels", []), "the anaconda defaults channel needs a licence"
-    conda, pip = conda_and_pip(spec)
-    assert any(d.startswith("pip") for d in conda) or not pip, "a pip section needs pip in the env"
+    conda = [d for d in spec["dependencies"] if isinstance(d, str)]
+    (python,) = [d for d in conda if d.startswith("python")]
+    version = re.match(r"python=(\d+\.\d+)$", python).group(1)
+    assert SpecifierSet(project()["requires-python"]).contains(f"{version}.0")
+    assert "pip" in conda
 
 
-def test_env_python_is_311_and_allowed_by_pyproject():
-    conda, _ = conda_and_pip(env())
-    (python,) = [conda_requirement(d) for d in conda if conda_requirement(d).name == "python"]
-    assert python.specifier.contains("3.11.9")
-    assert not python.specifier.contains("3.12.0")
-    assert SpecifierSet(project()["requires-python"]).contains("3.11.0")
+@pytest.mark.skipif(bool(__import__("os").environ.get("UNLEARNING_UNLOCKED")), reason="unlocked install")
+def test_running_environment_is_the_locked_one():
+    """scripts/setup.sh installed requirements/test.lock: the versions these tests run with are those."""
+    from importlib import metadata
 
-
-def test_same_package_set():
-    env_names, proj_names = set(env_requirements()), set(project_requirements())
-    assert env_names == proj_names, (
-        f"only in {ENV.name}: {sorted(env_names - proj_names)}; "
-        f"only in pyproject.toml: {sorted(proj_names - env_names)}"
-    )
-
-
-@pytest.mark.parametrize("name", sorted(project_requirements()))
-def test_version_specifiers_compatible(name):
-    """The env's specifier may be narrower than pyproject's (more clauses), never wider."""
-    proj = project_requirements()[name].specifier
-    req = env_requirements().get(name)
-    assert req is not None, f"{name} missing from {ENV}"
-    have = {str(s) for s in req.specifier}
-    want = {str(s) for s in proj}
-    assert want <= have, f"{name}: env has '{req.specifier}', pyproject requires '{proj}'"
-    # and the two admit a common version (the env is not empty or contradictory)
-    lower = [Version(s.version) for s in req.specifier if s.operator in (">=", "==", "~=")]
-    if lower:
-        assert (req.specifier & proj).contains(max(lower), prereleases=True), f"{name}: no version satisfies both"
+    wrong = {}
+    for name, version in lock(TEST).items():
+        try:
+            have = Version(metadata.version(name))
+        except metadata.PackageNotFoundError:
+            have = None
+        if have is None or have.public != version.public:
+            wrong[name] = (str(version), have and str(have))
+    assert not wrong, f"installed versions differ from {TEST.name} (lock, installed): {wrong}; rerun scripts/setup.sh"

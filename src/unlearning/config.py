@@ -72,8 +72,24 @@ def validate(config: dict, schema: dict | None = None) -> dict:
             leaf = max(leaf.context, key=lambda e: len(list(e.absolute_path)))
         raise ConfigError(_describe(leaf))
     _check_references(config)
+    _check_model(config["model"])
     _check_ablation(config)
     return config
+
+
+def _check_model(arch: dict) -> None:
+    """Shapes a Llama built from ``model`` can take, refused here instead of inside a training job.
+
+    Quantization adds no constraint: 4-bit layers on the CPU take bitsandbytes' portable path, which
+    loads any layer width (tests/test_quantization.py); only its AVX512-BF16 packed path, which the
+    project turns off, needs output widths divisible by 32.
+    """
+    hidden, heads = arch["hidden_size"], arch["num_heads"]
+    if hidden % heads:
+        raise ConfigError(f"model.num_heads: {heads} does not divide model.hidden_size {hidden}")
+    if (hidden // heads) % 2:
+        raise ConfigError(f"model.hidden_size: {hidden} / model.num_heads {heads} = {hidden // heads}, "
+                          "an odd head size; rotary position embeddings need an even one")
 
 
 def _check_ablation(config: dict) -> None:

@@ -88,12 +88,14 @@ def evaluate(model_dir: str | Path, data_dir: str | Path, kind: str, attacks: li
     from ..attacks.quantization import qcode_changes
     from ..attacks.relearn import relearn_subset
     from ..models import QUANTS, load_model, load_tokenizer
+    from ..provenance import environment
 
     forget, _ = forget_retain(data_dir, kind)
     relearned = relearn_subset(forget, relearn_fraction)
     tok = load_tokenizer(model_dir)
     quants = [a for a in attacks if a in QUANTS]
     qcodes = qcode_changes(reference_dir, model_dir, quants) if quants and reference_dir is not None else {}
+    env = environment()
     for attack in attacks:
         t0 = time.time()
         if attack == "none":
@@ -114,6 +116,6 @@ def evaluate(model_dir: str | Path, data_dir: str | Path, kind: str, attacks: li
             raise ValueError(f"non-finite metrics for {meta} under {attack}: {bad}")
         # No timings here: the same config and seed must give byte-identical JSON (Snakemake's
         # benchmark files record time).
-        write_json(Path(out_dir) / f"{attack}.json", {**meta, "attack": attack, "metrics": metrics})
+        write_json(Path(out_dir) / f"{attack}.json", {**meta, "attack": attack, "metrics": metrics, "env": env})
         log.info("%s %s: %s (%.1fs)", meta, attack, metrics, time.time() - t0)
         del model
