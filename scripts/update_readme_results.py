@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
-"""Copy the default study's generated findings into README.md (between the results markers).
+"""Copy the verdicts of the default study's findings into README.md (between the results markers).
 
-Everything inserted comes from results/README/ (rule report_findings), which is generated from the
-tidy tables; nothing here is typed by hand. Run after `snakemake --cores 2`:
+What is inserted is the "Verdicts" table of results/README/findings.md (rule report_findings), which
+is generated from the tidy tables; nothing here is typed by hand. The rest of findings.md (summary
+tables, figures, the evidence per finding) stays there, committed, and README links to it. Run after
+`snakemake --cores 2`:
 
     .venv/bin/python scripts/update_readme_results.py
 """
@@ -15,6 +17,13 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 START, END = "<!-- results:start -->", "<!-- results:end -->"
+SECTION = "## Verdicts"
+
+
+def verdicts(findings: str) -> str | None:
+    """The Verdicts section of findings.md (heading demoted to nest under README's), or None."""
+    m = re.search(rf"^{re.escape(SECTION)}\n(.*?)(?=^## |\Z)", findings, flags=re.M | re.S)
+    return f"#{SECTION}\n\n{m.group(1).strip()}" if m else None
 
 
 def main() -> int:
@@ -23,18 +32,17 @@ def main() -> int:
     if not findings.exists():
         print(f"error: {findings} not found; run the default study first (snakemake --cores 2)", file=sys.stderr)
         return 1
-    body = findings.read_text(encoding="utf-8")
-    # Demote headings one level so they nest under README's "Results".
-    body = re.sub(r"^(#+) ", lambda m: "#" + m.group(1) + " ", body, flags=re.M)
-    # Figure paths in findings.md are relative to results/README/.
-    body = re.sub(r"\]\((?!http)([^)]+\.png)\)", r"](results/README/\1)", body)
+    body = verdicts(findings.read_text(encoding="utf-8"))
+    if body is None:
+        print(f"error: {findings} has no '{SECTION}' section", file=sys.stderr)
+        return 1
     text = readme.read_text(encoding="utf-8")
     if START not in text or END not in text:
         print(f"error: {readme} lacks the markers {START} ... {END}", file=sys.stderr)
         return 1
     head, rest = text.split(START, 1)
     _, tail = rest.split(END, 1)
-    readme.write_text(f"{head}{START}\n{body.strip()}\n{END}{tail}", encoding="utf-8")
+    readme.write_text(f"{head}{START}\n{body}\n{END}{tail}", encoding="utf-8")
     print(f"updated {readme} from {findings}")
     return 0
 

@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from unlearning.data import hub
-from unlearning.data.hub import HubUnavailable, fetch
+from unlearning.data import sources
+from unlearning.data.adapters import fetch
+from unlearning.data.sources import HubUnavailable
 from unlearning.data.io import LAYOUT, DataError, read_jsonl, validate_benchmark
 from unlearning.data.mmlu import fetch_mmlu, load_mmlu
 from unlearning.data.muse import fetch_muse
@@ -249,9 +250,9 @@ def test_unreachable_hub_fails_fast_with_instructions(tmp_path, monkeypatch):
 
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
-    monkeypatch.setattr(hub, "is_offline", lambda: False)
+    monkeypatch.setattr(sources, "is_offline", lambda: False)
     monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")  # closed port: refused at once
-    monkeypatch.setattr(hub, "_CHECKED", {})
+    monkeypatch.setattr(sources, "_CHECKED", {})
     start = time.monotonic()
     with pytest.raises(HubUnavailable) as err:
         fetch_muse("books", tmp_path, name="muse_books")
@@ -269,7 +270,7 @@ def test_unreachable_hub_fails_fast_with_instructions(tmp_path, monkeypatch):
 def test_hf_hub_offline_env_gives_one_line_error(tmp_path):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf"),
            "PYTHONPATH": str(SRC)}
-    code = ("from unlearning.data.hub import fetch, HubUnavailable\n"
+    code = ("from unlearning.data.adapters import fetch\nfrom unlearning.data.sources import HubUnavailable\n"
             "try:\n"
             "    fetch('muse', %r, dataset='muse-news', name='muse_news')\n"
             "except HubUnavailable as e:\n"
@@ -308,9 +309,9 @@ def test_hub_code_path_through_datasets(tmp_path, monkeypatch):
                     cache_dir=str(tmp_path / "cache"), **kw)
 
     monkeypatch.setattr(datasets, "load_dataset", fake_load)
-    monkeypatch.setattr(hub, "probe", lambda repo_id, timeout=None: None)
-    monkeypatch.setattr(hub, "_CHECKED", {})
-    monkeypatch.setattr(hub, "is_offline", lambda: False)
+    monkeypatch.setattr(sources, "probe", lambda repo_id, timeout=None: None)
+    monkeypatch.setattr(sources, "_CHECKED", {})
+    monkeypatch.setattr(sources, "is_offline", lambda: False)
     counts = fetch_muse("news", tmp_path / "out", max_records={"raw/holdout": 2})
     assert counts["raw/holdout.jsonl"] == 2 and counts["raw/retain1.jsonl"] == 5
     assert counts["knowmem/retain_qa.jsonl"] == 5 and counts["knowmem/retain_qa_icl.jsonl"] == 2
@@ -342,3 +343,22 @@ def test_forget_corpus_folder_and_saved_dataset(tmp_path):
     counts = fetch_wmdp("cyber", tmp_path / "b", source=FIX, retain_corpus=saved,
                         max_records={"corpora/retain.jsonl": 2})
     assert counts["corpora/retain.jsonl"] == 2
+
+
+def test_schema_datasets_are_the_adapters_and_data_modules_have_no_cycle():
+    import ast
+
+    import yaml
+
+    from unlearning.data.adapters import DATASETS, KINDS
+
+    schema = yaml.safe_load((SRC.parent / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    enum = schema["properties"]["benchmarks"]["additionalProperties"]["properties"]["dataset"]["enum"]
+    assert sorted(enum) == sorted(DATASETS) and set(DATASETS.values()) == set(KINDS)
+    # sources.py reads; adapters import only it, io and (WMDP) the MMLU adapter; adapters.py dispatches
+    allowed = {"sources": {"io"}, "mmlu": {"io", "sources"}, "muse": {"io", "sources"},
+               "wmdp": {"io", "sources", "mmlu"}}
+    for name, ok in allowed.items():
+        tree = ast.parse((SRC / "unlearning" / "data" / f"{name}.py").read_text())
+        imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.level == 1}
+        assert imported <= ok, (name, imported - ok)

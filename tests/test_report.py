@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from unlearning.report import attack_order, optimizer_order, tidy
+from unlearning.report.tidy import attack_order, optimizer_order, tidy
 
 
 def _write(tmp_path, name, optimizer, method, grade, attack, metrics, seed=0):

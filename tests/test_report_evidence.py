@@ -8,7 +8,9 @@ import math
 import pandas as pd
 import pytest
 
-from unlearning import report as rp
+from unlearning.report import findings as fd
+from unlearning.report import stats, style, tables
+from unlearning.report.figures import figures
 
 COLS = ["benchmark", "method", "optimizer", "grade", "seed", "attack", "metric", "value"]
 GRADES = {"target": "reference", "retrain": "reference", "sophia": "second", "adam": "first",
@@ -28,29 +30,29 @@ def table(values: dict, seeds=(0, 1, 2), spread=(-1.0, 0.0, 1.0), bench="muse") 
 
 
 def test_mean_ci_of_known_samples():
-    m, h, n = rp.mean_ci([1, 2, 3])
+    m, h, n = stats.mean_ci([1, 2, 3])
     assert (m, n) == (2.0, 3)
     assert h == pytest.approx(4.302652729911275 / math.sqrt(3))  # t_{0.975,2} * s / sqrt(n), s = 1
     assert h == pytest.approx(2.484, abs=1e-3)
-    m, h, n = rp.mean_ci([5.0])
+    m, h, n = stats.mean_ci([5.0])
     assert m == 5.0 and n == 1 and math.isnan(h)  # one seed: no interval
-    m, h, _ = rp.mean_ci([2.0, 4.0])
+    m, h, _ = stats.mean_ci([2.0, 4.0])
     assert h == pytest.approx(12.706204736174698 * math.sqrt(2) / math.sqrt(2))
 
 
 def test_compare_and_combine_verdicts():
-    assert rp.compare([1, 2, 3], [10, 11, 12])["verdict"] == rp.REPRODUCES
-    assert rp.compare([10, 11, 12], [1, 2, 3])["verdict"] == rp.DOES_NOT
-    assert rp.compare([1, 2, 3], [2, 3, 4])["verdict"] == rp.INCONCLUSIVE  # 2 ± 2.48 vs 3 ± 2.48
-    assert rp.compare([1], [10])["verdict"] == rp.INCONCLUSIVE  # one seed, no interval
-    assert rp.overlap([1, 2, 3], [2, 3, 4])["verdict"] == rp.REPRODUCES
-    assert rp.overlap([1, 2, 3], [10, 11, 12])["verdict"] == rp.DOES_NOT
-    R, N, I = rp.REPRODUCES, rp.DOES_NOT, rp.INCONCLUSIVE
-    assert rp.combine([R, R, I]) == R
-    assert rp.combine([R, I, I]) == I
-    assert rp.combine([R, N]) == I
-    assert rp.combine([N, N, I]) == N
-    assert rp.combine([I]) == I
+    assert stats.compare([1, 2, 3], [10, 11, 12])["verdict"] == stats.REPRODUCES
+    assert stats.compare([10, 11, 12], [1, 2, 3])["verdict"] == stats.DOES_NOT
+    assert stats.compare([1, 2, 3], [2, 3, 4])["verdict"] == stats.INCONCLUSIVE  # 2 ± 2.48 vs 3 ± 2.48
+    assert stats.compare([1], [10])["verdict"] == stats.INCONCLUSIVE  # one seed, no interval
+    assert stats.overlap([1, 2, 3], [2, 3, 4])["verdict"] == stats.REPRODUCES
+    assert stats.overlap([1, 2, 3], [10, 11, 12])["verdict"] == stats.DOES_NOT
+    R, N, I = stats.REPRODUCES, stats.DOES_NOT, stats.INCONCLUSIVE
+    assert stats.combine([R, R, I]) == R
+    assert stats.combine([R, I, I]) == I
+    assert stats.combine([R, N]) == I
+    assert stats.combine([N, N, I]) == N
+    assert stats.combine([I]) == I
 
 
 def test_main_table_rows_columns_and_ci():
@@ -61,7 +63,7 @@ def test_main_table_rows_columns_and_ci():
             vals[(method, opt, "nf4", "knowmem_f")] = 30
             vals[(method, opt, "relearn10", "knowmem_f")] = 40
     df = table(vals)
-    wide = rp.main_table(df)
+    wide = tables.main_table(df)
     assert list(wide.row[:2]) == ["Original (target)", "Retrain"]
     assert list(wide.optimizer[2:7]) == ["sophia", "adam", "signadam", "zo", "hybrid"]
     assert list(wide.method[2:]) == ["graddiff"] * 5 + ["npo"] * 5
@@ -69,9 +71,9 @@ def test_main_table_rows_columns_and_ci():
     assert wide.loc[0, "knowmem_f@none_ci95"] == pytest.approx(2.484, abs=1e-3)
     assert math.isnan(wide.loc[0, "knowmem_f@relearn10"])  # references are not relearned
     assert "knowmem_f@nf4" in wide.columns and "knowmem_f@int8" not in wide.columns
-    md = rp.main_table_markdown(df, wide)
+    md = tables.main_table_markdown(df, wide)
     assert "## before attack" in md and "## after nf4" in md and "| Original (target) | reference | 90.0 ± 2.5 |" in md
-    one = rp.main_table_markdown(table(vals, seeds=(0,), spread=(0.0,)))
+    one = tables.main_table_markdown(table(vals, seeds=(0,), spread=(0.0,)))
     assert "no confidence interval" in one and "±" not in one
 
 
@@ -89,31 +91,31 @@ def paper_like(direction: float = 1.0) -> pd.DataFrame:
 
 
 def test_findings_verdicts_on_constructed_tables():
-    f = {x["id"]: x for x in rp.findings({"muse": paper_like(1.0)}, OPTS, METHODS, "adam")}
+    f = {x["id"]: x for x in fd.findings({"muse": paper_like(1.0)}, OPTS, METHODS, "adam")}
     for fid in ("Q1", "Q2", "Q4", "Q5", "R2"):
-        assert f[fid]["verdict"] == rp.REPRODUCES, (fid, f[fid]["comparisons"])
+        assert f[fid]["verdict"] == stats.REPRODUCES, (fid, f[fid]["comparisons"])
     # ZO (20) below Sophia, Adam, signAdam but above the hybrid (10): mixed, so inconclusive
     v = [c["verdict"] for c in f["Q3"]["comparisons"]]
-    assert (v.count(rp.REPRODUCES), v.count(rp.DOES_NOT)) == (6, 2) and f["Q3"]["verdict"] == rp.INCONCLUSIVE
-    assert f["Q6"]["verdict"] == rp.NOT_TESTED  # no SAM configured
-    assert f["L1"]["verdict"] == rp.NOT_TESTED or f["L1"]["verdict"].startswith("not tested")
+    assert (v.count(stats.REPRODUCES), v.count(stats.DOES_NOT)) == (6, 2) and f["Q3"]["verdict"] == stats.INCONCLUSIVE
+    assert f["Q6"]["verdict"] == fd.NOT_TESTED  # no SAM configured
+    assert f["L1"]["verdict"] == fd.NOT_TESTED or f["L1"]["verdict"].startswith("not tested")
     assert f["A1"]["verdict"] == "not tested (no ablation configured)"
     q1 = f["Q1"]["comparisons"][0]
     assert q1["subject"] == "signadam" and q1["other"] == "adam"
     assert q1["subject_mean"] == 40 and q1["other_mean"] == 50 and q1["subject_ci95"] == pytest.approx(2.484, abs=1e-3)
-    rev = {x["id"]: x for x in rp.findings({"muse": paper_like(-1.0)}, OPTS, METHODS, "adam")}
-    assert rev["Q1"]["verdict"] == rp.DOES_NOT and rev["Q5"]["verdict"] == rp.DOES_NOT
+    rev = {x["id"]: x for x in fd.findings({"muse": paper_like(-1.0)}, OPTS, METHODS, "adam")}
+    assert rev["Q1"]["verdict"] == stats.DOES_NOT and rev["Q5"]["verdict"] == stats.DOES_NOT
     # overlapping intervals: inconclusive
     close = paper_like(0.05)
-    flat = {x["id"]: x for x in rp.findings({"muse": close}, OPTS, METHODS, "adam")}
-    assert flat["Q1"]["verdict"] == rp.INCONCLUSIVE and flat["Q5"]["verdict"] == rp.INCONCLUSIVE
+    flat = {x["id"]: x for x in fd.findings({"muse": close}, OPTS, METHODS, "adam")}
+    assert flat["Q1"]["verdict"] == stats.INCONCLUSIVE and flat["Q5"]["verdict"] == stats.INCONCLUSIVE
     # LMC from barriers: sign below ZO reproduces
     bar = pd.DataFrame([{"benchmark": "muse", "method": "npo", "seed": s, "reference": "adam", "optimizer": o,
                          "grade": GRADES[o], "split": "forget", "barrier": b + 0.01 * s}
                         for s in range(3) for o, b in (("signadam", 0.0), ("zo", 1.0))])
-    lmc = {x["id"]: x for x in rp.findings({"muse": paper_like()}, OPTS, METHODS, "adam", barriers=bar)}
-    assert lmc["L1"]["verdict"] == rp.REPRODUCES
-    md = rp.findings_markdown({"muse": paper_like()}, list(lmc.values()), ["muse_quantization.png"])
+    lmc = {x["id"]: x for x in fd.findings({"muse": paper_like()}, OPTS, METHODS, "adam", barriers=bar)}
+    assert lmc["L1"]["verdict"] == stats.REPRODUCES
+    md = fd.findings_markdown({"muse": paper_like()}, list(lmc.values()), ["muse_quantization.png"])
     assert "| Q1 |" in md and "**reproduces**" in md and "![muse_quantization](muse_quantization.png)" in md
     assert "| npo / signadam |" in md  # summary table row
 
@@ -125,13 +127,13 @@ def test_figures_and_tables_render(tmp_path):
                                       ("npo", "adam", "none", "knowmem_f_heldout"): 3.0})], ignore_index=True)
     path = tmp_path / "muse.csv"
     df.to_csv(path, index=False)
-    rp.report_tables(path, tmp_path / "m.csv", tmp_path / "m.md", tmp_path / "q.csv", tmp_path / "r.csv")
+    tables.report_tables(path, tmp_path / "m.csv", tmp_path / "m.md", tmp_path / "q.csv", tmp_path / "r.csv")
     q = pd.read_csv(tmp_path / "q.csv")
     row = q[(q.optimizer == "adam") & (q.method == "npo") & (q.metric == "knowmem_f") & (q.attack == "nf4")].iloc[0]
     assert (row.before, row.after, row.change) == (5, 50, 45) and row.change_ci95 == 0
     r = pd.read_csv(tmp_path / "r.csv")
     assert sorted(r[(r.optimizer == "adam") & (r.metric == "knowmem_f_heldout")].steps) == [0, 10]
-    rp.figures(path, tmp_path / "fig")
+    figures(path, tmp_path / "fig")
     for name in ("quantization", "relearning", "tradeoff"):
         assert (tmp_path / "fig" / f"{name}.png").stat().st_size > 5000
         assert (tmp_path / "fig" / f"{name}.svg").exists()
@@ -140,7 +142,7 @@ def test_figures_and_tables_render(tmp_path):
 def test_palette_is_fixed_per_optimizer_and_grade_ordered():
     df = pd.DataFrame({"optimizer": ["hybrid", "adam", "target", "hybrid_n5"],
                        "grade": ["hybrid", "first", "reference", "hybrid"]})
-    pal = rp.palette(df)
+    pal = style.palette(df)
     assert list(pal) == ["target", "adam", "hybrid", "hybrid_n5"]
-    assert pal["adam"] == rp.colour("adam") == rp.palette(df[df.optimizer == "adam"])["adam"]
-    assert rp.colour("hybrid_n5", "hybrid") == pal["hybrid_n5"] != pal["hybrid"]
+    assert pal["adam"] == style.colour("adam") == style.palette(df[df.optimizer == "adam"])["adam"]
+    assert style.colour("hybrid_n5", "hybrid") == pal["hybrid_n5"] != pal["hybrid"]

@@ -67,25 +67,25 @@ def _cmd_evaluate(a: argparse.Namespace) -> None:
 
 
 def _cmd_aggregate(a: argparse.Namespace) -> None:
-    from .report import aggregate
+    from .report.tidy import aggregate
 
     aggregate(a.inputs, a.auc_retrain, a.out)
 
 
 def _cmd_figures(a: argparse.Namespace) -> None:
-    from .report import figures
+    from .report.figures import figures
 
-    figures(a.table, a.out)
+    figures(a.table, a.out, a.only or None)
 
 
 def _cmd_summary(a: argparse.Namespace) -> None:
-    from .report import summary
+    from .report.tables import summary
 
     summary(a.tables, a.out)
 
 
 def _cmd_report_tables(a: argparse.Namespace) -> None:
-    from .report import report_tables
+    from .report.tables import report_tables
 
     report_tables(a.table, a.main_csv, a.main_md, a.quantization, a.relearning)
 
@@ -98,20 +98,19 @@ def _cmd_lmc(a: argparse.Namespace) -> None:
 
 
 def _cmd_lmc_figure(a: argparse.Namespace) -> None:
-    from .report import lmc_figure
+    from .report.lmc_plot import lmc_figure
 
     lmc_figure(a.inputs, a.png, a.svg, a.barriers)
 
 
 def _cmd_ablation(a: argparse.Namespace) -> None:
-    from .report import ablation_figure, ablation_table
+    from .report.ablation import ablation
 
-    ablation_table(a.inputs, a.optimizers, a.table, a.auc_retrain)
-    ablation_figure(a.table, a.png, a.svg)
+    ablation(a.inputs, a.optimizers, a.table, a.png, a.svg, a.auc_retrain)
 
 
 def _cmd_findings(a: argparse.Namespace) -> None:
-    from .report import write_findings
+    from .report.findings import write_findings
 
     write_findings(a.tables, a.optimizers, a.methods, a.reference, a.out, barriers=a.barriers or (),
                    ablation=a.ablation, figures=a.figures or (), figure_names=a.figure_names or ())
@@ -189,6 +188,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = stage("figures", _cmd_figures, "figures from a tidy table")
     s.add_argument("--table", required=True)
     s.add_argument("--out", required=True, help="output folder")
+    s.add_argument("--only", nargs="+", choices=["quantization", "relearning", "tradeoff"], default=None,
+                   help="draw only these figures (default: all three)")
 
     s = stage("summary", _cmd_summary, "markdown summary of the tables")
     s.add_argument("--tables", nargs="+", required=True)

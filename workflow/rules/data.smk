@@ -3,7 +3,8 @@ rule prepare_data:
     output:
         directory(f"{R}/data/{{bench}}"),
     input:
-        code=src("data/io.py", "data/synthetic.py", "data/hub.py", "prompts.py", "stages/data.py"),
+        code=src("data/io.py", "data/synthetic.py", "data/sources.py", "data/adapters.py", "data/muse.py",
+                 "data/wmdp.py", "data/mmlu.py", "prompts.py", "stages/data.py"),
     params:
         bench=lambda wc: as_json(bench_cfg(wc)),
     log:

@@ -78,7 +78,7 @@ rule report_tables:
     """Main table (CSV + markdown, mean and 95% CI over seeds), quantization and relearning tables."""
     input:
         table=f"{R}/tables/{{bench}}.csv",
-        code=src("report.py"),
+        code=src(*report_code("tables")),
     output:
         main=report(f"{R}/tables/main/{{bench}}.csv", caption="../report/main_table.rst",
                     category="1. Main tables", subcategory="{bench}"),
@@ -136,7 +136,7 @@ rule lmc_figure:
     """LMC paths of a benchmark (mean and 95% CI over seeds) and their loss barriers."""
     input:
         paths=lambda wc: [f"{R}/lmc/{wc.bench}/{m}/seed{s}.csv" for m, s in lmc_jobs(wc.bench)],
-        code=src("report.py", "lmc.py"),
+        code=src(*report_code("lmc_plot")),
     output:
         png=report(f"{R}/figures/{{bench}}/lmc.png", caption="../report/lmc.rst",
                    category="4. Linear mode connectivity", subcategory="{bench}"),
@@ -160,7 +160,7 @@ if ABLATION:
         switching interval N (one benchmark and method, see `ablation:` in the config)."""
         input:
             evals=ablation_evals(),
-            code=src("report.py"),
+            code=src(*report_code("ablation")),
         output:
             table=report(f"{R}/ablation/table.csv", caption="../report/ablation_table.rst",
                          category="5. Hybrid ablation"),
@@ -190,7 +190,7 @@ rule report_findings:
         barriers=[f"{R}/lmc/{b}/barriers.csv" for b in config["benchmarks"]],
         ablation=[f"{R}/ablation/table.csv"] if ABLATION else [],
         figures=[p for p, _ in readme_figures()],
-        code=src("report.py"),
+        code=src(*report_code("findings")),
     output:
         md=report(f"{README_DIR}/findings.md", caption="../report/findings.rst", category="0. Findings"),
         figures=[f"{README_DIR}/{n}" for _, n in readme_figures()],

@@ -123,3 +123,21 @@ def load_split(bench_dir: str | os.PathLike, kind: str, name: str) -> list[dict]
 def validate_benchmark(bench_dir: str | os.PathLike, kind: str) -> dict[str, int]:
     """Check every file of a benchmark folder; return record counts per file."""
     return {name: len(load_split(bench_dir, kind, name)) for name in LAYOUT[kind]}
+
+
+def write_benchmark(out_dir: str | os.PathLike, kind: str, files: Mapping[str, Iterable[dict]],
+                    manifest: Mapping[str, Any]) -> dict[str, int]:
+    """Write every LAYOUT file of ``kind`` (an adapter's records), validate the folder, then write
+    manifest.json (``manifest`` plus kind, source and the record counts)."""
+    out = Path(out_dir)
+    missing = set(LAYOUT[kind]) - set(files)
+    if missing:  # pragma: no cover - adapter bug
+        raise DataError(f"adapter did not produce {sorted(missing)}")
+    for name in LAYOUT[kind]:
+        write_jsonl(out / name, files[name])
+    counts = validate_benchmark(out, kind)
+    full = {"kind": kind, "source": "hub", **manifest, "counts": counts}
+    tmp = out / "manifest.json.tmp"
+    tmp.write_text(json.dumps(full, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, out / "manifest.json")
+    return counts

@@ -19,8 +19,8 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from .hub import config_key, load_records, local_or_hub
 from .io import MMLU, DataError, write_jsonl
+from .sources import config_key, load_records, local_or_hub
 
 REPO = "cais/mmlu"
 

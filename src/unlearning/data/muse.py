@@ -43,10 +43,13 @@ import os
 from pathlib import Path
 from typing import Any, Mapping
 
-from .hub import config_key, load_records, local_or_hub, resolve_limits, write_benchmark
-from .io import LAYOUT, DataError
+from .io import LAYOUT, DataError, write_benchmark
+from .sources import config_key, load_records, local_or_hub, resolve_limits
 
 REPOS = {"news": "muse-bench/MUSE-News", "books": "muse-bench/MUSE-Books"}
+# The config's ``dataset`` -> the corpus argument of ``fetch_muse`` (adapters.py dispatches on it).
+DATASETS = {"muse-news": "news", "muse-books": "books"}
+OPTIONS: frozenset[str] = frozenset()  # no options beyond the common ones (adapters.COMMON_OPTIONS)
 SUBJECTS = {"news": "news", "books": "books"}
 
 # LAYOUT file -> (hub config, split names to try in order)

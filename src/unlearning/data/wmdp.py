@@ -37,16 +37,21 @@ import os
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from .hub import config_key, load_records, local_or_hub, read_path, resolve_limits, \
-    select_fields, write_benchmark
-from .io import LAYOUT, MC, TEXT, DataError
+from .io import LAYOUT, MC, TEXT, DataError, write_benchmark
 from .mmlu import REPO as MMLU_REPO
 from .mmlu import load_mmlu
+from .sources import config_key, load_records, local_or_hub, read_path, resolve_limits, select_fields
 
 QUESTIONS_REPO = "cais/wmdp"
 CORPORA_REPO = "cais/wmdp-corpora"
 BIO_FORGET_REPO = "cais/wmdp-bio-forget-corpus"
 DOMAINS = ("bio", "cyber", "chem")
+# The config's ``dataset`` -> the domain argument of ``fetch_wmdp`` (adapters.py dispatches on it),
+# the options ``fetch_wmdp`` takes beyond the common ones, and their old names.
+DATASETS = {f"wmdp-{d}": d for d in DOMAINS}
+OPTIONS = frozenset({"questions_source", "corpora_source", "mmlu_source", "forget_corpus", "retain_corpus",
+                     "mmlu_subjects"})
+ALIASES = {"bio_forget_corpus": "forget_corpus"}
 SUBJECTS = {"bio": "biology", "cyber": "cybersecurity", "chem": "chemistry"}
 # domain -> hub config of cais/wmdp-corpora (None: not on the hub)
 FORGET_CONFIG = {"bio": None, "cyber": "cyber-forget-corpus", "chem": None}

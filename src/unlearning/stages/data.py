@@ -22,7 +22,7 @@ def prepare_data(bench: dict, out_dir: str | Path, name: str | None = None) -> N
 
         generate(bench["kind"], tmp, seed=bench.get("seed", 0), **bench.get("shape", {}))
     else:
-        from ..data.hub import fetch
+        from ..data.adapters import fetch
 
         fetch(bench["kind"], tmp, dataset=bench.get("dataset"),
               local_path=None if source == "hub" else source, name=name, **bench.get("data_options", {}))

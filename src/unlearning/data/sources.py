@@ -1,38 +1,9 @@
-"""Real benchmarks from the Hugging Face Hub (or a local copy of it), written in the LAYOUT of io.py.
+"""Reading benchmark records from the Hugging Face Hub or from a local copy of it.
 
-``fetch(kind, out_dir, **options)`` is what the CLI calls. It dispatches on ``options["dataset"]`` to
-the adapters (``muse.fetch_muse``, ``wmdp.fetch_wmdp``), which write exactly the files the synthetic
-generator writes, plus ``manifest.json``, and validate the folder with ``io.validate_benchmark``.
+The adapters (muse.py, wmdp.py, mmlu.py) read through ``load_records`` / ``read_path`` and write the
+LAYOUT of io.py with ``io.write_benchmark``; adapters.py dispatches a config entry to its adapter.
 
-Config entry this expects (``benchmarks.<name>`` in config.yaml, as workflow/schemas validates it;
-``prepare_data`` in stages.py passes ``source`` as ``local_path`` and spreads ``data_options``)::
-
-    muse_news:
-      kind: muse                 # muse | wmdp (must match the dataset)
-      source: hub                # "hub", or a folder holding a local copy (see below)
-      dataset: muse-news         # muse-news | muse-books | wmdp-bio | wmdp-cyber | wmdp-chem
-      data_options:              # all optional
-        max_records: null        # null | int (every file) | {"raw/forget.jsonl": 100, ...}
-        name: muse_news          # the entry's own name, so errors can name its config keys
-    wmdp_bio:
-      kind: wmdp
-      source: /data/hub          # folder holding wmdp/, wmdp-corpora/, mmlu/ (see wmdp.py)
-      dataset: wmdp-bio
-      data_options:
-        forget_corpus: /data/bio-forget-corpus.jsonl  # gated; needed for wmdp-bio (alias
-                                 # bio_forget_corpus) and wmdp-chem
-        retain_corpus: null      # needed for wmdp-chem (WMDP released no chemistry corpora)
-        mmlu_subjects: null      # null (all 57) or a list such as [college_biology, virology]
-        questions_source: null   # per-repo overrides of `source`: "hub" or a folder
-        corpora_source: null
-        mmlu_source: null
-
-As plain keyword options: ``fetch(kind, out_dir, dataset=..., source="hub"|DIR, local_path=DIR,
-max_records=..., name=..., **wmdp_options)``, i.e. the flat shape
-``{kind: muse, source: hub, dataset: muse-news, local_path: null, max_records: null}``;
-``local_path`` wins over ``source``.
-
-Local copies. ``source`` (or ``local_path``) may name either
+Local copies. A source folder (a benchmark's ``source``, or ``local_path``) may name either
 - a snapshot of the hub repository, e.g. made with
   ``hf download --repo-type dataset muse-bench/MUSE-News --local-dir DIR`` (``huggingface-cli
   download`` in older huggingface_hub). The hub repos keep one folder per config and one parquet file
@@ -63,19 +34,10 @@ import urllib.request
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-from .io import LAYOUT, DataError, validate_benchmark
+from .io import LAYOUT, DataError
 
-__all__ = ["HubUnavailable", "DATASETS", "fetch", "load_records", "read_path", "resolve_limits",
+__all__ = ["HubUnavailable", "config_key", "load_records", "local_or_hub", "read_path", "resolve_limits",
            "select_fields"]
-
-# dataset option -> (kind, module that fetches it)
-DATASETS: dict[str, str] = {
-    "muse-news": "muse",
-    "muse-books": "muse",
-    "wmdp-bio": "wmdp",
-    "wmdp-cyber": "wmdp",
-    "wmdp-chem": "wmdp",
-}
 
 DEFAULT_TIMEOUT_S = 5.0
 
@@ -362,7 +324,7 @@ def read_path(path: str | os.PathLike, config: str = "default", split: str = "tr
 
 
 # --------------------------------------------------------------------------------------------------
-# The loader the adapters share
+# The loader the adapters share: one split, only the fields the LAYOUT keeps, at most so many records
 
 
 def _project(rec: Mapping[str, Any], fields: Mapping[str, type], where: str, index: int) -> dict:
@@ -449,25 +411,6 @@ def resolve_limits(kind: str, max_records: int | Mapping[str, int] | None) -> di
     return caps
 
 
-def write_benchmark(out_dir: str | os.PathLike, kind: str, files: Mapping[str, Iterable[dict]],
-                    manifest: Mapping[str, Any]) -> dict[str, int]:
-    """Write every LAYOUT file of ``kind``, validate the folder, then write manifest.json."""
-    from .io import write_jsonl
-
-    out = Path(out_dir)
-    missing = set(LAYOUT[kind]) - set(files)
-    if missing:  # pragma: no cover - adapter bug
-        raise DataError(f"adapter did not produce {sorted(missing)}")
-    for name in LAYOUT[kind]:
-        write_jsonl(out / name, files[name])
-    counts = validate_benchmark(out, kind)
-    full = {"kind": kind, "source": "hub", **manifest, "counts": counts}
-    tmp = out / "manifest.json.tmp"
-    tmp.write_text(json.dumps(full, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, out / "manifest.json")
-    return counts
-
-
 def local_or_hub(value: Any) -> str | None:
     """Normalise a source option: None/"" /"hub" -> None (the hub), anything else -> a path."""
     if value is None:
@@ -478,47 +421,3 @@ def local_or_hub(value: Any) -> str | None:
     if value == "synthetic":
         raise DataError("source 'synthetic' is the generator's, not a hub adapter's")
     return os.path.expanduser(value)
-
-
-# --------------------------------------------------------------------------------------------------
-# Dispatch
-
-
-_COMMON = {"dataset", "source", "local_path", "max_records", "name"}
-_WMDP_ONLY = {"questions_source", "corpora_source", "mmlu_source", "forget_corpus",
-              "retain_corpus", "mmlu_subjects"}
-_ALIASES = {"bio_forget_corpus": "forget_corpus"}
-
-
-def fetch(kind: str, out_dir: str | os.PathLike, /, **options: Any) -> dict[str, int]:
-    """Fetch the real benchmark named by ``options['dataset']`` into ``out_dir``; return counts.
-
-    Options: dataset (required), source ("hub" or a local folder), local_path (a local folder;
-    wins over source), max_records, name (the benchmark's config name, used in error messages),
-    and for WMDP: questions_source, corpora_source, mmlu_source, forget_corpus, retain_corpus,
-    mmlu_subjects. ``kind`` must be the dataset's kind; a whole config entry may be passed as
-    options (its ``kind`` key is checked, not an error). Unknown options are an error.
-    """
-    if options.get("kind", kind) != kind:
-        raise DataError(f"option kind={options['kind']!r} contradicts kind {kind!r}")
-    options = {_ALIASES.get(k, k): v for k, v in options.items() if k != "kind"}
-    dataset = options.get("dataset")
-    if dataset not in DATASETS:
-        raise DataError(f"benchmark dataset {dataset!r} is not one of {sorted(DATASETS)}")
-    if DATASETS[dataset] != kind:
-        raise DataError(f"dataset {dataset!r} is of kind {DATASETS[dataset]!r}, not {kind!r}")
-    allowed = _COMMON | (_WMDP_ONLY if kind == "wmdp" else set())
-    unknown = set(options) - allowed
-    if unknown:
-        raise DataError(f"unknown options for {dataset}: {sorted(unknown)}; allowed {sorted(allowed)}")
-    source = options.get("local_path") or options.get("source")
-    common = {"source": source, "max_records": options.get("max_records"),
-              "name": options.get("name")}
-    if kind == "muse":
-        from .muse import fetch_muse
-
-        return fetch_muse(dataset.split("-", 1)[1], out_dir, **common)
-    from .wmdp import fetch_wmdp
-
-    extra = {k: options[k] for k in _WMDP_ONLY if options.get(k) is not None}
-    return fetch_wmdp(dataset.split("-", 1)[1], out_dir, **common, **extra)

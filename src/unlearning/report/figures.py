@@ -1,0 +1,29 @@
+"""The per-benchmark figures by name; each is drawn by its own module (``{name}_plot``), imported
+only when asked for, so that one figure's job runs (and is replanned for) that module alone."""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Sequence
+
+FIGURES = ("quantization", "relearning", "tradeoff")
+
+
+def figures(table: str | Path, out_dir: str | Path, names: Sequence[str] | None = None) -> list[Path]:
+    """Draw the figures ``names`` (default: all of FIGURES) of a tidy table as ``out_dir/{name}.png``
+    and ``.svg``."""
+    import pandas as pd
+
+    names = FIGURES if names is None else names
+    unknown = [n for n in names if n not in FIGURES]
+    if unknown:
+        raise ValueError(f"unknown figure(s) {unknown}; known: {list(FIGURES)}")
+    df = pd.read_csv(table)
+    out = Path(out_dir)
+    written = []
+    for name in names:
+        draw = getattr(importlib.import_module(f"{__package__}.{name}_plot"), f"{name}_figure")
+        draw(df, out / f"{name}.png", out / f"{name}.svg")
+        written += [out / f"{name}.png", out / f"{name}.svg"]
+    return written

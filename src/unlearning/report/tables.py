@@ -1,0 +1,169 @@
+"""Tables of a benchmark's tidy table: the summary markdown (mean ± standard deviation), the main
+table (CSV + markdown, mean ± 95% CI over seeds), the quantization and relearning tables, and the
+compact summary table of findings.md."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Sequence
+
+import pandas as pd
+
+from .files import atomic_csv, atomic_text
+from .stats import fmt, mean_ci, summarise
+from .tidy import (FORGET_METRICS, METRIC_LABELS, QUANT_ATTACKS, UTILITY_METRICS, attack_order, forget_metrics,
+                   four_bit, last_relearn, metric_order, optimizer_order, relearn_steps, row_keys, row_label,
+                   utility_metric)
+
+
+def summary(tables: Sequence[str | Path], out: str | Path) -> str:
+    """Markdown: per benchmark, mean over seeds of every main metric before and after each attack."""
+    parts = ["# Study summary", "", "Mean over seeds (± standard deviation where there are several).", ""]
+    for table in tables:
+        df = pd.read_csv(table)
+        bench = df.benchmark.iloc[0]
+        parts += [f"## {bench}", ""]
+        metrics = [m for m in FORGET_METRICS + UTILITY_METRICS + ["privleak", "qcode_change"]
+                   if m in set(df.metric)]
+        attacks = attack_order(df.attack.unique())
+        order = optimizer_order(df)
+        for metric in metrics:
+            d = df[df.metric == metric]
+            g = d.groupby(["method", "optimizer", "attack"]).value
+            mean, std = g.mean(), g.std()
+            cols = [a for a in attacks if a in set(d.attack)]
+            parts += [f"### {METRIC_LABELS.get(metric, metric)}", "",
+                      "| method | optimizer | " + " | ".join(cols) + " |",
+                      "|---|---|" + "---|" * len(cols)]
+            keys = sorted({(m, o) for m, o, _ in mean.index},
+                          key=lambda k: (k[0] != "none", k[0], order.index(k[1]) if k[1] in order else 99))
+            for m, o in keys:
+                cells = []
+                for a in cols:
+                    if (m, o, a) in mean.index:
+                        s = std.get((m, o, a))
+                        cells.append(f"{mean[(m, o, a)]:.1f}" + (f" ± {s:.1f}" if s == s and s is not None else ""))
+                    else:
+                        cells.append("")
+                parts.append(f"| {m} | {o} | " + " | ".join(cells) + " |")
+            parts.append("")
+    text = "\n".join(parts) + "\n"
+    atomic_text(text, out)
+    return text
+
+
+def main_table(df: pd.DataFrame) -> pd.DataFrame:
+    """Wide table: one row per reference model and (method, optimizer); for every attack and metric
+    the mean over seeds (``{metric}@{attack}``) and the 95% CI half-width (``..._ci95``, empty with
+    one seed)."""
+    s = summarise(df, ["method", "optimizer", "attack", "metric"]).set_index(["method", "optimizer", "attack", "metric"])
+    grades = dict(zip(df.optimizer, df.grade))
+    attacks = attack_order(df.attack.unique())
+    metrics = metric_order(df.metric.unique())
+    rows = []
+    for method, opt in row_keys(df):
+        seeds = df[(df.method == method) & (df.optimizer == opt)].seed.nunique()
+        row = {"row": row_label(method, opt), "method": method, "optimizer": opt, "grade": grades[opt],
+               "n_seeds": seeds}
+        for a in attacks:
+            for m in metrics:
+                key = (method, opt, a, m)
+                row[f"{m}@{a}"] = s.loc[key, "mean"] if key in s.index else math.nan
+                row[f"{m}@{a}_ci95"] = s.loc[key, "ci95"] if key in s.index else math.nan
+        rows.append(row)
+    out = pd.DataFrame(rows)
+    means = [c for c in out.columns if "@" in c and not c.endswith("_ci95")]
+    empty = [c for c in means if out[c].isna().all()]
+    return out.drop(columns=empty + [f"{c}_ci95" for c in empty])
+
+
+def main_table_markdown(df: pd.DataFrame, wide: pd.DataFrame | None = None) -> str:
+    """The main table as markdown, one table per attack (rows as in ``main_table``)."""
+    wide = main_table(df) if wide is None else wide
+    bench = df.benchmark.iloc[0]
+    n = int(wide.n_seeds.max())
+    note = (f"Mean ± 95% confidence-interval half-width over {n} seeds (Student t)." if n > 1 else
+            "One seed: means only, no confidence interval (add seeds for intervals).")
+    parts = [f"# {bench}: main table", "", note,
+             "Rows: the original (target) model, the retrain model, then each method's optimizers in "
+             "grade order (second, first, compressed, zeroth, hybrid). Attack `none` is before any attack.", ""]
+    for a in attack_order(df.attack.unique()):
+        cols = [c for c in wide.columns if c.endswith(f"@{a}")]
+        if not cols:
+            continue
+        metrics = [c.split("@")[0] for c in cols]
+        sub = wide[wide[cols].notna().any(axis=1)]
+        title = "before attack" if a == "none" else f"after {a}"
+        parts += [f"## {title}", "", "| row | grade | " + " | ".join(metrics) + " |",
+                  "|---|---|" + "---:|" * len(metrics)]
+        for _, r in sub.iterrows():
+            cells = [fmt(r[c], r[f"{c}_ci95"]) for c in cols]
+            parts.append(f"| {r['row']} | {r['grade']} | " + " | ".join(cells) + " |")
+        parts.append("")
+    return "\n".join(parts) + "\n"
+
+
+def quantization_table(df: pd.DataFrame) -> pd.DataFrame:
+    """Forget knowledge after each quantization against before (per optimizer, grade-ordered): mean
+    and CI of the value after the attack and of the per-seed change (after - before); qcode_change."""
+    rows = []
+    quants = [a for a in QUANT_ATTACKS if a in set(df.attack)]
+    for method, opt in row_keys(df):
+        d = df[(df.method == method) & (df.optimizer == opt)]
+        grade = d.grade.iloc[0]
+        for metric in forget_metrics(df) + ["qcode_change"]:
+            dm = d[d.metric == metric]
+            before = dm[dm.attack == "none"].set_index("seed").value
+            for a in quants:
+                after = dm[dm.attack == a].set_index("seed").value
+                if after.empty:
+                    continue
+                am, ah, n = mean_ci(after)
+                bm, bh, _ = mean_ci(before) if not before.empty else (math.nan, math.nan, 0)
+                delta = (after - before).dropna()
+                dmn, dh, _ = mean_ci(delta) if not delta.empty else (math.nan, math.nan, 0)
+                rows.append({"row": row_label(method, opt), "method": method, "optimizer": opt, "grade": grade,
+                             "metric": metric, "attack": a, "n": n, "before": bm, "before_ci95": bh,
+                             "after": am, "after_ci95": ah, "change": dmn, "change_ci95": dh})
+    return pd.DataFrame(rows)
+
+
+def relearning_table(df: pd.DataFrame) -> pd.DataFrame:
+    """Forget metrics (whole set, relearned and held-out parts) against relearning steps; step 0 is
+    the unlearned model before any attack."""
+    rel = [a for a in df.attack.unique() if a == "none" or str(a).startswith("relearn")]
+    d = df[(df.method != "none") & df.attack.isin(rel)]
+    bases = forget_metrics(df)
+    metrics = [m for m in metric_order(d.metric.unique()) if m.split("_relearned")[0].split("_heldout")[0] in bases]
+    d = d[d.metric.isin(metrics)]
+    s = summarise(d, ["method", "optimizer", "grade", "metric", "attack"])
+    s.insert(5, "steps", s.attack.map(relearn_steps))
+    return s.sort_values(["method", "metric", "optimizer", "steps"]).reset_index(drop=True)
+
+
+def report_tables(table: str | Path, out_main_csv: str | Path, out_main_md: str | Path,
+                  out_quant: str | Path, out_relearn: str | Path) -> None:
+    """The main table (CSV + markdown), the quantization table and the relearning-curve table."""
+    df = pd.read_csv(table)
+    wide = main_table(df)
+    atomic_csv(wide, out_main_csv)
+    atomic_text(main_table_markdown(df, wide), out_main_md)
+    atomic_csv(quantization_table(df), out_quant)
+    atomic_csv(relearning_table(df), out_relearn)
+
+
+def summary_table_markdown(df: pd.DataFrame) -> str:
+    """Compact table: key forget and utility metrics before attack, after NF4 (or FP4) and after the
+    longest relearning; mean ± 95% CI half-width."""
+    attacks = ["none", *(["nf4"] if "nf4" in set(df.attack) else four_bit(df)[:1]), *last_relearn(df)]
+    metrics = [m for m in forget_metrics(df) + [utility_metric(df), "privleak"] if m and m in set(df.metric)]
+    s = summarise(df, ["method", "optimizer", "attack", "metric"]).set_index(["method", "optimizer", "attack", "metric"])
+    cols = [(m, a) for a in attacks for m in metrics
+            if ((s.index.get_level_values("attack") == a) & (s.index.get_level_values("metric") == m)).any()]
+    lines = ["| row | " + " | ".join(f"{m} ({a})" for m, a in cols) + " |", "|---|" + "---:|" * len(cols)]
+    for method, opt in row_keys(df):
+        cells = [(fmt(s.loc[(method, opt, a, m), "mean"], s.loc[(method, opt, a, m), "ci95"])
+                  if (method, opt, a, m) in s.index else "–") for m, a in cols]
+        lines.append(f"| {row_label(method, opt)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)

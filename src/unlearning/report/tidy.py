@@ -1,0 +1,139 @@
+"""The tidy table (one row per benchmark, method, optimizer, grade, seed, attack, metric) read from
+the evaluation JSON files, PrivLeak derived from it, and the vocabulary of attacks, metrics and
+optimizer order that every table, figure and finding shares."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Sequence
+
+import pandas as pd
+
+from .files import atomic_csv
+
+COLUMNS = ["benchmark", "method", "optimizer", "grade", "seed", "attack", "metric", "value"]
+GRADE_ORDER = ["reference", "second", "first", "compressed", "zeroth", "hybrid"]
+# Forget-knowledge metrics (lower is better after unlearning) and utility metrics (higher is better).
+FORGET_METRICS = ["verbmem_f", "knowmem_f", "wmdp_acc"]
+UTILITY_METRICS = ["knowmem_r", "mmlu_acc"]
+METRIC_LABELS = {
+    "verbmem_f": "VerbMem_f (ROUGE-L F1 x100)", "knowmem_f": "KnowMem_f (ROUGE-L F1 x100)",
+    "knowmem_r": "KnowMem_r (ROUGE-L F1 x100)", "privleak": "PrivLeak (%)",
+    "wmdp_acc": "Forget-domain accuracy (%)", "mmlu_acc": "Utility accuracy (%)",
+    "qcode_change": "4-bit codes changed (%)",
+}
+METRIC_ORDER = ["verbmem_f", "knowmem_f", "knowmem_r", "privleak", "mink_auc", "wmdp_acc", "mmlu_acc",
+                "qcode_change"]
+QUANT_ATTACKS = ["int8", "fp4", "nf4"]
+FOUR_BIT = ["fp4", "nf4"]
+REF_LABELS = {"target": "Original (target)", "retrain": "Retrain"}
+
+
+def attack_order(attacks: Sequence[str]) -> list[str]:
+    """none, int8, fp4, nf4, then relearn{steps} by step count."""
+    fixed = ["none", "int8", "fp4", "nf4"]
+    rel = sorted((a for a in attacks if a.startswith("relearn")), key=lambda a: int(a[7:]))
+    return [a for a in fixed if a in attacks] + rel + sorted(set(attacks) - set(fixed) - set(rel))
+
+
+def tidy(evals: Sequence[str | Path], auc_retrain: float | None = None) -> pd.DataFrame:
+    """One row per (benchmark, method, optimizer, grade, seed, attack, metric) from eval JSONs.
+
+    PrivLeak is derived here: (AUC - AUC_retrain) / AUC_retrain * 100, with AUC_retrain the retrain
+    model's own Min-K% AUC (attack none) unless ``auc_retrain`` is given.
+    """
+    rows = []
+    for path in evals:
+        rec = json.loads(Path(path).read_text(encoding="utf-8"))
+        for metric, value in rec["metrics"].items():
+            if value is None or not math.isfinite(float(value)):
+                raise ValueError(f"{path}: metric {metric} is not finite ({value})")
+            rows.append({**{k: rec[k] for k in COLUMNS[:6]}, "metric": metric, "value": float(value)})
+    df = pd.DataFrame(rows, columns=COLUMNS)
+    auc = df[df.metric == "mink_auc"]
+    if not auc.empty:
+        if auc_retrain is None:
+            ref = auc[(auc.optimizer == "retrain") & (auc.attack == "none")]
+            if ref.empty:
+                raise ValueError("PrivLeak needs the retrain model's evaluation or evaluation.auc_retrain")
+            auc_retrain = float(ref.value.mean())
+        leak = auc.copy()
+        leak["metric"] = "privleak"
+        leak["value"] = (leak["value"] - auc_retrain) / auc_retrain * 100.0
+        df = pd.concat([df, leak], ignore_index=True)
+    return df.sort_values(COLUMNS[:7], kind="stable").reset_index(drop=True)
+
+
+def aggregate(evals: Sequence[str | Path], auc_retrain: float | None, out: str | Path) -> pd.DataFrame:
+    """Write the tidy table of one benchmark to ``out`` (CSV)."""
+    df = tidy(evals, auc_retrain)
+    atomic_csv(df, out)
+    return df
+
+
+def optimizer_order(df: pd.DataFrame) -> list[str]:
+    """Reference models first, then optimizers by grade (second, first, compressed, zeroth, hybrid)."""
+    pairs = df[["optimizer", "grade"]].drop_duplicates()
+    rank = {g: i for i, g in enumerate(GRADE_ORDER)}
+    pairs = pairs.assign(r=pairs.grade.map(lambda g: rank.get(g, len(rank))))
+    ref_rank = {"target": 0, "retrain": 1}
+    pairs = pairs.assign(t=pairs.optimizer.map(lambda o: ref_rank.get(o, 2)))
+    return list(pairs.sort_values(["r", "t", "optimizer"]).optimizer)
+
+
+def metric_order(metrics: Sequence[str]) -> list[str]:
+    """Main metrics in a fixed order, then each forget metric's relearned/held-out variants."""
+    present = set(metrics)
+    out = [m for m in METRIC_ORDER if m in present]
+    for base in METRIC_ORDER:
+        out += [f"{base}_{v}" for v in ("relearned", "heldout") if f"{base}_{v}" in present]
+    return out + sorted(present - set(out))
+
+
+def relearn_steps(attack: str) -> int:
+    """Relearning steps of an attack name (``relearn{steps}``; 0 for ``none``)."""
+    return 0 if attack == "none" else int(attack[len("relearn"):])
+
+
+def forget_metrics(df: pd.DataFrame) -> list[str]:
+    """The forget-knowledge metrics present in ``df``."""
+    return [m for m in ["knowmem_f", "verbmem_f", "wmdp_acc"] if m in set(df.metric)]
+
+
+def utility_metric(df: pd.DataFrame) -> str | None:
+    """The utility metric of ``df`` (KnowMem_r for MUSE, MMLU accuracy for WMDP)."""
+    return next((m for m in ["knowmem_r", "mmlu_acc"] if m in set(df.metric)), None)
+
+
+def methods(df: pd.DataFrame) -> list[str]:
+    """The unlearning methods of ``df`` (the reference models' ``none`` left out)."""
+    return sorted(m for m in df.method.unique() if m != "none")
+
+
+def four_bit(df: pd.DataFrame) -> list[str]:
+    """The 4-bit quantization attacks present in ``df``."""
+    return [a for a in FOUR_BIT if a in set(df.attack)]
+
+
+def last_relearn(df: pd.DataFrame) -> list[str]:
+    """The longest relearning attack of ``df`` (a list of at most one)."""
+    rel = [a for a in attack_order(df.attack.unique()) if a.startswith("relearn")]
+    return rel[-1:]
+
+
+def row_keys(df: pd.DataFrame) -> list[tuple[str, str]]:
+    """(method, optimizer) rows of the main table: Original, Retrain, then each method's optimizers
+    in grade order (second, first, compressed, zeroth, hybrid)."""
+    order = optimizer_order(df)
+    rank = {o: i for i, o in enumerate(order)}
+    refs = [("none", o) for o in ("target", "retrain") if ((df.method == "none") & (df.optimizer == o)).any()]
+    other = df[df.method != "none"][["method", "optimizer"]].drop_duplicates()
+    keys = sorted(map(tuple, other.values), key=lambda k: (k[0], rank.get(k[1], 99), k[1]))
+    return refs + keys
+
+
+def row_label(method: str, optimizer: str) -> str:
+    """A table row's label: the reference model's name, or ``method / optimizer``."""
+    return REF_LABELS.get(optimizer, optimizer) if method == "none" else f"{method} / {optimizer}"
