@@ -11,15 +11,19 @@ from typing import Sequence
 import pandas as pd
 
 from .files import atomic_csv, atomic_text
+from .provenance import markdown as provenance_markdown
 from .stats import fmt, mean_ci, summarise
 from .tidy import (FORGET_METRICS, METRIC_LABELS, QUANT_ATTACKS, UTILITY_METRICS, attack_order, forget_metrics,
                    four_bit, last_relearn, metric_order, optimizer_order, relearn_steps, row_keys, row_label,
                    utility_metric)
 
 
-def summary(tables: Sequence[str | Path], out: str | Path) -> str:
-    """Markdown: per benchmark, mean over seeds of every main metric before and after each attack."""
+def summary(tables: Sequence[str | Path], out: str | Path, provenance: str | Path | None = None) -> str:
+    """Markdown: per benchmark, mean over seeds of every main metric before and after each attack; with
+    ``provenance`` (see ``report.provenance``) where the evaluations ran, once."""
     parts = ["# Study summary", "", "Mean over seeds (± standard deviation where there are several).", ""]
+    if provenance is not None:
+        parts += ["## Where these numbers were made", "", provenance_markdown(provenance), ""]
     for table in tables:
         df = pd.read_csv(table)
         bench = df.benchmark.iloc[0]
