@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import ROOT, snakemake
+from conftest import snakemake
 
 pytestmark = pytest.mark.e2e
 

@@ -1,4 +1,4 @@
-"""Command line: ``python -m unlearning STAGE [options]``, one stage per Snakemake rule.
+"""Command line: ``unlearning STAGE [options]`` (or ``python -m unlearning``), one stage per Snakemake rule.
 
 Structured arguments (config entries) are passed as JSON strings; the rule takes them from the
 validated config, so each job sees only its own entry.
@@ -119,7 +119,7 @@ def _cmd_findings(a: argparse.Namespace) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The CLI's argument parser (one subcommand per stage)."""
-    p = argparse.ArgumentParser(prog="python -m unlearning", description=__doc__)
+    p = argparse.ArgumentParser(prog="unlearning", description=__doc__)
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     p.add_argument("-v", "--verbose", action="store_true")
     sub = p.add_subparsers(dest="stage", required=True)
@@ -259,3 +259,19 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error [{args.stage}]: {err}", file=sys.stderr)
         return 1
     return 0
+
+
+def run(argv: list[str] | None = None) -> int:
+    """The ``unlearning`` command (pyproject's console script, and ``python -m unlearning``).
+
+    When ``UNLEARNING_FORKSERVER`` names a fork server that answers, a worker forked there runs the
+    stage and this returns its exit status; otherwise the stage runs in this process (``main``).
+    """
+    from .forkserver import ENV, delegate, turned_off
+
+    argv = sys.argv[1:] if argv is None else argv
+    if os.environ.get(ENV) and not turned_off():
+        code = delegate(os.environ[ENV], argv)
+        if code is not None:
+            return code
+    return main(argv)

@@ -5,18 +5,15 @@ rule aggregate:
         code=src("report.py"),
     output:
         f"{R}/tables/{{bench}}.csv",
-    params:
-        auc=lambda wc: (
-            f"--auc-retrain {config['evaluation']['auc_retrain'][wc.bench]}"
-            if wc.bench in config["evaluation"]["auc_retrain"] else ""
-        ),
     log:
         f"{R}/logs/aggregate/{{bench}}.log",
-    threads: 1
     conda:
         CONDA_ENV
+    threads: 1
+    params:
+        auc=lambda wc: auc_retrain_arg(wc.bench),
     shell:
-        "{PY} aggregate --inputs {input.evals} {params.auc} --out {output} > {log} 2>&1"
+        "unlearning aggregate --inputs {input.evals} {params.auc} --out {output} > {log} 2>&1"
 
 
 rule figures:
@@ -26,22 +23,34 @@ rule figures:
         table=f"{R}/tables/{{bench}}.csv",
         code=src("report.py"),
     output:
-        quant=report(f"{R}/figures/{{bench}}/quantization.png", caption="../report/quantization.rst",
-                     category="2. Quantization", subcategory="{bench}"),
-        relearn=report(f"{R}/figures/{{bench}}/relearning.png", caption="../report/relearning.rst",
-                       category="3. Relearning", subcategory="{bench}"),
-        tradeoff=report(f"{R}/figures/{{bench}}/tradeoff.png", caption="../report/tradeoff.rst",
-                        category="6. Utility vs forgetting", subcategory="{bench}"),
+        quant=report(
+            f"{R}/figures/{{bench}}/quantization.png",
+            caption="../report/quantization.rst",
+            category="2. Quantization",
+            subcategory="{bench}",
+        ),
+        relearn=report(
+            f"{R}/figures/{{bench}}/relearning.png",
+            caption="../report/relearning.rst",
+            category="3. Relearning",
+            subcategory="{bench}",
+        ),
+        tradeoff=report(
+            f"{R}/figures/{{bench}}/tradeoff.png",
+            caption="../report/tradeoff.rst",
+            category="6. Utility vs forgetting",
+            subcategory="{bench}",
+        ),
         svg=[f"{R}/figures/{{bench}}/{n}.svg" for n in ("quantization", "relearning", "tradeoff")],
-    params:
-        out=f"{R}/figures/{{bench}}",
     log:
         f"{R}/logs/figures/{{bench}}.log",
-    threads: 1
     conda:
         CONDA_ENV
+    threads: 1
+    params:
+        out=lambda wc, output: parent(output.quant),
     shell:
-        "{PY} figures --table {input.table} --out {params.out} > {log} 2>&1"
+        "unlearning figures --table {input.table} --out {params.out} > {log} 2>&1"
 
 
 rule summary:
@@ -53,8 +62,8 @@ rule summary:
         f"{R}/summary.md",
     log:
         f"{R}/logs/summary.log",
-    threads: 1
     conda:
         CONDA_ENV
+    threads: 1
     shell:
-        "{PY} summary --tables {input.tables} --out {output} > {log} 2>&1"
+        "unlearning summary --tables {input.tables} --out {output} > {log} 2>&1"
