@@ -227,7 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--png", required=True)
     s.add_argument("--svg", default=None)
 
-    s = stage("findings", _cmd_findings, "the paper's findings judged from the tables' 95% CIs (markdown)")
+    s = stage("findings", _cmd_findings, "the paper's findings judged from the tables' 95%% CIs (markdown)")
     s.add_argument("--tables", nargs="+", required=True)
     s.add_argument("--optimizers", type=_json, required=True)
     s.add_argument("--methods", type=_json, required=True)
