@@ -39,8 +39,10 @@ except ConfigError as err:
 R = "results"
 # The library's sources, listed as inputs so that editing a module replans the jobs that use it.
 SRC = Path(workflow.basedir) / "src" / "unlearning"
-# The checkout of the package that runs (the one imported here); normally the one above.
+# The checkout of the package that runs (the one imported here, installed editable); normally this one.
 PACKAGE_ROOT = Path(unlearning.__file__).resolve().parents[2]
+if not (PACKAGE_ROOT / "pyproject.toml").exists():  # installed as a copy, not editable
+    PACKAGE_ROOT = Path(workflow.basedir)
 CONDA_ENV = str(Path(workflow.basedir) / "envs" / "unlearning.yaml")
 if Path(unlearning.__file__).resolve().parent != SRC.resolve():
     # E.g. a study folder (unlearning.studyfolder) or another checkout's environment: edits of SRC replan
@@ -59,15 +61,15 @@ else:
     _PATH = os.environ.get("PATH", "")
     if _PATH.split(os.pathsep)[0] != _BIN:
         os.environ.update(PATH=os.pathsep.join(p for p in (_BIN, _PATH) if p))
-    if shutil.which("unlearning") is None:
+    if shutil.which("unlearning", path=_BIN) is None:
         print(f"error: no `unlearning` command in {_BIN}; run scripts/setup.sh (pip install -e .)", file=sys.stderr)
         sys.exit(1)
 
 # Optimizer grade of each type, for the tables (src/unlearning/registry.py).
 GRADE = {t: o.grade for t, o in registry.OPTIMIZERS.items()}
-# Source modules each optimizer type and objective depends on. Snakemake tracks the code of rules,
-# not of the library, so rules list these as inputs: editing optim/zeroth.py replans only the zeroth-order and
-# hybrid branches (tests/test_reruns.py; tests/test_registry.py checks the registry's modules).
+# Source modules each optimizer type and objective depends on. Snakemake tracks the code of rules, not
+# of the library, so rules list these as inputs: editing optim/zeroth.py replans only the zeroth-order
+# and hybrid branches (tests/test_reruns.py; tests/test_registry.py checks the registry's modules).
 OPTIM_MODULES = {t: f"optim/{o.module}.py" for t, o in registry.OPTIMIZERS.items()}
 OBJECTIVE_MODULES = {name: f"objectives/{o.module}.py" for name, o in registry.OBJECTIVES.items()}
 
