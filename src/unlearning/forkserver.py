@@ -2,10 +2,10 @@
 
 On this project's CPU machines a job's own work is often shorter than starting Python and importing
 torch, transformers, bitsandbytes and rouge-score (about 6-9 s). With the local executor the
-Snakefile starts one server (`onstart`), which imports those libraries and then waits on a
-machine-local (abstract Unix) socket. A job still runs ``unlearning STAGE ...`` (or ``python -m
-unlearning STAGE ...``); when the variable ``UNLEARNING_FORKSERVER`` names a reachable server, that
-command hands its arguments, working
+Snakefile starts one server (`onstart` in workflow/rules/forkserver.smk), which imports those
+libraries and then waits on a machine-local (abstract Unix) socket. A job still runs
+``unlearning STAGE ...`` (or ``python -m unlearning STAGE ...``); when the variable
+``UNLEARNING_FORKSERVER`` names a reachable server, that command hands its arguments, working
 directory, environment and standard streams to the server, which forks a worker that runs the stage
 exactly as the command would have, and the command exits with the worker's exit status. If the server
 is unreachable the command runs the stage itself, so the server changes speed, never results.
