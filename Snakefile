@@ -1,6 +1,6 @@
 # The study "Downgrade to Upgrade" (arXiv 2510.00761) as a DAG:
 # data -> tokenizer -> target/retrain -> unlearn -> relearn -> evaluate -> tables -> figures/summary.
-# Stages live in src/unlearning (python -m unlearning STAGE); rules only wire files together.
+# Stages live in src/unlearning (the installed command `unlearning STAGE`); rules only wire files together.
 
 from snakemake.utils import min_version
 
@@ -22,9 +22,10 @@ include: "workflow/rules/attack.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/aggregate.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/forkserver.smk"
 
 
 rule all:
+    default_target: True
     input:
         all_outputs(),
-    default_target: True

@@ -13,6 +13,8 @@ HEADER = """\
 # Conda environment for the rules under `snakemake --sdm conda` (e.g. a cluster without the project's
 # .venv). Generated from requirements/runtime.lock by scripts/lock.sh: the same exact versions as the
 # local install (tests/test_envs.py checks). Edit pyproject.toml's ranges and rerun scripts/lock.sh.
+# The project's own package (the `unlearning` command the rules run) is installed by
+# unlearning.post-deploy.sh, which Snakemake runs after creating the env.
 # torch comes from PyPI: on Linux its default wheel is the CUDA build the GPU rules need, which brings
 # its own nvidia-* runtime packages (not pinned here; they follow torch's pin).
 name: unlearning

@@ -1,9 +1,14 @@
 #!/usr/bin/env bash
-# Set up the environment, start the single-node SLURM cluster the `slurm` tests need, run the whole
-# test suite, stop the daemons this script started. README's test command; .ci/run runs exactly this.
+# Set up the environment, lint, start the single-node SLURM cluster the `slurm` tests need, run the
+# whole test suite, stop the daemons this script started. README's test command; .ci/run runs exactly this.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+# Lint (seconds; configuration in pyproject.toml): Snakemake's linter on the default study, ruff on the
+# Python code, snakefmt on the Snakefile and the rule files. Each exits non-zero on a finding.
+.venv/bin/snakemake --lint --cores 1
+.venv/bin/ruff check .
+.venv/bin/snakefmt --check Snakefile workflow/
 cluster=0
 if bash scripts/slurm/start.sh; then
     cluster=1

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import ROOT, snakemake
+from conftest import snakemake
 
 pytestmark = pytest.mark.e2e
 
@@ -58,6 +58,14 @@ def test_one_optimizer_learning_rate_replans_only_its_branch(smoke_copy):
     cfg["optimizers"]["signadam"]["lr"] = 0.002
     cfg_path.write_text(yaml.safe_dump(cfg))
     assert core(planned(smoke_copy)) == branch("muse", "graddiff", "signadam") | branch("muse", "npo", "signadam")
+
+
+def test_marking_relearned_checkpoints_temporary_replans_nothing(smoke_copy):
+    cfg_path = smoke_copy / "configs" / "smoke.yaml"
+    cfg = yaml.safe_load(cfg_path.read_text())
+    cfg["attacks"]["relearn"]["keep_checkpoints"] = False
+    cfg_path.write_text(yaml.safe_dump(cfg))
+    assert planned(smoke_copy) == set()
 
 
 def test_editing_the_zeroth_order_module_replans_zo_and_hybrid_only(smoke_copy):

@@ -1,4 +1,4 @@
-"""Command line: ``python -m unlearning STAGE [options]``, one stage per Snakemake rule.
+"""Command line: ``unlearning STAGE [options]`` (or ``python -m unlearning``), one stage per Snakemake rule.
 
 Structured arguments (config entries) are passed as JSON strings; the rule takes them from the
 validated config, so each job sees only its own entry.
@@ -81,7 +81,13 @@ def _cmd_figures(a: argparse.Namespace) -> None:
 def _cmd_summary(a: argparse.Namespace) -> None:
     from .report.tables import summary
 
-    summary(a.tables, a.out)
+    summary(a.tables, a.out, provenance=a.provenance)
+
+
+def _cmd_provenance(a: argparse.Namespace) -> None:
+    from .report.provenance import write
+
+    write(a.inputs, a.out)
 
 
 def _cmd_report_tables(a: argparse.Namespace) -> None:
@@ -113,12 +119,13 @@ def _cmd_findings(a: argparse.Namespace) -> None:
     from .report.findings import write_findings
 
     write_findings(a.tables, a.optimizers, a.methods, a.reference, a.out, barriers=a.barriers or (),
-                   ablation=a.ablation, figures=a.figures or (), figure_names=a.figure_names or ())
+                   ablation=a.ablation, figures=a.figures or (), figure_names=a.figure_names or (),
+                   provenance=a.provenance)
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The CLI's argument parser (one subcommand per stage)."""
-    p = argparse.ArgumentParser(prog="python -m unlearning", description=__doc__)
+    p = argparse.ArgumentParser(prog="unlearning", description=__doc__)
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     p.add_argument("-v", "--verbose", action="store_true")
     sub = p.add_subparsers(dest="stage", required=True)
@@ -193,6 +200,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = stage("summary", _cmd_summary, "markdown summary of the tables")
     s.add_argument("--tables", nargs="+", required=True)
+    s.add_argument("--provenance", default=None, help="the study's provenance table (CSV)")
+    s.add_argument("--out", required=True)
+
+    s = stage("provenance", _cmd_provenance, "the distinct environments the evaluations ran in (CSV)")
+    s.add_argument("--inputs", nargs="+", required=True, help="evaluation JSON files")
     s.add_argument("--out", required=True)
 
     s = stage("report-tables", _cmd_report_tables, "main table (CSV, markdown), quantization and relearning tables")
@@ -228,13 +240,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--png", required=True)
     s.add_argument("--svg", default=None)
 
-    s = stage("findings", _cmd_findings, "the paper's findings judged from the tables' 95% CIs (markdown)")
+    s = stage("findings", _cmd_findings, "the paper's findings judged from the tables' 95%% CIs (markdown)")
     s.add_argument("--tables", nargs="+", required=True)
     s.add_argument("--optimizers", type=_json, required=True)
     s.add_argument("--methods", type=_json, required=True)
     s.add_argument("--reference", required=True)
     s.add_argument("--barriers", nargs="*", default=[])
     s.add_argument("--ablation", default=None)
+    s.add_argument("--provenance", default=None, help="the study's provenance table (CSV)")
     s.add_argument("--figures", nargs="*", default=[], help="PNG files copied next to the markdown")
     s.add_argument("--figure-names", nargs="*", default=[], help="their names there")
     s.add_argument("--out", required=True)
@@ -252,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # Reporting stages and data preparation never touch torch: don't pay for importing it.
     if args.stage not in ("aggregate", "figures", "summary", "data", "report-tables", "lmc-figure",
-                          "ablation", "findings"):
+                          "ablation", "findings", "provenance"):
         _threads(args.threads)
     try:
         args.fn(args)
@@ -260,3 +273,19 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error [{args.stage}]: {err}", file=sys.stderr)
         return 1
     return 0
+
+
+def run(argv: list[str] | None = None) -> int:
+    """The ``unlearning`` command (pyproject's console script, and ``python -m unlearning``).
+
+    When ``UNLEARNING_FORKSERVER`` names a fork server that answers, a worker forked there runs the
+    stage and this returns its exit status; otherwise the stage runs in this process (``main``).
+    """
+    from .forkserver import ENV, delegate, turned_off
+
+    argv = sys.argv[1:] if argv is None else argv
+    if os.environ.get(ENV) and not turned_off():
+        code = delegate(os.environ[ENV], argv)
+        if code is not None:
+            return code
+    return main(argv)

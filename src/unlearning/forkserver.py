@@ -2,9 +2,10 @@
 
 On this project's CPU machines a job's own work is often shorter than starting Python and importing
 torch, transformers, bitsandbytes and rouge-score (about 6-9 s). With the local executor the
-Snakefile starts one server (`onstart`), which imports those libraries and then waits on a
-machine-local (abstract Unix) socket. A job still runs ``python -m unlearning STAGE ...``; when the
-variable ``UNLEARNING_FORKSERVER`` names a reachable server, that command hands its arguments, working
+Snakefile starts one server (`onstart` in workflow/rules/forkserver.smk), which imports those
+libraries and then waits on a machine-local (abstract Unix) socket. A job still runs
+``unlearning STAGE ...`` (or ``python -m unlearning STAGE ...``); when the variable
+``UNLEARNING_FORKSERVER`` names a reachable server, that command hands its arguments, working
 directory, environment and standard streams to the server, which forks a worker that runs the stage
 exactly as the command would have, and the command exits with the worker's exit status. If the server
 is unreachable the command runs the stage itself, so the server changes speed, never results.
@@ -25,6 +26,7 @@ import select
 import signal
 import socket
 import struct
+import subprocess
 import sys
 import traceback
 from typing import Sequence
@@ -76,11 +78,11 @@ def _address(name: str) -> str:
 
 
 # --------------------------------------------------------------------------------------------------
-# Client side: what `python -m unlearning` does when UNLEARNING_FORKSERVER is set.
+# Client side: what `unlearning` (unlearning.cli.run) does when UNLEARNING_FORKSERVER is set.
 
 
 def delegate(name: str, argv: Sequence[str], timeout: float = 120.0) -> int | None:
-    """Run ``python -m unlearning argv`` in a worker forked by the server ``name``.
+    """Run ``unlearning argv`` in a worker forked by the server ``name``.
 
     Returns the worker's exit status (128 + signal number if it was killed), or None when no server
     answers, in which case the caller runs the stage itself.
@@ -161,7 +163,7 @@ def _run_worker(request: dict, fds: list[int]) -> None:
         random.seed()
         if "numpy" in sys.modules:
             sys.modules["numpy"].random.seed()
-        sys.argv = ["python -m unlearning", *request["argv"]]
+        sys.argv = ["unlearning", *request["argv"]]
         from .cli import main
 
         code = main(request["argv"])
@@ -267,11 +269,13 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def start(name: str, log_path: str, pythonpath: str) -> "subprocess.Popen":  # noqa: F821
-    """Start a server for the calling process (Snakemake) in the background; returns the process."""
-    import subprocess
+def start(name: str, log_path: str) -> subprocess.Popen:
+    """Start a server for the calling process (Snakemake) in the background; returns the process.
 
-    env = {**os.environ, "PYTHONPATH": pythonpath}
+    It runs this interpreter and imports the package installed there, as the jobs' ``unlearning``
+    command does (workflow/rules/common.smk puts that command first on PATH).
+    """
+    env = dict(os.environ)
     env.pop(ENV, None)
     os.makedirs(os.path.dirname(log_path) or ".", exist_ok=True)
     with open(log_path, "ab") as log:

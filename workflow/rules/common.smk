@@ -1,17 +1,34 @@
+# Shared by the workflow's .smk files: the validated config, the registry's tables, wildcard constraints and
+# the input functions. Rules run the installed console script `unlearning STAGE ...` (src/unlearning/cli.py).
 import json
 import os
+import shutil
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(workflow.basedir) / "src"))
-from unlearning.config import (  # noqa: E402  (torch-free)
-    ConfigError,
-    attacks_for_reference,
-    attacks_for_unlearned,
-    methods_for,
-    optimizers_for,
-    validate,
-)
+from snakemake.settings.types import DeploymentMethod
+
+# The library is an installed package (scripts/setup.sh: `pip install -e .`); the workflow imports only
+# its torch-free modules.
+try:
+    import unlearning
+    from unlearning import registry
+    from unlearning.config import (
+        ConfigError,
+        attacks_for_reference,
+        attacks_for_unlearned,
+        methods_for,
+        optimizers_for,
+        validate,
+    )
+    from unlearning.report import code_of as report_code  # imports nothing else
+except ImportError as err:
+    print(
+        f"error: the unlearning package is not installed for {sys.executable} ({err}); "
+        "run scripts/setup.sh (pip install -e .)",
+        file=sys.stderr,
+    )
+    sys.exit(1)
 
 # Validate before any job runs: one line naming the key, no traceback.
 try:
@@ -21,32 +38,60 @@ except ConfigError as err:
     sys.exit(1)
 
 R = "results"
+# The library's sources, listed as inputs so that editing a module replans the jobs that use it.
 SRC = Path(workflow.basedir) / "src" / "unlearning"
-# Stages run with the interpreter running Snakemake, or the env's python under --sdm conda
-# (envs/unlearning.yaml); PYTHONPATH makes the library importable without an installed package.
-from snakemake.settings.types import DeploymentMethod
-
-_PYTHON = "python" if DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method else sys.executable
-PY = f"env PYTHONPATH={SRC.parent} {_PYTHON} -m unlearning"
+# The checkout of the package that runs (the one imported here, installed editable); normally this one.
+PACKAGE_ROOT = Path(unlearning.__file__).resolve().parents[2]
+if not (PACKAGE_ROOT / "pyproject.toml").exists():  # installed as a copy, not editable
+    PACKAGE_ROOT = Path(workflow.basedir)
 CONDA_ENV = str(Path(workflow.basedir) / "envs" / "unlearning.yaml")
-GRADE = {
-    "sophia": "second", "adam": "first", "adamw": "first", "sam": "first", "rs": "first",
-    "signsgd": "compressed", "signadam": "compressed", "nbit_adam": "compressed",
-    "adamw8bit": "compressed", "zo_sgd": "zeroth", "adazo": "zeroth", "hybrid": "hybrid",
+if Path(unlearning.__file__).resolve().parent != SRC.resolve():
+    # E.g. a study folder (unlearning.studyfolder) or another checkout's environment: edits of SRC replan
+    # jobs, but the jobs run the installed package.
+    print(f"note: jobs run the unlearning package in {PACKAGE_ROOT}, not the sources in {SRC}", file=sys.stderr)
+
+# Jobs find `unlearning` on PATH. Under --sdm conda it is the job's env's own: envs/unlearning.yaml
+# holds the dependencies and envs/unlearning.post-deploy.sh installs this checkout's package
+# (editable) from UNLEARNING_CHECKOUT. Otherwise it is the console script installed next to the
+# interpreter running Snakemake (.venv/bin/, activated or not), as for the package imported above.
+# (Both variables are set here, not required from the user: no `envvars:` directive.)
+if DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method:
+    os.environ.update(UNLEARNING_CHECKOUT=str(PACKAGE_ROOT))
+else:
+    _BIN = str(Path(sys.executable).parent)
+    _PATH = os.environ.get("PATH", "")
+    if _PATH.split(os.pathsep)[0] != _BIN:
+        os.environ.update(PATH=os.pathsep.join(p for p in (_BIN, _PATH) if p))
+    if shutil.which("unlearning", path=_BIN) is None:
+        print(f"error: no `unlearning` command in {_BIN}; run scripts/setup.sh (pip install -e .)", file=sys.stderr)
+        sys.exit(1)
+
+# Optimizer grade of each type, for the tables (src/unlearning/registry.py).
+GRADE = {t: o.grade for t, o in registry.OPTIMIZERS.items()}
+# Source modules each optimizer type and objective depends on. Snakemake tracks the code of rules, not
+# of the library, so rules list these as inputs: editing optim/zeroth.py replans only the zeroth-order
+# and hybrid branches (tests/test_reruns.py; tests/test_registry.py checks the registry's modules).
+OPTIM_MODULES = {t: f"optim/{o.module}.py" for t, o in registry.OPTIMIZERS.items()}
+OBJECTIVE_MODULES = {name: f"objectives/{o.module}.py" for name, o in registry.OBJECTIVES.items()}
+
+# Relearned checkpoints: kept, or deleted once every evaluation of their model has read them
+# (`attacks.relearn.keep_checkpoints`; see the schema for what that costs a partial rerun).
+KEEP_RELEARNED = config["attacks"]["relearn"]["keep_checkpoints"]
+
+REPORT = config.get("report", {})
+REF_OPT = REPORT.get("reference_optimizer", "adam")
+README_DIR = f"{R}/README"
+# The per-benchmark figures (one job each; report/{name}_plot.py) and their report categories.
+FIGURE_CATEGORIES = {
+    "quantization": "2. Quantization",
+    "relearning": "3. Relearning",
+    "tradeoff": "6. Utility vs forgetting",
 }
-# Source modules each optimizer type and objective depends on. Snakemake tracks rule bodies, not the
-# library, so rules list these as inputs: editing optim/zeroth.py replans only the zeroth-order and
-# hybrid branches (tests/test_reruns.py checks this table against the registry).
-OPTIM_MODULES = {
-    "sophia": ["second.py"], "adam": ["first.py"], "adamw": ["first.py"], "sam": ["sam.py"],
-    "rs": ["smoothing.py"], "signsgd": ["compressed.py"], "signadam": ["compressed.py"],
-    "nbit_adam": ["compressed.py"], "adamw8bit": ["compressed.py"], "zo_sgd": ["zeroth.py"],
-    "adazo": ["zeroth.py"], "hybrid": ["hybrid.py"],
-}
-OBJECTIVE_MODULES = {
-    "grad_ascent": "grad_ascent.py", "grad_diff": "grad_diff.py", "npo": "npo.py",
-    "simnpo": "simnpo.py", "rmu": "rmu.py",
-}
+# `ablation:` names one benchmark and method and holds extra hybrid entries (FO:ZO ratio, switching
+# interval N). They run there only: unlearning.config.validate adds the entries to
+# config["optimizers"] (so the wildcard-generic rules find them) and optimizers_for leaves them out.
+ABLATION = config.get("ablation") or {}
+ABLATION_OPTS = dict(ABLATION.get("optimizers", {}))
 
 
 wildcard_constraints:
@@ -55,6 +100,9 @@ wildcard_constraints:
     optimizer="[a-z][a-z0-9_]*",
     role="target|retrain",
     seed=r"\d+",
+
+
+# ------------------------------------------------------------------------------------ inputs, params
 
 
 def src(*names):
@@ -67,6 +115,21 @@ def src(*names):
     return out
 
 
+EVAL_CODE = src(
+    "eval/__init__.py",
+    "eval/common.py",
+    "eval/muse.py",
+    "eval/mc.py",
+    "prompts.py",
+    "attacks/quantization.py",
+    "attacks/relearn.py",
+    "models.py",
+    "stages/common.py",
+    "stages/evaluate.py",
+    "provenance.py",
+)
+
+
 def bench_cfg(wc):
     return config["benchmarks"][wc.bench]
 
@@ -75,27 +138,62 @@ def kind(wc):
     return bench_cfg(wc)["kind"]
 
 
-def optimizer_types(spec):
-    """Every optimizer type an entry uses (a hybrid's phases included)."""
-    types = [spec["type"]]
-    if spec["type"] == "hybrid":
-        types += [spec.get("fo", {}).get("type", "adam"), spec.get("zo", {}).get("type", "adazo")]
-    return types
-
-
 def optimizer_code(wc):
     spec = config["optimizers"][wc.optimizer]
-    mods = {m for t in optimizer_types(spec) for m in OPTIM_MODULES[t]}
-    return src("optim/__init__.py", "optim/_common.py", *(f"optim/{m}" for m in sorted(mods)))
+    mods = {OPTIM_MODULES[t] for t in registry.types_used(spec)}
+    return src("optim/__init__.py", "optim/_common.py", *sorted(mods))
 
 
 def objective_code(wc):
     obj = config["methods"][wc.method]["objective"]
-    return src("objectives/__init__.py", "objectives/base.py", f"objectives/{OBJECTIVE_MODULES[obj]}")
+    return src("objectives/__init__.py", "objectives/base.py", OBJECTIVE_MODULES[obj])
+
+
+def registry_entries(wc):
+    """The registry entries an optimizer entry uses (a param of its jobs: editing one, e.g. whether a
+    type is seeded, reruns only the branches that use it)."""
+    spec = config["optimizers"][wc.optimizer]
+    return as_json({t: vars(registry.optimizer(t)) for t in registry.types_used(spec)})
 
 
 def as_json(obj):
     return json.dumps(obj, sort_keys=True, separators=(",", ":"))
+
+
+def eval_params(wc):
+    return as_json(config["evaluation"])
+
+
+def relearn_params():
+    """What the relearning stage reads (not keep_checkpoints: keeping or not changes no checkpoint)."""
+    return as_json({k: v for k, v in config["attacks"]["relearn"].items() if k != "keep_checkpoints"})
+
+
+def relearned(path):
+    """A relearned checkpoint folder as an output: temp() unless `attacks.relearn.keep_checkpoints`."""
+    return directory(path) if KEEP_RELEARNED else temp(directory(path))
+
+
+def parent(path):
+    return str(Path(path).parent)
+
+
+def auc_retrain_arg(bench):
+    auc = config["evaluation"]["auc_retrain"]
+    return f"--auc-retrain {auc[bench]}" if bench in auc else ""
+
+
+def model_source(bench, role):
+    """Hub id or folder the target/retrain model is copied from; None when trained here."""
+    value = config["benchmarks"][bench].get(role)
+    return value if isinstance(value, str) else None
+
+
+def grade_of(optimizer):
+    return GRADE[config["optimizers"][optimizer]["type"]]
+
+
+# ------------------------------------------------------------------------------------ the study's runs
 
 
 def runs():
@@ -116,12 +214,6 @@ def unlearned_evals(bench):
     ]
 
 
-def model_source(bench, role):
-    """Hub id or folder the target/retrain model is copied from; None when trained here."""
-    value = config["benchmarks"][bench].get(role)
-    return value if isinstance(value, str) else None
-
-
 def reference_roles(bench):
     """Reference models of a benchmark: the target, and the retrain model unless `retrain: false`."""
     return ["target"] + ([] if config["benchmarks"][bench].get("retrain") is False else ["retrain"])
@@ -131,9 +223,7 @@ def reference_evals(bench):
     roles = reference_roles(bench)
     seed = config["training"]["seed"]
     return [
-        f"{R}/eval/{bench}/none/{role}/seed{seed}/{a}.json"
-        for role in roles
-        for a in attacks_for_reference(config)
+        f"{R}/eval/{bench}/none/{role}/seed{seed}/{a}.json" for role in roles for a in attacks_for_reference(config)
     ]
 
 
@@ -141,43 +231,81 @@ def all_outputs():
     return [
         *(f"{R}/tables/{b}.csv" for b in config["benchmarks"]),
         f"{R}/summary.md",
-        *report_outputs(),  # workflow/rules/report.smk: figures, main tables, LMC, ablation, findings
+        *report_outputs(),
     ]
 
 
-# Local runs: one fork server imports torch/transformers once and forks a worker per job
-# (src/unlearning/forkserver.py); a job that cannot reach it runs by itself. Set
-# UNLEARNING_FORKSERVER=off to start every job as its own process.
-_FORKSERVER = {}
+# ------------------------------------------------------------------------------------ report
 
 
-onstart:
-    from unlearning import forkserver
-
-    wanted = not forkserver.turned_off()
-    # Only where jobs would run this very interpreter on this machine: not on a cluster, and not
-    # under --sdm conda/apptainer (a worker forked here would run outside the job's environment).
-    plain = not workflow.deployment_settings.deployment_method
-    if wanted and plain and workflow.is_main_process and workflow.local_exec:
-        import secrets
-
-        name = f"unlearning-{os.getpid()}-{secrets.token_hex(4)}"
-        _FORKSERVER["proc"] = forkserver.start(name, f"{R}/logs/forkserver.log", str(SRC.parent))
-        os.environ[forkserver.ENV] = name
-    else:
-        os.environ.pop(forkserver.ENV, None)
+def ablation_runs():
+    """(bench, method, optimizer, seed) of every ablation-only unlearning run."""
+    if not ABLATION:
+        return
+    for opt in ABLATION_OPTS:
+        for seed in ABLATION.get("seeds") or config["seeds"]:
+            yield ABLATION["benchmark"], ABLATION["method"], opt, seed
 
 
-def _stop_forkserver():
-    proc = _FORKSERVER.pop("proc", None)
-    if proc is not None and proc.poll() is None:
-        proc.terminate()
-        proc.wait(timeout=10)
+def ablation_evals():
+    """Evaluations the ablation table reads: its own runs, the study's hybrid runs of the same
+    benchmark and method (the baseline entry), and the reference models (for PrivLeak)."""
+    b, m = ABLATION["benchmark"], ABLATION["method"]
+    hybrids = [
+        (b, m, o, s) for bb, mm, o, s in runs() if (bb, mm) == (b, m) and config["optimizers"][o]["type"] == "hybrid"
+    ]
+    return [
+        *reference_evals(b),
+        *(
+            f"{R}/eval/{rb}/{rm}/{ro}/seed{rs}/{a}.json"
+            for rb, rm, ro, rs in [*hybrids, *ablation_runs()]
+            for a in attacks_for_unlearned(config)
+        ),
+    ]
 
 
-onsuccess:
-    _stop_forkserver()
+def hybrid_entries():
+    return {o: s for o, s in config["optimizers"].items() if s["type"] == "hybrid"}
 
 
-onerror:
-    _stop_forkserver()
+def lmc_jobs(bench):
+    """(method, seed) of the LMC paths of ``bench``: where the reference optimizer ran with others."""
+    opts = optimizers_for(config, bench)
+    if REF_OPT not in opts or len(opts) < 2:
+        return []
+    return [(m, s) for m in methods_for(config, bench) for s in config["seeds"]]
+
+
+def lmc_models(wc):
+    return {
+        o: f"{R}/unlearned/{wc.bench}/{wc.method}/{o}/seed{wc.seed}"
+        for b, m, o, s in runs()
+        if (b, m, str(s)) == (wc.bench, wc.method, wc.seed)
+    }
+
+
+def report_figures(bench):
+    return [f"{R}/figures/{bench}/{n}.png" for n in ("quantization", "relearning", "tradeoff", "lmc")]
+
+
+def readme_figures():
+    """(source PNG, name in results/README/) of the figures shown in the README."""
+    figs = [(p, f"{b}_{Path(p).name}") for b in config["benchmarks"] for p in report_figures(b)]
+    if ABLATION:
+        figs.append((f"{R}/ablation/ablation.png", "ablation.png"))
+    return figs
+
+
+def report_outputs():
+    """Everything workflow/rules/report.smk produces: figures, main tables, LMC, ablation, findings."""
+    out = []
+    for b in config["benchmarks"]:
+        out += [
+            f"{R}/tables/main/{b}.csv",
+            f"{R}/tables/main/{b}.md",
+            *report_figures(b),
+            f"{R}/lmc/{b}/barriers.csv",
+        ]
+    if ABLATION:
+        out += [f"{R}/ablation/table.csv", f"{R}/ablation/ablation.png"]
+    return out + [f"{README_DIR}/findings.md"]

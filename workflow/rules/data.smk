@@ -1,21 +1,30 @@
 rule prepare_data:
     """Generate the synthetic benchmark (or fetch the hub one) in the hub datasets' layouts."""
+    input:
+        code=src(
+            "data/io.py",
+            "data/synthetic.py",
+            "data/sources.py",
+            "data/adapters.py",
+            "data/muse.py",
+            "data/wmdp.py",
+            "data/mmlu.py",
+            "prompts.py",
+            "stages/data.py",
+        ),
     output:
         directory(f"{R}/data/{{bench}}"),
-    input:
-        code=src("data/io.py", "data/synthetic.py", "data/sources.py", "data/adapters.py", "data/muse.py",
-                 "data/wmdp.py", "data/mmlu.py", "prompts.py", "stages/data.py"),
-    params:
-        bench=lambda wc: as_json(bench_cfg(wc)),
     log:
         f"{R}/logs/prepare_data/{{bench}}.log",
     benchmark:
         f"{R}/benchmarks/prepare_data/{{bench}}.tsv"
-    threads: 1
     conda:
         CONDA_ENV
+    threads: 1
+    params:
+        bench=lambda wc: as_json(bench_cfg(wc)),
     shell:
-        "{PY} data --bench {params.bench:q} --name {wildcards.bench} --out {output} > {log} 2>&1"
+        "unlearning data --bench {params.bench:q} --name {wildcards.bench} --out {output} > {log} 2>&1"
 
 
 rule train_tokenizer:
@@ -25,16 +34,16 @@ rule train_tokenizer:
         code=src("models.py", "stages/data.py"),
     output:
         directory(f"{R}/models/{{bench}}/tokenizer"),
-    params:
-        kind=kind,
-        vocab=config["tokenizer"]["vocab_size"],
     log:
         f"{R}/logs/train_tokenizer/{{bench}}.log",
     benchmark:
         f"{R}/benchmarks/train_tokenizer/{{bench}}.tsv"
-    threads: 1
     conda:
         CONDA_ENV
+    threads: 1
+    params:
+        kind=kind,
+        vocab=config["tokenizer"]["vocab_size"],
     shell:
-        "{PY} --threads {threads} tokenizer --data {input.data} --kind {params.kind}"
+        "unlearning --threads {threads} tokenizer --data {input.data} --kind {params.kind}"
         " --vocab-size {params.vocab} --out {output} > {log} 2>&1"

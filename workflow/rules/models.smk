@@ -8,20 +8,20 @@ rule train_model:
         code=src("models.py", "train.py", "stages/common.py", "stages/models.py"),
     output:
         directory(f"{R}/models/{{bench}}/{{role}}"),
+    log:
+        f"{R}/logs/train_model/{{bench}}/{{role}}.log",
+    benchmark:
+        f"{R}/benchmarks/train_model/{{bench}}/{{role}}.tsv"
+    conda:
+        CONDA_ENV
+    threads: 1
     params:
         kind=kind,
         arch=as_json(config["model"]),
         training=as_json(config["training"]),
         source=lambda wc: f"--source {model_source(wc.bench, wc.role)}" if model_source(wc.bench, wc.role) else "",
         tokenizer=lambda wc: model_source(wc.bench, wc.role) or f"{R}/models/{wc.bench}/tokenizer",
-    log:
-        f"{R}/logs/train_model/{{bench}}/{{role}}.log",
-    benchmark:
-        f"{R}/benchmarks/train_model/{{bench}}/{{role}}.tsv"
-    threads: 1
-    conda:
-        CONDA_ENV
     shell:
-        "{PY} --threads {threads} model --data {input.data} --kind {params.kind} --role {wildcards.role}"
+        "unlearning --threads {threads} model --data {input.data} --kind {params.kind} --role {wildcards.role}"
         " --tokenizer {params.tokenizer} --arch {params.arch:q} --training {params.training:q}"
         " {params.source} --out {output} > {log} 2>&1"

@@ -3,24 +3,29 @@ rule unlearn:
     input:
         target=f"{R}/models/{{bench}}/target",
         data=f"{R}/data/{{bench}}",
-        code=lambda wc: [*src("train.py", "models.py", "stages/common.py", "stages/unlearn.py"), *objective_code(wc),
-                         *optimizer_code(wc)],
+        code=lambda wc: [
+            *src("train.py", "models.py", "stages/common.py", "stages/unlearn.py"),
+            *objective_code(wc),
+            *optimizer_code(wc),
+        ],
     output:
         directory(f"{R}/unlearned/{{bench}}/{{method}}/{{optimizer}}/seed{{seed}}"),
-    params:
-        kind=kind,
-        method=lambda wc: as_json(config["methods"][wc.method]),
-        optimizer=lambda wc: as_json(config["optimizers"][wc.optimizer]),
-        run=lambda wc: as_json({**config["unlearning"], "seed": int(wc.seed),
-                                "max_len": config["model"]["max_len"]}),
     log:
         f"{R}/logs/unlearn/{{bench}}/{{method}}/{{optimizer}}/seed{{seed}}.log",
     benchmark:
         f"{R}/benchmarks/unlearn/{{bench}}/{{method}}/{{optimizer}}/seed{{seed}}.tsv"
-    threads: 1
     conda:
         CONDA_ENV
+    threads: 1
+    params:
+        kind=kind,
+        method=lambda wc: as_json(config["methods"][wc.method]),
+        optimizer=lambda wc: as_json(config["optimizers"][wc.optimizer]),
+        run=lambda wc: as_json({**config["unlearning"], "seed": int(wc.seed), "max_len": config["model"]["max_len"]}),
+        # Not passed to the stage (it reads the registry itself): recorded so that editing the registry
+        # entry of a type this entry uses reruns its branches.
+        registry=registry_entries,
     shell:
-        "{PY} --threads {threads} unlearn --target {input.target} --data {input.data}"
+        "unlearning --threads {threads} unlearn --target {input.target} --data {input.data}"
         " --kind {params.kind} --method {params.method:q} --optimizer {params.optimizer:q}"
         " --run {params.run:q} --out {output} > {log} 2>&1"

@@ -3,21 +3,25 @@
 Every objective has ``loss(model, forget_batch, retain_batch, ref) -> Tensor`` (scalar, to be
 minimised), a class attribute ``needs_ref`` and ``parameters(model)`` (the parameters to train;
 RMU returns its down_proj subset). ``gnb_loss`` is the Gauss-Newton-Bartlett loss Sophia uses.
+Which name builds which class, from which module, is ``unlearning.registry.OBJECTIVES``.
 """
 
 from __future__ import annotations
 
+from importlib import import_module
 from typing import Any, Mapping
 
-from .base import (IGNORE_INDEX, Objective, gnb_loss, mean_nll, npo_core, sequence_nll,
-                   simnpo_core, token_logprobs)
+from ..registry import OBJECTIVES
+from .base import IGNORE_INDEX, Objective, gnb_loss, mean_nll, npo_core, sequence_nll, simnpo_core, token_logprobs
 from .grad_ascent import GradAscent
 from .grad_diff import GradDiff
 from .npo import NPO
 from .rmu import RMU
 from .simnpo import SimNPO
 
-REGISTRY: dict[str, type[Objective]] = {cls.name: cls for cls in (GradAscent, GradDiff, NPO, SimNPO, RMU)}
+REGISTRY: dict[str, type[Objective]] = {
+    name: getattr(import_module(f".{entry.module}", __name__), entry.cls) for name, entry in OBJECTIVES.items()
+}
 
 
 def build_objective(name: str, params: Mapping[str, Any] | None = None) -> Objective:

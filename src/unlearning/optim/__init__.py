@@ -4,21 +4,8 @@
 ``GRADES[name]`` gives the grade. Every optimizer is a ``torch.optim.Optimizer`` driven by
 ``opt.step(closure)`` with the closure contract of docs/architecture.md.
 
-| type      | grade      | class / factory                         | module        |
-|-----------|------------|-----------------------------------------|---------------|
-| sophia    | second     | Sophia                                  | second.py     |
-| adam      | first      | torch.optim.Adam (via first.adam)       | first.py      |
-| adamw     | first      | torch.optim.AdamW (via first.adamw)     | first.py      |
-| sam       | first      | SAM                                     | sam.py        |
-| rs        | first      | RandomizedSmoothing                     | smoothing.py  |
-| signsgd   | compressed | SignSGD                                 | compressed.py |
-| signadam  | compressed | SignAdam                                | compressed.py |
-| nbit_adam | compressed | NBitAdam                                | compressed.py |
-| adamw8bit | compressed | bitsandbytes.optim.AdamW8bit            | compressed.py |
-| zo_sgd    | zeroth     | ZOSGD                                   | zeroth.py     |
-| adazo     | zeroth     | AdaZO                                   | zeroth.py     |
-| hybrid    | hybrid     | HybridFOZO (nested "fo"/"zo" specs)     | hybrid.py     |
-
+Which type is which class (or factory), in which module and of which grade is ``unlearning.registry``
+(``OPTIMIZERS``); this package builds its table from it, so a new type needs no edit here.
 Hyperparameters are the constructors' keyword arguments (``accepted_keys(type)``); defaults live in
 the config schema, the constructors' defaults (documented as the paper's or ours) are a fallback.
 """
@@ -26,32 +13,27 @@ the config schema, the constructors' defaults (documented as the paper's or ours
 from __future__ import annotations
 
 import inspect
+from importlib import import_module
 from typing import Callable
 
 import torch
 
+from ..registry import OPTIMIZERS
 from .compressed import NBitAdam, SignAdam, SignSGD, adamw8bit, quantize
 from .first import adam, adamw
 from .hybrid import HybridFOZO, fozo_schedule
 from .sam import SAM
 from .second import Sophia
 from .smoothing import RandomizedSmoothing
-from .zeroth import AdaZO, ZOSGD
+from .zeroth import ZOSGD, AdaZO
 
-_REGISTRY: dict[str, tuple[Callable, str]] = {
-    "sophia": (Sophia, "second"),
-    "adam": (adam, "first"),
-    "adamw": (adamw, "first"),
-    "sam": (SAM, "first"),
-    "rs": (RandomizedSmoothing, "first"),
-    "signsgd": (SignSGD, "compressed"),
-    "signadam": (SignAdam, "compressed"),
-    "nbit_adam": (NBitAdam, "compressed"),
-    "adamw8bit": (adamw8bit, "compressed"),
-    "zo_sgd": (ZOSGD, "zeroth"),
-    "adazo": (AdaZO, "zeroth"),
-    "hybrid": (HybridFOZO, "hybrid"),
-}
+
+def _factory(type_: str) -> Callable:
+    entry = OPTIMIZERS[type_]
+    return getattr(import_module(f".{entry.module}", __name__), entry.factory)
+
+
+_REGISTRY: dict[str, tuple[Callable, str]] = {t: (_factory(t), o.grade) for t, o in OPTIMIZERS.items()}
 
 GRADES: dict[str, str] = {name: grade for name, (_, grade) in _REGISTRY.items()}
 

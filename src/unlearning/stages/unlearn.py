@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from ..registry import SEEDED_TYPES
 from .common import forget_retain, write_json
 
 
@@ -43,8 +44,8 @@ def unlearn(target_dir: str | Path, data_dir: str | Path, kind: str, method: dic
     return info
 
 
-# Optimizer types whose randomness is drawn from a `seed` hyperparameter (per-step seeds).
-_SEEDED = {"zo_sgd", "adazo", "rs"}
+# Optimizer types whose randomness is drawn from a `seed` hyperparameter (per-step seeds): the registry's.
+_SEEDED = SEEDED_TYPES
 
 
 def _scale_lr(spec: dict, scale: float) -> None:
