@@ -141,6 +141,7 @@ def all_outputs():
     return [
         *(f"{R}/tables/{b}.csv" for b in config["benchmarks"]),
         f"{R}/summary.md",
+        f"{R}/tables/grade_distance.csv",  # workflow/rules/distance.smk
         *report_outputs(),  # workflow/rules/report.smk: figures, main tables, LMC, ablation, findings
     ]
 

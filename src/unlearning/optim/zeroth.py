@@ -185,16 +185,17 @@ class AdaZO(_ZerothOrder):
 
     Step size. Without bias correction the first step moves every weight by lr / sqrt(1-b2) (31.6 lr
     at b2 = 0.999; m and v start at zero and v is built from m^2), and the ratio decays only over
-    ~1/(1-b2) steps: on the default study's MUSE target it moved weights 18-26 lr per step over the
-    first 5 steps (issue 17). With bias correction, step 1 moves every weight by exactly lr (up to
-    zeta) and later steps by |mh| / rms of past mh, about lr: lr means what it means for Adam, and a
-    hybrid's ZO lr compares with its FO lr. Always |d| <= 1/sqrt(1-b2), so zeta is only a guard
-    against 0/0, placed outside the square root as Adam's eps.
+    ~1/(1-b2) steps. Measured (mean |delta theta| / lr, default study's MUSE target, GradDiff, q = 1,
+    Gaussian, 50 steps): without correction 31.6 at step 1, 19-23 at steps 2-5, 8.1 on average, 4.9
+    at step 50; with correction 1.00 at step 1 and 0.67 on average (0.40-1.11). So with correction lr
+    means what it means for Adam, and a hybrid's ZO lr compares with its FO lr. Always
+    |d| <= 1/sqrt(1-b2), so zeta is only a guard against 0/0, outside the square root as Adam's eps.
 
     Scale. AdaZO's update does not depend on a constant factor on g_hat except through zeta, so the
     sphere estimate is always taken with phi = d (the gradient's scale) whatever ``unbiased`` says:
-    with phi = 1, g_hat would be d times smaller and a fixed zeta (inside a square root, as R-AdaZO
-    writes it: sqrt(v + zeta)) became the floor that froze the model.
+    with phi = 1, g_hat was d times smaller and zeta inside the square root (sqrt(v + zeta), as
+    R-AdaZO writes it) became the floor that froze the model (measured before issue 17: 3e-4 lr per
+    step on the MUSE target).
 
     ``last_stats["move_over_lr"]``: mean |delta theta| / lr over all weights in the last step (weight
     decay excluded). State: ``exp_avg`` (m), ``exp_avg_sq`` (v); directions are never stored.

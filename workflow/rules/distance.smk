@@ -1,0 +1,31 @@
+# Named report_* : a check for the report, rerun whenever any unlearned model changes (as the tables are).
+
+def distance_runs():
+    """Every unlearning run with its grade and model folder (the grade-distance stage's --runs)."""
+    return [
+        {"benchmark": b, "method": m, "optimizer": o, "grade": GRADE[config["optimizers"][o]["type"]],
+         "seed": int(s), "path": f"{R}/unlearned/{b}/{m}/{o}/seed{s}"}
+        for b, m, o, s in runs()
+    ]
+
+
+rule report_grade_distance:
+    """For each pair of optimizers of different grades (same benchmark, method and seed): how far apart
+    their unlearned weights are relative to the target (||w_a - w_b|| / ||w_a - w_target||, update
+    cosine, share of bit-identical weights), so a grade that collapses onto another is visible."""
+    input:
+        models=[r["path"] for r in distance_runs()],
+        targets=[f"{R}/models/{b}/target" for b in config["benchmarks"]],
+        code=src("weight_distance.py", "stages/distance.py"),
+    output:
+        f"{R}/tables/grade_distance.csv",
+    params:
+        runs=lambda wc: as_json(distance_runs()),
+        targets=as_json({b: f"{R}/models/{b}/target" for b in config["benchmarks"]}),
+    log:
+        f"{R}/logs/grade_distance.log",
+    threads: 1
+    conda:
+        CONDA_ENV
+    shell:
+        "{PY} grade-distance --runs {params.runs:q} --targets {params.targets:q} --out {output} > {log} 2>&1"
