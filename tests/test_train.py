@@ -163,3 +163,12 @@ def test_adazo_move_is_in_the_trace_and_about_lr(tok):
                     steps=5, batch_size=2, max_len=64, seed=0)
     moves = [t["move_over_lr"] for t in trace]
     assert moves[0] == pytest.approx(1.0, rel=1e-3) and all(0.2 < m < 3.0 for m in moves), moves
+
+
+def test_run_metrics_summarise_the_trace():
+    from unlearning.stages.unlearn import run_metrics
+
+    trace = [{"step": 1, "loss": 0.0, "unclipped": 0.2}, {"step": 2, "loss": 0.0, "move_over_lr": 1.0},
+             {"step": 3, "loss": 0.0, "unclipped": 0.4}]
+    assert run_metrics(trace) == {"sophia_unclipped": pytest.approx(0.3), "adazo_move_over_lr": 1.0}
+    assert run_metrics([{"step": 1, "loss": 0.0}]) == {}

@@ -123,7 +123,7 @@ class Sophia(Optimizer):
             with torch.enable_grad():
                 closure(backward=True, gnb=True)
 
-        unclipped, total = 0, 0
+        counts: dict = {}  # device -> [unclipped, live] (one sync per step, not per parameter)
         for group, p in active:
             b1, b2 = group["betas"]
             lr, rho, eps, wd = group["lr"], group["rho"], group["eps"], group["weight_decay"]
@@ -137,8 +137,10 @@ class Sophia(Optimizer):
             m, h = st["exp_avg"], st["hessian"]
             ratio = m / (h * (rho * self._scale(group, closure))).clamp_(min=eps)
             live = m != 0  # coordinates that never had a gradient (unused embeddings) are not counted
-            unclipped += int(((ratio.abs() < 1.0) & live).sum())
-            total += int(live.sum())
+            c = torch.stack([((ratio.abs() < 1.0) & live).sum(), live.sum()])
+            counts[p.device] = c if p.device not in counts else counts[p.device] + c
             p.add_(ratio.clamp_(-1.0, 1.0), alpha=-lr)
+        unclipped = sum(int(c[0]) for c in counts.values())
+        total = sum(int(c[1]) for c in counts.values())
         self.last_stats = {"unclipped": unclipped / total} if total else {}
         return loss

@@ -213,16 +213,17 @@ class AdaZO(_ZerothOrder):
                                       bias_correction=bool(bias_correction), weight_decay=float(weight_decay)),
                          mu, q, direction, unbiased, seed, exact_restore)
         self.last_stats: dict[str, float] = {}
-        self._moved = [0.0, 0]  # sum of |d| and number of weights in the current step
+        self._moved: dict = {}  # device -> sum of |d| this step (one sync per step, not per chunk)
+        self._count = 0
 
     def _phi(self, d: int) -> float:
         return float(d) if self.direction == "sphere" else 1.0
 
     def step(self, closure=None):
-        self._moved = [0.0, 0]
+        self._moved, self._count = {}, 0
         loss = super().step(closure)
-        if self._moved[1]:
-            self.last_stats = {"move_over_lr": self._moved[0] / self._moved[1]}
+        if self._count:
+            self.last_stats = {"move_over_lr": sum(float(v) for v in self._moved.values()) / self._count}
         return loss
 
     def _begin_param(self, p, st):
@@ -248,8 +249,10 @@ class AdaZO(_ZerothOrder):
             v.mul_(b2).addcmul_(m, m, value=1.0 - b2)
             denom = v.sqrt().add_(zeta)
         d = torch.where(denom > 0, mh / denom, torch.zeros_like(mh))
-        self._moved[0] += float(d.abs().sum())
-        self._moved[1] += d.numel()
+        acc = self._moved.get(d.device)
+        total = d.abs().sum(dtype=torch.float64)
+        self._moved[d.device] = total if acc is None else acc + total
+        self._count += d.numel()
         if wd:
             pc.mul_(1.0 - lr * wd)
         if lr:
