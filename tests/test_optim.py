@@ -602,8 +602,9 @@ def test_hybrid_runs_phases_with_the_right_sub_optimizer():
     {"type": "sam", "lr": 0.05, "base": "sgd", "momentum": 0.5}, {"type": "rs", "lr": 0.05},
     {"type": "signsgd", "lr": 0.02}, {"type": "signadam", "lr": 0.02}, {"type": "nbit_adam", "lr": 0.05},
     {"type": "zo_sgd", "lr": 0.02, "q": 2}, {"type": "zo_sgd", "lr": 0.02, "direction": "sphere", "mu": 0.01},
-    {"type": "adazo", "lr": 0.01}, {"type": "hybrid", "n_fo": 3, "n_zo": 2, "fo": {"type": "sophia", "lr": 0.05, "hess_scale": 1.0},
-                                    "zo": {"type": "zo_sgd", "lr": 0.02}},
+    {"type": "adazo", "lr": 0.01},
+    {"type": "hybrid", "n_fo": 3, "n_zo": 2, "fo": {"type": "sophia", "lr": 0.05, "hess_scale": 1.0},
+     "zo": {"type": "zo_sgd", "lr": 0.02}},
     {"type": "hybrid", "fo": {"type": "sam", "lr": 0.05}, "zo": {"type": "adazo", "lr": 0.01}, "n_fo": 2, "n_zo": 2},
 ])
 def test_every_optimizer_descends_a_convex_quadratic(spec):

@@ -70,7 +70,8 @@ def test_stage_writes_a_tidy_table(tmp_path):
     df = pd.read_csv(out)
     assert list(df.columns) == COLUMNS and len(df) == 4
     row = df[df.metric == "rel_distance"].iloc[0]
-    assert (row.optimizer_a, row.grade_a, row.optimizer_b, row.grade_b) == ("sophia", "second", "signadam", "compressed")
+    pair = (row.optimizer_a, row.grade_a, row.optimizer_b, row.grade_b)
+    assert pair == ("sophia", "second", "signadam", "compressed")
     assert row.value == pytest.approx(math.sqrt(32) / 5)
     with pytest.raises(ValueError, match="muse"):
         grade_distance(runs, {}, out)

@@ -178,9 +178,9 @@ class AdaZO(_ZerothOrder):
     second moment, optionally bias-corrected.
 
         m = b1 m + (1-b1) g_hat
-        bias_correction=False (R-AdaZO as written):  v = b2 v + (1-b2) m^2;            d = m / (sqrt(v) + zeta)
-        bias_correction=True  (default):             mh = m / (1-b1^t)
-                                                     v = b2 v + (1-b2) mh^2;           d = mh / (sqrt(v / (1-b2^t)) + zeta)
+        bias_correction=False (R-AdaZO as written):  v = b2 v + (1-b2) m^2;   d = m / (sqrt(v) + zeta)
+        bias_correction=True  (default):             mh = m / (1-b1^t);  v = b2 v + (1-b2) mh^2;
+                                                     d = mh / (sqrt(v / (1-b2^t)) + zeta)
         theta -= lr * d
 
     Step size. Without bias correction the first step moves every weight by lr / sqrt(1-b2) (31.6 lr
