@@ -21,6 +21,7 @@ include: "workflow/rules/unlearn.smk"
 include: "workflow/rules/attack.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/aggregate.smk"
+include: "workflow/rules/distance.smk"
 include: "workflow/rules/report.smk"
 include: "workflow/rules/forkserver.smk"
 

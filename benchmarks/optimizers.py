@@ -123,6 +123,7 @@ def setup(size: str, device: str):
             loss.backward()
         return loss.detach()
 
+    closure.batch_tokens = batch * (seq - 1)  # Sophia scales its Hessian by the GNB loss's token count
     return model, params, n_params, closure, (batch, seq)
 
 

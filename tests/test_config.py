@@ -139,3 +139,45 @@ def test_every_optimizer_type_builds_from_its_schema_defaults():
         param = torch.nn.Parameter(torch.zeros(3))
         opt = build_optimizer([param], spec, total_steps=4)
         assert isinstance(opt, torch.optim.Optimizer), type_
+
+
+@pytest.mark.parametrize("entry,expected", [
+    ({"objective": "grad_diff"}, {"forget_weight": 1.0, "retain_weight": 1.0}),
+    ({"objective": "grad_diff", "gamma": 0.5}, {"forget_weight": 1.0, "retain_weight": 0.5}),  # deprecated name
+    ({"objective": "npo"}, {"beta": 0.1, "aggregation": "sum", "forget_weight": 1.0, "retain_weight": 1.0}),
+    ({"objective": "npo", "aggregation": "mean", "beta": 0.0225},
+     {"beta": 0.0225, "aggregation": "mean", "retain_weight": 1.0}),
+    ({"objective": "simnpo"}, {"beta": 4.5, "delta": 0.0, "forget_weight": 0.125, "retain_weight": 1.0}),
+    ({"objective": "simnpo", "beta": 0.75, "gamma": 3.0}, {"delta": 3.0}),  # the lab's gamma = delta
+    ({"objective": "rmu"}, {"layer": 7, "alpha": 100.0}),
+])
+def test_every_objective_builds_from_its_schema_defaults(entry, expected):
+    """Schema and constructors agree on the methods: the filled-in entry builds, with these values."""
+    import warnings
+
+    from unlearning.objectives import build_objective
+
+    cfg = base()
+    cfg["methods"] = {"m": dict(entry)}
+    for bench in cfg["benchmarks"].values():
+        bench.pop("methods", None)
+    spec = dict(validate(cfg)["methods"]["m"])
+    spec.pop("lr_scale")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        obj = build_objective(spec.pop("objective"), spec)
+    assert {k: obj.params[k] for k in expected} == expected
+
+
+@pytest.mark.parametrize("entry,key", [
+    ({"objective": "grad_diff", "gamma": 0.5, "retain_weight": 1.0}, "methods.m"),
+    ({"objective": "simnpo", "gamma": 3.0, "delta": 1.0}, "methods.m"),
+    ({"objective": "npo", "aggregation": "median"}, "methods.m.aggregation"),
+])
+def test_conflicting_or_bad_method_keys_name_the_key(entry, key):
+    cfg = base()
+    cfg["methods"] = {"m": entry}
+    for bench in cfg["benchmarks"].values():
+        bench.pop("methods", None)
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        validate(cfg)

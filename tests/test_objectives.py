@@ -71,7 +71,7 @@ def test_npo_matches_closed_form_on_known_nlls():
     forget = batch([[0, 1, 0, 1], [1, 0, 1]])        # 3 and 2 predicted tokens
     retain = batch([[2, 3, 2]])
     ref_before = ref.logits.detach().clone()
-    obj = build_objective("npo", {"beta": 0.5, "gamma": 2.0})
+    obj = build_objective("npo", {"beta": 0.5, "retain_weight": 2.0})
     loss = obj.loss(theta, forget, retain, ref)
     margins = torch.tensor([3 * (LOG4 - LOG2), 2 * (LOG4 - LOG2)])  # NLL_theta - NLL_ref
     expected = -(2 / 0.5) * torch.nn.functional.logsigmoid(0.5 * margins).mean().item() + 2.0 * LOG4
@@ -79,7 +79,8 @@ def test_npo_matches_closed_form_on_known_nlls():
     loss.backward()
     assert ref.logits.grad is None and torch.equal(ref.logits, ref_before)
     assert theta.logits.grad is not None
-    assert obj.needs_ref and obj.params == {"beta": 0.5, "gamma": 2.0}
+    assert obj.needs_ref and obj.params == {"beta": 0.5, "retain_weight": 2.0, "forget_weight": 1.0,
+                                            "aggregation": "sum"}
     with pytest.raises(ValueError, match="ref"):
         obj.loss(theta, forget, retain, None)
 
@@ -96,12 +97,12 @@ def test_npo_reads_the_frozen_model_once_per_batch():
     # A zeroth-order step evaluates the loss twice on one batch: the frozen model's NLL is reused,
     # and the loss is exactly what a fresh evaluation gives.
     theta, ref = FixedLogits([0.25, 0.25, 0.25, 0.25]), CountingRef([0.5, 0.5, 1e-12, 1e-12])
-    obj = build_objective("npo", {"beta": 0.5, "gamma": 1.0})
+    obj = build_objective("npo", {"beta": 0.5})
     forget, retain = batch([[0, 1, 0, 1], [1, 0, 1]]), batch([[2, 3, 2]])
     first = obj.loss(theta, forget, retain, ref)
     again = obj.loss(theta, forget, retain, ref)
     assert ref.calls == 1 and torch.equal(first, again)
-    fresh = build_objective("npo", {"beta": 0.5, "gamma": 1.0}).loss(theta, forget, retain, ref)
+    fresh = build_objective("npo", {"beta": 0.5}).loss(theta, forget, retain, ref)
     assert torch.equal(first, fresh) and ref.calls == 2
     obj.loss(theta, batch([[0, 1, 0, 1], [1, 0, 1]]), retain, ref)  # equal values, a new batch
     assert ref.calls == 3
@@ -109,7 +110,7 @@ def test_npo_reads_the_frozen_model_once_per_batch():
 
 def test_npo_default_beta_and_its_gradient_pushes_nll_up():
     model, ref = tiny_llama(seed=1), tiny_llama(seed=1)
-    obj = build_objective("npo", {"gamma": 0.0})
+    obj = build_objective("npo", {"retain_weight": 0.0})
     assert obj.params["beta"] == 0.1
     forget = batch([[1, 2, 3, 4, 5], [6, 7, 8]])
     loss = obj.loss(model, forget, None, ref)
@@ -127,27 +128,58 @@ def test_grad_ascent_and_grad_diff_match_hf_loss():
     nll_f = model(**forget).loss.item()  # HF's own causal-LM loss, an independent implementation
     nll_r = model(**retain).loss.item()
     assert build_objective("grad_ascent", {}).loss(model, forget, None, None).item() == pytest.approx(-nll_f, rel=1e-5)
-    gd = build_objective("grad_diff", {"gamma": 0.7})
-    assert gd.loss(model, forget, retain, None).item() == pytest.approx(-nll_f + 0.7 * nll_r, rel=1e-5)
-    assert build_objective("grad_diff", {}).params["gamma"] == 1.0
+    gd = build_objective("grad_diff", {"retain_weight": 0.7, "forget_weight": 2.0})
+    assert gd.loss(model, forget, retain, None).item() == pytest.approx(-2.0 * nll_f + 0.7 * nll_r, rel=1e-5)
+    assert build_objective("grad_diff", {}).params == {"forget_weight": 1.0, "retain_weight": 1.0}
+
+
+@pytest.mark.parametrize("name,old,new", [("grad_diff", "gamma", "retain_weight"), ("npo", "gamma", "retain_weight"),
+                                          ("simnpo", "lam", "retain_weight"), ("simnpo", "lambda", "retain_weight")])
+def test_old_weight_names_are_deprecated_aliases(name, old, new):
+    with pytest.warns(FutureWarning, match=f"'{old}' is deprecated, use '{new}'"):
+        obj = build_objective(name, {old: 0.3})
+    assert obj.params[new] == 0.3 and old not in obj.params
+    with pytest.raises(ValueError, match="not both"):
+        build_objective(name, {old: 0.3, new: 0.3})
+
+
+def test_npo_aggregation_sum_and_mean():
+    # Known NLLs: theta's per token log 4, ref's log 2; sequences of 3 and 2 predicted tokens.
+    theta = FixedLogits([0.25, 0.25, 0.25, 0.25])
+    ref = FixedLogits([0.5, 0.5, 1e-12, 1e-12])
+    forget = batch([[0, 1, 0, 1], [1, 0, 1]])
+    sig = torch.nn.functional.logsigmoid
+    d = LOG4 - LOG2
+    for agg, margins in (("sum", torch.tensor([3 * d, 2 * d])), ("mean", torch.tensor([d, d]))):
+        obj = build_objective("npo", {"beta": 0.5, "retain_weight": 0.0, "aggregation": agg, "forget_weight": 1.5})
+        expected = -1.5 * (2 / 0.5) * sig(0.5 * margins).mean().item()
+        assert obj.loss(theta, forget, None, ref).item() == pytest.approx(expected, abs=1e-5), agg
+    # Summed NPO at beta on a single sequence of |y| tokens = |y| x mean NPO at beta |y| (issue 17).
+    one = batch([[0, 1, 0, 1]])
+    s = build_objective("npo", {"beta": 0.1, "retain_weight": 0.0}).loss(theta, one, None, ref).item()
+    m = build_objective("npo", {"beta": 0.3, "retain_weight": 0.0, "aggregation": "mean"}).loss(theta, one, None, ref)
+    assert s == pytest.approx(3 * m.item(), rel=1e-5)
+    with pytest.raises(ValueError, match="aggregation"):
+        build_objective("npo", {"aggregation": "median"})
 
 
 def test_simnpo_closed_form_length_normalised():
     model = FixedLogits([0.5, 0.25, 0.25, 1e-12])
     forget = batch([[0, 0, 0, 0], [1, 1, 1]])  # per-token NLL: log 2 (3 tokens), log 4 (2 tokens)
     retain = batch([[2, 2]])                   # NLL log 4
-    obj = build_objective("simnpo", {"beta": 2.0, "delta": 0.3, "lam": 3.0})
+    obj = build_objective("simnpo", {"beta": 2.0, "delta": 0.3, "retain_weight": 3.0, "forget_weight": 0.5})
     sig = torch.nn.functional.logsigmoid
     expected = -(2 / 2.0) * (sig(torch.tensor(2.0 * (LOG2 - 0.3))) + sig(torch.tensor(2.0 * (LOG4 - 0.3)))).item() / 2
-    expected += 3.0 * LOG4
+    expected = 0.5 * expected + 3.0 * LOG4
     assert obj.loss(model, forget, retain, None).item() == pytest.approx(expected, abs=1e-5)
     assert simnpo_core(torch.tensor([6.0]), torch.tensor([3]), 1.0, 2.0).item() == pytest.approx(2 * LOG2, abs=1e-6)
-    # the paper's gamma is the margin outside: delta = gamma / beta
-    assert build_objective("simnpo", {"beta": 4.5, "gamma": 0.5625}).params["delta"] == pytest.approx(0.125)
+    # gamma follows the lab's code: the margin inside the bracket, delta = gamma (MUSE-News: beta 0.75,
+    # gamma 3 -> delta 3, not the paper's gamma / beta = 4)
+    assert build_objective("simnpo", {"beta": 0.75, "gamma": 3.0}).params["delta"] == 3.0
+    # defaults: open-unlearning's configs/trainer/SimNPO.yaml
     d = build_objective("simnpo", {}).params
-    assert (d["beta"], d["delta"], d["lam"]) == (4.5, 0.125, 1.0)
-    assert build_objective("simnpo", {"lambda": 5.0}).params["lam"] == 5.0
-    with pytest.raises(ValueError, match="alias"):
+    assert (d["beta"], d["delta"], d["forget_weight"], d["retain_weight"]) == (4.5, 0.0, 0.125, 1.0)
+    with pytest.warns(FutureWarning), pytest.raises(ValueError, match="alias"):
         build_objective("simnpo", {"lambda": 5.0, "lam": 5.0})
     assert not obj.needs_ref
     with pytest.raises(ValueError, match="not both"):

@@ -59,6 +59,12 @@ def _cmd_relearn(a: argparse.Namespace) -> None:
     relearn(a.model, a.data, a.kind, a.params, a.seed, a.max_len, a.out)
 
 
+def _cmd_grade_distance(a: argparse.Namespace) -> None:
+    from .stages.distance import grade_distance
+
+    grade_distance(a.runs, a.targets, a.out)
+
+
 def _cmd_evaluate(a: argparse.Namespace) -> None:
     from .stages import evaluate
 
@@ -186,6 +192,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--relearned", default=None, help="folder holding relearn{steps}/ checkpoints")
     s.add_argument("--reference", default=None, help="target model, for qcode_change")
     s.add_argument("--out", required=True, help="folder receiving {attack}.json")
+
+    s = stage("grade-distance", _cmd_grade_distance,
+              "how far apart the unlearned weights of optimizers of different grades are (CSV)")
+    s.add_argument("--runs", type=_json, required=True,
+                   help="JSON list of {benchmark, method, optimizer, grade, seed, path}")
+    s.add_argument("--targets", type=_json, required=True, help="JSON {benchmark: target model folder}")
+    s.add_argument("--out", required=True, help="CSV")
 
     s = stage("aggregate", _cmd_aggregate, "tidy table from evaluation JSON files")
     s.add_argument("--inputs", nargs="+", required=True)

@@ -103,7 +103,10 @@ def unlearn(model: Any, tok: Any, forget: Sequence[str], retain: Sequence[str], 
 
     The closure follows docs/architecture.md: ``closure(backward=True, gnb=False)``. Zeroth-order
     optimizers call it with ``backward=False``; Sophia's Gauss-Newton-Bartlett refresh with ``gnb=True``.
-    Returns one record per step (step, loss).
+    The closure carries ``batch_tokens``, the number of predicted tokens of the forget batch (the
+    batch Sophia's GNB loss averages over; SophiaG scales its Hessian by it). Returns one record per
+    step: step, loss, and the optimizer's ``last_stats`` where it keeps them (Sophia's ``unclipped``
+    share, AdaZO's ``move_over_lr``).
     """
     from .objectives import gnb_loss
     from .optim import build_optimizer
@@ -140,10 +143,11 @@ def unlearn(model: Any, tok: Any, forget: Sequence[str], retain: Sequence[str], 
             _check_finite(loss, step, who, "unlearning")
             return loss.detach()
 
+        closure.batch_tokens = int((fb["labels"][:, 1:] != -100).sum())
         loss = opt.step(closure)
         value = float(loss) if loss is not None else float("nan")
         _check_finite(torch.tensor(value), step, who, "unlearning")
-        trace.append({"step": step, "loss": value})
+        trace.append({"step": step, "loss": value, **getattr(opt, "last_stats", {})})
         if step % 10 == 0:
             bar.set_postfix(loss=f"{value:.3f}")
     for p in model.parameters():

@@ -231,11 +231,27 @@ def all_outputs():
     return [
         *(f"{R}/tables/{b}.csv" for b in config["benchmarks"]),
         f"{R}/summary.md",
+        f"{R}/tables/grade_distance.csv",  # workflow/rules/distance.smk
         *report_outputs(),
     ]
 
 
 # ------------------------------------------------------------------------------------ report
+
+
+def distance_runs():
+    """Every unlearning run with its grade and model folder (the grade-distance stage's --runs)."""
+    return [
+        {
+            "benchmark": b,
+            "method": m,
+            "optimizer": o,
+            "grade": GRADE[config["optimizers"][o]["type"]],
+            "seed": int(s),
+            "path": f"{R}/unlearned/{b}/{m}/{o}/seed{s}",
+        }
+        for b, m, o, s in runs()
+    ]
 
 
 def ablation_runs():

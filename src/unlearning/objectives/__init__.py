@@ -12,7 +12,8 @@ from importlib import import_module
 from typing import Any, Mapping
 
 from ..registry import OBJECTIVES
-from .base import IGNORE_INDEX, Objective, gnb_loss, mean_nll, npo_core, sequence_nll, simnpo_core, token_logprobs
+from .base import (IGNORE_INDEX, Objective, aggregate_nll, gnb_loss, mean_nll, npo_core, sequence_nll,
+                   simnpo_core, token_logprobs)
 from .grad_ascent import GradAscent
 from .grad_diff import GradDiff
 from .npo import NPO
@@ -32,4 +33,5 @@ def build_objective(name: str, params: Mapping[str, Any] | None = None) -> Objec
 
 
 __all__ = ["REGISTRY", "build_objective", "Objective", "GradAscent", "GradDiff", "NPO", "SimNPO", "RMU",
-           "gnb_loss", "mean_nll", "sequence_nll", "token_logprobs", "npo_core", "simnpo_core", "IGNORE_INDEX"]
+           "gnb_loss", "mean_nll", "sequence_nll", "token_logprobs", "npo_core", "simnpo_core", "aggregate_nll",
+           "IGNORE_INDEX"]

@@ -8,6 +8,7 @@ tokens contributes ``n - 1`` predicted tokens. ``|y|`` below is that count of pr
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, ClassVar, Mapping
 
 import torch
@@ -45,6 +46,19 @@ def mean_nll(model, batch: Batch) -> torch.Tensor:
     """Token-level mean NLL over every non-padding predicted token of the batch (HF's LM loss)."""
     logp, mask = token_logprobs(_logits(model, batch), batch["labels"])
     return -logp.sum() / mask.sum().clamp_min(1)
+
+
+AGGREGATIONS = ("sum", "mean")
+
+
+def aggregate_nll(nll_sum: torch.Tensor, length: torch.Tensor, aggregation: str) -> torch.Tensor:
+    """A sequence's NLL as NPO compares it: ``sum`` over its tokens (NPO's definition, open-unlearning)
+    or ``mean`` over them (the lab's WMDP code: HF's ``outputs.loss`` at batch 1 per accumulation step)."""
+    if aggregation == "sum":
+        return nll_sum
+    if aggregation == "mean":
+        return nll_sum / length.clamp_min(1).to(nll_sum.dtype)
+    raise ValueError(f"aggregation must be one of {AGGREGATIONS}, got {aggregation!r}")
 
 
 def npo_core(nll_theta: torch.Tensor, nll_ref: torch.Tensor, beta: float) -> torch.Tensor:
@@ -87,12 +101,16 @@ class Objective:
     needs_ref: ClassVar[bool] = False
     defaults: ClassVar[dict[str, Any]] = {}
     aliases: ClassVar[dict[str, str]] = {}  # alternative name -> canonical name in ``defaults``
+    deprecated: ClassVar[dict[str, str]] = {}  # old name -> canonical name; accepted with a warning
 
     def __init__(self, **params: Any) -> None:
-        for alt, canonical in self.aliases.items():
+        for alt, canonical in {**self.aliases, **self.deprecated}.items():
             if alt in params:
                 if canonical in params:
                     raise ValueError(f"objective {self.name!r}: give {canonical!r} or its alias {alt!r}, not both")
+                if alt in self.deprecated:
+                    warnings.warn(f"objective {self.name!r}: {alt!r} is deprecated, use {canonical!r}",
+                                  FutureWarning, stacklevel=2)
                 params[canonical] = params.pop(alt)
         unknown = sorted(set(params) - set(self.defaults))
         if unknown:

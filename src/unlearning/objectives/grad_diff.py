@@ -6,10 +6,17 @@ from .base import Objective, mean_nll
 
 
 class GradDiff(Objective):
-    """loss = -NLL(forget) + gamma * NLL(retain); gamma = 1 (REFERENCE.md)."""
+    """loss = -forget_weight * NLL(forget) + retain_weight * NLL(retain) (token-level mean NLLs).
+
+    Both weights 1 (REFERENCE.md; open-unlearning's GradDiff ``gamma``/``alpha``, the lab's
+    ``npo_coeff``/``coeff``). ``gamma``, this project's old name for the retain weight, is accepted
+    with a deprecation warning.
+    """
 
     name = "grad_diff"
-    defaults = {"gamma": 1.0}
+    defaults = {"forget_weight": 1.0, "retain_weight": 1.0}
+    deprecated = {"gamma": "retain_weight"}
 
     def loss(self, model, forget_batch, retain_batch, ref=None):
-        return -mean_nll(model, forget_batch) + self._retain_term(model, retain_batch, self.params["gamma"])
+        forget = -float(self.params["forget_weight"]) * mean_nll(model, forget_batch)
+        return forget + self._retain_term(model, retain_batch, self.params["retain_weight"])

@@ -4,31 +4,47 @@ from __future__ import annotations
 
 import torch
 
-from .base import Objective, npo_core, sequence_nll
+from .base import AGGREGATIONS, Objective, aggregate_nll, npo_core, sequence_nll
 
 
 class NPO(Objective):
-    """loss = -(2/beta) mean log sigmoid(beta (NLL_theta(y|x) - NLL_ref(y|x))) + gamma NLL(retain).
+    """loss = -forget_weight (2/beta) mean log sigmoid(beta (NLL_theta(y|x) - NLL_ref(y|x)))
+    + retain_weight NLL(retain).
 
-    NLLs in the forget term are summed over each sequence's tokens; ``ref`` is the frozen model
-    before unlearning (evaluated without gradients). beta = 0.1 is from REFERENCE.md; gamma = 1
-    (the retain weight of MUSE's NPO_GDR / the lab's NPO) is our default.
+    ``aggregation`` says how each forget sequence's NLL is formed: ``sum`` over its tokens (NPO's
+    definition and open-unlearning's; default) or ``mean`` over them (the lab's WMDP code, OPTML-Group
+    Unlearn-Smooth WMDP/src/unlearn/GA.py, which compares HF's token-mean losses at batch 1 per
+    accumulation step). Summed NPO at beta equals |y| times mean NPO at beta |y|, so a beta only
+    means the same thing under the same aggregation. ``ref`` is the frozen model before unlearning
+    (evaluated without gradients). Defaults: beta 0.1 (REFERENCE.md), both weights 1 (the lab's
+    ``npo_coeff``/``coeff`` and ``gamma``). ``gamma``, this project's old name for the retain weight,
+    is accepted with a deprecation warning.
     """
 
     name = "npo"
     needs_ref = True
-    defaults = {"beta": 0.1, "gamma": 1.0}
+    defaults = {"beta": 0.1, "forget_weight": 1.0, "retain_weight": 1.0, "aggregation": "sum"}
+    deprecated = {"gamma": "retain_weight"}
+
+    def __init__(self, **params):
+        super().__init__(**params)
+        if self.params["aggregation"] not in AGGREGATIONS:
+            raise ValueError(f"objective 'npo': 'aggregation' must be one of {AGGREGATIONS}, "
+                             f"got {self.params['aggregation']!r}")
 
     def loss(self, model, forget_batch, retain_batch, ref=None):
         self._need_ref(ref)
-        nll_theta, _ = sequence_nll(model, forget_batch)
-        nll_ref = self._ref_nll(ref, forget_batch)
-        forget = npo_core(nll_theta, nll_ref.to(nll_theta.device), float(self.params["beta"]))
-        return forget + self._retain_term(model, retain_batch, self.params["gamma"])
+        agg = self.params["aggregation"]
+        nll_theta, length = sequence_nll(model, forget_batch)
+        nll_ref = self._ref_nll(ref, forget_batch).to(nll_theta.device)
+        forget = npo_core(aggregate_nll(nll_theta, length, agg), aggregate_nll(nll_ref, length, agg),
+                          float(self.params["beta"]))
+        return float(self.params["forget_weight"]) * forget + self._retain_term(
+            model, retain_batch, self.params["retain_weight"])
 
     def _ref_nll(self, ref, batch) -> torch.Tensor:
-        # The frozen model's NLL depends on the batch only. A step may evaluate the loss on one batch
-        # several times (zeroth-order: 2q times; SAM: twice), so keep the last batch's value. The
+        # The frozen model's (summed) NLL depends on the batch only. A step may evaluate the loss on one
+        # batch several times (zeroth-order: 2q times; SAM: twice), so keep the last batch's value. The
         # cache holds the batch itself, so an identity match can never be a recycled object.
         cached = getattr(self, "_ref_cache", None)
         if cached is not None and cached[0] is batch and cached[1] is ref:
@@ -37,4 +53,3 @@ class NPO(Objective):
             nll_ref, _ = sequence_nll(ref, batch)
         self._ref_cache = (batch, ref, nll_ref)
         return nll_ref
-

@@ -83,6 +83,7 @@ class HybridFOZO(Optimizer):
             self._boundaries.append((start, start + n, kind))
             start += n
         self.steps_done = 0
+        self.last_stats: dict[str, float] = {}
 
     def schedule(self) -> list[tuple[str, int]]:
         """The phase list, e.g. ``[("fo", 20), ("zo", 20), ...]``; lengths sum to total_steps."""
@@ -101,7 +102,9 @@ class HybridFOZO(Optimizer):
         if closure is None:
             raise ValueError("HybridFOZO.step needs a closure(backward: bool = True, gnb: bool = False) -> loss")
         kind = self.phase(self.steps_done)
-        loss = (self.fo if kind == FO else self.zo).step(closure)
+        sub = self.fo if kind == FO else self.zo
+        loss = sub.step(closure)
+        self.last_stats = dict(getattr(sub, "last_stats", {}))  # the active phase's (for the trace)
         self.steps_done += 1
         return loss
 

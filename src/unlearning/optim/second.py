@@ -1,22 +1,36 @@
 """Second-order grade: Sophia (SophiaG, Liu et al. 2023) with a diagonal Hessian estimate.
 
     m = b1 m + (1 - b1) g                                     every step
-    h = b2 h + (1 - b2) * hess_scale * h_hat                  every ``k`` steps (steps 0, k, 2k, ...)
+    h = b2 h + (1 - b2) * h_hat                               every ``k`` steps (steps 0, k, 2k, ...)
     theta -= lr * wd * theta                                  (decoupled weight decay, optional)
-    theta -= lr * clip(m / max(rho * h, eps), -1, 1)
+    theta -= lr * clip(m / max(rho * s * h, eps), -1, 1)      s = ``hess_scale``
 
 so no coordinate moves by more than lr (plus weight decay). ``h_hat`` (the diagonal estimate):
 
 - ``hessian="gnb"`` (Gauss-Newton-Bartlett): the optimizer calls ``closure(backward=True, gnb=True)``,
   which back-propagates the cross-entropy of the model against labels *sampled from the model's own
-  predictions*; h_hat = g_gnb * g_gnb. SophiaG multiplies by the batch token count B (the loss is a
-  mean over B tokens); the optimizer cannot see B, so pass it as ``hess_scale``.
+  predictions* (a mean over the batch's B predicted tokens); h_hat = g_gnb * g_gnb.
 - ``hessian="grad_sq"``: h_hat = g * g from the ordinary gradient of the step (no extra pass).
 
+Scale: g_gnb is the gradient of a *mean* over B tokens, so g_gnb^2 is about 1/B of the per-token
+Gauss-Newton diagonal. Official SophiaG multiplies the Hessian by the batch's token count in its step
+(``step(bs=B)``: ``ratio = |m| / (rho * B * h)``). ``hess_scale="tokens"`` (default) does the same:
+``s`` is the ``batch_tokens`` attribute the closure carries (the number of predicted tokens its GNB
+loss averages over; ``train.unlearn`` sets it every step). A number fixes ``s`` instead (e.g. 1.0 for
+problems without tokens). With s = 1 on a language model almost every coordinate is clipped and
+Sophia is signAdam with beta1 (default study's MUSE target, GradDiff, 50 steps: 0.0005% unclipped;
+with s = tokens, 0.14% at rho 0.04, 31% at rho 20).
+
+``last_stats["unclipped"]``: after each step, the share of coordinates whose ratio was inside
+(-1, 1), SophiaG's "win rate" (its authors expect 10-50%), among the coordinates with a non-zero
+momentum (rows of unused tokens never get a gradient and would count as unclipped); the unlearning
+trace records it.
+Parameters without a gradient in a step are skipped entirely (as SophiaG does): no moment update, no
+move. The Hessian is first estimated at step 0 (SophiaG's loop does it at step k-1; before that its
+h is 0 and every update is clipped, i.e. sign descent). After a GNB refresh, ``p.grad`` holds the
+GNB gradient; the next closure call zeroes it.
+
 Hutchinson's estimator is not offered (it needs double backward, unavailable for SDPA on CPU).
-The Hessian is first estimated at step 0 (SophiaG's loop does it at step k-1; before that its h is 0
-and every update is clipped, i.e. sign descent). After a GNB refresh, ``p.grad`` holds the GNB
-gradient; the next closure call zeroes it.
 """
 
 from __future__ import annotations
@@ -29,20 +43,31 @@ from torch.optim import Optimizer
 from ._common import check_betas, check_nonneg, require_closure
 
 _HESSIANS = ("gnb", "grad_sq")
+TOKENS = "tokens"
+
+
+def _check_hess_scale(value) -> float | str:
+    if value == TOKENS:
+        return TOKENS
+    if isinstance(value, str) or not float(value) > 0:
+        raise ValueError(f"hess_scale must be 'tokens' or a number > 0, got {value!r}")
+    return float(value)
 
 
 class Sophia(Optimizer):
     """SophiaG with a selectable diagonal Hessian estimate (see module docstring).
 
     Defaults: ``betas=(0.9, 0.95)`` and ``rho=0.04`` the lab's configs (SOUL; SophiaG's own are
-    (0.965, 0.99), 0.04); ``k=10`` SophiaG's; ``hessian="gnb"`` SophiaG's; ``lr=1e-5`` ours (the lab's
-    MUSE lr for Adam); ``weight_decay=0``, ``eps=1e-12``, ``hess_scale=1.0`` ours (set hess_scale to the
-    batch token count to follow SophiaG).
+    (0.965, 0.99), 0.04); ``k=10`` SophiaG's; ``hessian="gnb"`` SophiaG's; ``hess_scale="tokens"``
+    SophiaG's (its ``bs``, the batch token count); ``lr=1e-5`` ours (the lab's MUSE lr for Adam);
+    ``weight_decay=0``, ``eps=1e-12`` ours.
     """
 
     def __init__(self, params, lr: float = 1e-5, betas=(0.9, 0.95), rho: float = 0.04, k: int = 10,
-                 hessian: str = "gnb", hess_scale: float = 1.0, eps: float = 1e-12, weight_decay: float = 0.0):
-        check_nonneg(lr=lr, rho=rho, eps=eps, hess_scale=hess_scale, weight_decay=weight_decay)
+                 hessian: str = "gnb", hess_scale: float | str = TOKENS, eps: float = 1e-12,
+                 weight_decay: float = 0.0):
+        check_nonneg(lr=lr, rho=rho, eps=eps, weight_decay=weight_decay)
+        hess_scale = _check_hess_scale(hess_scale)
         if hessian not in _HESSIANS:
             raise ValueError(f"hessian must be one of {_HESSIANS}, got {hessian!r}")
         if int(k) != k or k < 1:
@@ -50,8 +75,20 @@ class Sophia(Optimizer):
         if not eps > 0:
             raise ValueError("eps must be > 0")
         defaults = dict(lr=float(lr), betas=check_betas(betas), rho=float(rho), k=int(k), hessian=hessian,
-                        hess_scale=float(hess_scale), eps=float(eps), weight_decay=float(weight_decay))
+                        hess_scale=hess_scale, eps=float(eps), weight_decay=float(weight_decay))
         super().__init__(params, defaults)
+        self.last_stats: dict[str, float] = {}
+
+    @staticmethod
+    def _scale(group: dict, closure: Callable) -> float:
+        s = group["hess_scale"]
+        if s != TOKENS:
+            return s
+        tokens = getattr(closure, "batch_tokens", None)
+        if tokens is None or not float(tokens) > 0:
+            raise ValueError("Sophia with hess_scale 'tokens' needs a closure carrying batch_tokens (the "
+                             "number of predicted tokens of its batch); give a numeric hess_scale otherwise")
+        return float(tokens)
 
     @torch.no_grad()
     def step(self, closure: Callable | None = None):
@@ -59,6 +96,8 @@ class Sophia(Optimizer):
         with torch.enable_grad():
             loss = closure()
 
+        # Only parameters with a gradient now take part in this step (SophiaG skips the others).
+        active: list[tuple[dict, torch.Tensor]] = []
         refresh_gnb = False
         for group in self.param_groups:
             b1, b2 = group["betas"]
@@ -75,28 +114,33 @@ class Sophia(Optimizer):
                 st["refresh"] = st["step"] % group["k"] == 0
                 if st["refresh"]:
                     if group["hessian"] == "grad_sq":
-                        st["hessian"].mul_(b2).addcmul_(g, g, value=(1.0 - b2) * group["hess_scale"])
+                        st["hessian"].mul_(b2).addcmul_(g, g, value=1.0 - b2)
                     else:
                         refresh_gnb = True
+                active.append((group, p))
 
         if refresh_gnb:
             with torch.enable_grad():
                 closure(backward=True, gnb=True)
 
-        for group in self.param_groups:
+        counts: dict = {}  # device -> [unclipped, live] (one sync per step, not per parameter)
+        for group, p in active:
             b1, b2 = group["betas"]
             lr, rho, eps, wd = group["lr"], group["rho"], group["eps"], group["weight_decay"]
-            for p in group["params"]:
-                st = self.state.get(p)
-                if not st or "exp_avg" not in st:
-                    continue
-                if st.pop("refresh") and group["hessian"] == "gnb" and p.grad is not None:
-                    g = p.grad
-                    st["hessian"].mul_(b2).addcmul_(g, g, value=(1.0 - b2) * group["hess_scale"])
-                st["step"] += 1
-                if wd:
-                    p.mul_(1.0 - lr * wd)
-                m, h = st["exp_avg"], st["hessian"]
-                ratio = (m / (h * rho).clamp_(min=eps)).clamp_(-1.0, 1.0)
-                p.add_(ratio, alpha=-lr)
+            st = self.state[p]
+            if st.pop("refresh") and group["hessian"] == "gnb" and p.grad is not None:
+                g = p.grad
+                st["hessian"].mul_(b2).addcmul_(g, g, value=1.0 - b2)
+            st["step"] += 1
+            if wd:
+                p.mul_(1.0 - lr * wd)
+            m, h = st["exp_avg"], st["hessian"]
+            ratio = m / (h * (rho * self._scale(group, closure))).clamp_(min=eps)
+            live = m != 0  # coordinates that never had a gradient (unused embeddings) are not counted
+            c = torch.stack([((ratio.abs() < 1.0) & live).sum(), live.sum()])
+            counts[p.device] = c if p.device not in counts else counts[p.device] + c
+            p.add_(ratio.clamp_(-1.0, 1.0), alpha=-lr)
+        unclipped = sum(int(c[0]) for c in counts.values())
+        total = sum(int(c[1]) for c in counts.values())
+        self.last_stats = {"unclipped": unclipped / total} if total else {}
         return loss

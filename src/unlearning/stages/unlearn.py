@@ -38,10 +38,22 @@ def unlearn(target_dir: str | Path, data_dir: str | Path, kind: str, method: dic
     trace = loop(model, tok, forget, retain, objective=objective, opt_spec=spec, steps=steps,
                  batch_size=run["batch_size"], max_len=run["max_len"], seed=run["seed"], ref=ref)
     save_model(model, tok, out_dir)
-    info = {"steps": steps, "seconds": time.time() - t0, "final_loss": trace[-1]["loss"]}
+    info = {"steps": steps, "seconds": time.time() - t0, "final_loss": trace[-1]["loss"], **run_metrics(trace)}
     write_json(Path(out_dir) / "unlearning.json", {**info, "trace": trace, "method": method,
                                                     "optimizer": optimizer, "seed": run["seed"]})
     return info
+
+
+def run_metrics(trace: list[dict]) -> dict:
+    """Per-run summaries of the optimizer statistics in the trace: ``sophia_unclipped``, the mean over
+    Sophia's steps of the share of coordinates its clip left alone (SophiaG's win rate), and
+    ``adazo_move_over_lr``, the mean over AdaZO's steps of its per-weight move divided by lr."""
+    out = {}
+    for key, name in (("unclipped", "sophia_unclipped"), ("move_over_lr", "adazo_move_over_lr")):
+        values = [t[key] for t in trace if key in t]
+        if values:
+            out[name] = sum(values) / len(values)
+    return out
 
 
 # Optimizer types whose randomness is drawn from a `seed` hyperparameter (per-step seeds): the registry's.
