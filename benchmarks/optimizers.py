@@ -136,6 +136,7 @@ def two_forwards(closure) -> None:
 
 def worker(size: str, name: str, steps: int, device: str) -> dict:
     import torch
+
     from unlearning.optim import GRADES, build_optimizer
 
     dev = torch.device(device)
@@ -184,6 +185,7 @@ def ratio_worker(size: str, reps: int, device: str, parts: str) -> dict:
     """Time ratios measured side by side in one process, interleaved, minimum over ``reps`` rounds
     (the minimum is the least disturbed by other load on a shared machine)."""
     import torch
+
     from unlearning.optim import build_optimizer
 
     dev = torch.device(device)

@@ -14,10 +14,10 @@ import pytest
 
 from unlearning.data import sources
 from unlearning.data.adapters import fetch
-from unlearning.data.sources import HubUnavailable
 from unlearning.data.io import LAYOUT, DataError, read_jsonl, validate_benchmark
 from unlearning.data.mmlu import fetch_mmlu, load_mmlu
 from unlearning.data.muse import fetch_muse
+from unlearning.data.sources import HubUnavailable
 from unlearning.data.wmdp import fetch_wmdp
 
 FIX = Path(__file__).parent / "fixtures" / "hub"

@@ -6,8 +6,18 @@ import json
 
 import pytest
 
-from unlearning.data.io import LAYOUT, MC, MMLU, QA, TEXT, DataError, load_split, read_jsonl, \
-    validate_benchmark, write_jsonl
+from unlearning.data.io import (
+    LAYOUT,
+    MC,
+    MMLU,
+    QA,
+    TEXT,
+    DataError,
+    load_split,
+    read_jsonl,
+    validate_benchmark,
+    write_jsonl,
+)
 
 GOOD_MC = {"question": "q?", "choices": ["a", "b", "c", "d"], "answer": 2}
 

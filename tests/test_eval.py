@@ -1,7 +1,6 @@
 """Evaluation metrics: hand-computed ROUGE-L / Min-K% / AUC / PrivLeak, MC accuracy with known
 preferences, KnowMem / VerbMem on stub generators, batched generation and scoring on a tiny Llama."""
 
-import math
 from types import SimpleNamespace
 
 import pytest

@@ -10,6 +10,7 @@ import torch
 lm_eval = pytest.importorskip("lm_eval")
 
 from test_eval import make_tok, tiny_llama  # noqa: E402
+
 from unlearning import eval as ev  # noqa: E402
 
 torch.set_num_threads(1)

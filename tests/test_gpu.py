@@ -50,11 +50,11 @@ def test_quantized_loading_uses_bitsandbytes_cuda_layers(gpu_study, quant):
 
 
 def test_cpu_and_gpu_metrics_agree(gpu_study):
+    import yaml
+
+    from unlearning.config import validate
     from unlearning.models import load_model, load_tokenizer
     from unlearning.stages.evaluate import score
-
-    import yaml
-    from unlearning.config import validate
 
     cfg = validate(yaml.safe_load((gpu_study / "configs" / "smoke.yaml").read_text()))
     for bench in ("muse", "wmdp"):

@@ -7,8 +7,15 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from unlearning.objectives import (REGISTRY, RMU, build_objective, gnb_loss, mean_nll, npo_core,
-                                   sequence_nll, simnpo_core)
+from unlearning.objectives import (
+    REGISTRY,
+    build_objective,
+    gnb_loss,
+    mean_nll,
+    npo_core,
+    sequence_nll,
+    simnpo_core,
+)
 from unlearning.objectives.rmu import layer_output
 
 torch.set_num_threads(1)

@@ -41,7 +41,8 @@ def test_non_finite_metric_never_reaches_a_table(tmp_path):
 
 
 def test_orders():
-    assert attack_order(["relearn25", "nf4", "none", "relearn5", "int8"]) == ["none", "int8", "nf4", "relearn5", "relearn25"]
+    order = attack_order(["relearn25", "nf4", "none", "relearn5", "int8"])
+    assert order == ["none", "int8", "nf4", "relearn5", "relearn25"]
     import pandas as pd
 
     df = pd.DataFrame({"optimizer": ["zo", "adam", "retrain", "target", "sophia", "hybrid", "signadam"],

@@ -8,10 +8,11 @@ import subprocess
 import sys
 
 import pytest
+from test_reruns import planned
+
+from unlearning.report import code_of
 
 from conftest import ROOT
-from test_reruns import planned
-from unlearning.report import code_of
 
 REPORT_MODULES = ["tidy", "tables", "figures", "quantization_plot", "relearning_plot", "tradeoff_plot", "lmc_plot",
                   "ablation", "findings"]

@@ -49,7 +49,8 @@ def test_ablation_and_html_report(smoke_copy):
     snakemake(smoke_copy, "--report", "results/report.html")
     html = (res / "report.html").read_text(errors="ignore")
     for caption in ("Main table of benchmark muse", "Linear mode connectivity on wmdp", "Hybrid ablation",
-                    "Relearning attack on wmdp", "Utility against forgetting on muse", "findings that this study can test"):
+                    "Relearning attack on wmdp", "Utility against forgetting on muse",
+                    "findings that this study can test"):
         assert caption in html, caption
     # a bad ablation benchmark is a one-line config error
     cfg["ablation"]["benchmark"] = "nope"

@@ -12,8 +12,17 @@ from importlib import import_module
 from typing import Any, Mapping
 
 from ..registry import OBJECTIVES
-from .base import (IGNORE_INDEX, Objective, aggregate_nll, gnb_loss, mean_nll, npo_core, sequence_nll,
-                   simnpo_core, token_logprobs)
+from .base import (
+    IGNORE_INDEX,
+    Objective,
+    aggregate_nll,
+    gnb_loss,
+    mean_nll,
+    npo_core,
+    sequence_nll,
+    simnpo_core,
+    token_logprobs,
+)
 from .grad_ascent import GradAscent
 from .grad_diff import GradDiff
 from .npo import NPO

@@ -68,7 +68,8 @@ class HybridFOZO(Optimizer):
         fo = dict(fo) if fo is not None else {"type": "adam"}
         zo = dict(zo) if zo is not None else {"type": "adazo"}
         if GRADES.get(fo.get("type")) not in ("first", "compressed", "second"):
-            raise ValueError(f"hybrid: 'fo' must be a first-order/compressed/second-order spec, got type {fo.get('type')!r}")
+            raise ValueError("hybrid: 'fo' must be a first-order/compressed/second-order spec, "
+                             f"got type {fo.get('type')!r}")
         if GRADES.get(zo.get("type")) != "zeroth":
             raise ValueError(f"hybrid: 'zo' must be a zeroth-order spec, got type {zo.get('type')!r}")
         self._schedule = fozo_schedule(total_steps, n_fo, n_zo)

@@ -50,7 +50,7 @@ class SAM(Optimizer):
                 p.add_(p.grad, alpha=group["rho"] / norm)
         with torch.enable_grad():
             closure()
-        for (group, p), p0 in zip(with_grad, backups):
+        for (_, p), p0 in zip(with_grad, backups):
             p.copy_(p0)
         del backups
         for group, p in with_grad:

@@ -39,8 +39,16 @@ from typing import Callable
 import torch
 from torch.optim import Optimizer
 
-from ._common import (DirectionStream, check_betas, check_nonneg, direction_norm, flat_view, require_closure, step_seed,
-                      trainable)
+from ._common import (
+    DirectionStream,
+    check_betas,
+    check_nonneg,
+    direction_norm,
+    flat_view,
+    require_closure,
+    step_seed,
+    trainable,
+)
 
 _DIRECTIONS = ("gaussian", "sphere")
 

@@ -120,7 +120,8 @@ FINDINGS: tuple[Finding, ...] = (
     Finding("R3", "After relearning, first-order RS is the best of the first-order downgrades.",
             "forget metric after the longest relearning: RS < SAM / sign / N-bit optimizers",
             "rs", "first_downgrades", "last_relearn", "forget_and_heldout"),
-    Finding("L1", "Linear mode connectivity: sign-optimizer solutions share {reference}'s basin, zeroth order's do not.",
+    Finding("L1",
+            "Linear mode connectivity: sign-optimizer solutions share {reference}'s basin, zeroth order's do not.",
             "loss barrier on the path from the {reference} solution (forget and retain data): sign < ZO",
             "sign", "zo", "before", "barrier", evidence="barriers", needs=("reference",)),
     Finding("A1", "Ablation: a 1:1 FO:ZO ratio is best.",
@@ -280,7 +281,8 @@ def findings_markdown(tables: dict[str, pd.DataFrame], found: list[dict], figure
     for f in found:
         parts += [f"### {f['id']}: {f['claim']}", "", f"Verdict: **{f['verdict']}**. Test: {f['how']}.", ""]
         if f["comparisons"]:
-            parts += ["| context | optimizer | value | compared with | value | verdict |", "|---|---|---:|---|---:|---|"]
+            parts += ["| context | optimizer | value | compared with | value | verdict |",
+                      "|---|---|---:|---|---:|---|"]
             for c in f["comparisons"]:
                 parts.append(f"| {c['context']} | {c['subject']} | {fmt(c['subject_mean'], c['subject_ci95'], 2)} "
                              f"| {c['other']} | {fmt(c['other_mean'], c['other_ci95'], 2)} | {c['verdict']} |")

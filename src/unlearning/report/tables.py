@@ -13,9 +13,22 @@ import pandas as pd
 from .files import atomic_csv, atomic_text
 from .provenance import markdown as provenance_markdown
 from .stats import fmt, mean_ci, summarise
-from .tidy import (FORGET_METRICS, METRIC_LABELS, QUANT_ATTACKS, UTILITY_METRICS, attack_order, forget_metrics,
-                   four_bit, last_relearn, metric_order, optimizer_order, relearn_steps, row_keys, row_label,
-                   utility_metric)
+from .tidy import (
+    FORGET_METRICS,
+    METRIC_LABELS,
+    QUANT_ATTACKS,
+    UTILITY_METRICS,
+    attack_order,
+    forget_metrics,
+    four_bit,
+    last_relearn,
+    metric_order,
+    optimizer_order,
+    relearn_steps,
+    row_keys,
+    row_label,
+    utility_metric,
+)
 
 
 def summary(tables: Sequence[str | Path], out: str | Path, provenance: str | Path | None = None) -> str:
@@ -61,7 +74,8 @@ def main_table(df: pd.DataFrame) -> pd.DataFrame:
     """Wide table: one row per reference model and (method, optimizer); for every attack and metric
     the mean over seeds (``{metric}@{attack}``) and the 95% CI half-width (``..._ci95``, empty with
     one seed)."""
-    s = summarise(df, ["method", "optimizer", "attack", "metric"]).set_index(["method", "optimizer", "attack", "metric"])
+    keys = ["method", "optimizer", "attack", "metric"]
+    s = summarise(df, keys).set_index(keys)
     grades = dict(zip(df.optimizer, df.grade))
     attacks = attack_order(df.attack.unique())
     metrics = metric_order(df.metric.unique())
@@ -162,7 +176,8 @@ def summary_table_markdown(df: pd.DataFrame) -> str:
     longest relearning; mean ± 95% CI half-width."""
     attacks = ["none", *(["nf4"] if "nf4" in set(df.attack) else four_bit(df)[:1]), *last_relearn(df)]
     metrics = [m for m in forget_metrics(df) + [utility_metric(df), "privleak"] if m and m in set(df.metric)]
-    s = summarise(df, ["method", "optimizer", "attack", "metric"]).set_index(["method", "optimizer", "attack", "metric"])
+    keys = ["method", "optimizer", "attack", "metric"]
+    s = summarise(df, keys).set_index(keys)
     cols = [(m, a) for a in attacks for m in metrics
             if ((s.index.get_level_values("attack") == a) & (s.index.get_level_values("metric") == m)).any()]
     lines = ["| row | " + " | ".join(f"{m} ({a})" for m, a in cols) + " |", "|---|" + "---:|" * len(cols)]

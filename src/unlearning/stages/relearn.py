@@ -10,7 +10,8 @@ from .common import forget_retain
 def relearn(model_dir: str | Path, data_dir: str | Path, kind: str, params: dict, seed: int,
             max_len: int, out_root: str | Path) -> None:
     """Relearning attack on one unlearned model: a checkpoint per configured step count."""
-    from ..attacks.relearn import relearn as attack, relearn_subset
+    from ..attacks.relearn import relearn as attack
+    from ..attacks.relearn import relearn_subset
     from ..models import load_model, load_tokenizer
     from ..train import seed_everything
 

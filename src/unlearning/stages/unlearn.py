@@ -16,7 +16,8 @@ def unlearn(target_dir: str | Path, data_dir: str | Path, kind: str, method: dic
 
     from ..models import load_model, load_tokenizer, save_model
     from ..objectives import build_objective
-    from ..train import seed_everything, unlearn as loop
+    from ..train import seed_everything
+    from ..train import unlearn as loop
 
     seed_everything(run["seed"])
     tok = load_tokenizer(target_dir)
