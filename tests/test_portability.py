@@ -123,3 +123,32 @@ def test_model_shapes_accepted():
     cfg = _smoke()
     cfg["model"].update(hidden_size=30, num_heads=3)  # head size 10
     validate(cfg)
+
+
+FORCE = ROOT / "tests" / "support" / "bnb_avx512bf16"  # sitecustomize forcing the flag in every process
+
+
+@pytest.mark.e2e
+def test_smoke_study_gives_the_same_tables_with_the_flag_forced_the_other_way(smoke_run, tmp_path, monkeypatch):
+    """The whole smoke study again, every process believing the opposite of this CPU's AVX512-BF16 flag:
+    every table is byte-identical to the natural run's; only the recorded provenance differs."""
+    import os
+
+    from unlearning.provenance import cpu_has_avx512_bf16
+    from unlearning.studyfolder import make_study
+
+    from conftest import snakemake
+
+    forced = "off" if cpu_has_avx512_bf16() else "on"
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in (str(FORCE), os.environ.get("PYTHONPATH")) if p))
+    monkeypatch.setenv("UNLEARNING_TEST_AVX512BF16", forced)
+    work = make_study(tmp_path / "study")
+    snakemake(work, "--cores", "2")
+    natural_tables = sorted(p.relative_to(smoke_run) for p in (smoke_run / "results/tables").rglob("*.csv"))
+    forced_tables = sorted(p.relative_to(work) for p in (work / "results/tables").rglob("*.csv"))
+    assert natural_tables == forced_tables
+    differ = [str(p) for p in natural_tables
+              if p.name != "provenance.csv" and (smoke_run / p).read_bytes() != (work / p).read_bytes()]
+    assert not differ, f"tables differ with AVX512-BF16 forced {forced}: {differ}"
+    prov = (work / "results/tables/provenance.csv").read_text()
+    assert "cpu_avx512_bf16" in prov and str(forced == "on") in prov

@@ -26,6 +26,8 @@ from typing import Iterable, Iterator, Mapping
 
 import torch
 
+from .registry import GRADES
+
 METRICS = ("rel_distance", "update_cosine", "identical_share", "moved_share")
 
 
@@ -86,7 +88,7 @@ def model_distance(a_dir: str | Path, b_dir: str | Path, target_dir: str | Path)
     return distance(_tensors(a_dir), _tensors(b_dir), _tensors(target_dir))
 
 
-GRADE_ORDER = ("second", "first", "compressed", "zeroth", "hybrid")
+GRADE_ORDER = GRADES  # highest grade first
 
 
 def grade_pairs(runs: Iterable[dict]) -> Iterator[tuple[dict, dict]]:

@@ -146,6 +146,7 @@ rule report_findings:
         ablation=[f"{R}/ablation/table.csv"] if ABLATION else [],
         figures=[p for p, _ in readme_figures()],
         provenance=f"{R}/tables/provenance.csv",
+        grade_distance=f"{R}/tables/grade_distance.csv",
         code=src(*report_code("findings")),
     output:
         md=report(f"{README_DIR}/findings.md", caption="../report/findings.rst", category="0. Findings"),
@@ -165,4 +166,5 @@ rule report_findings:
         "unlearning findings --tables {input.tables} --barriers {input.barriers} {params.ablation}"
         " --optimizers {params.optimizers:q} --methods {params.methods:q} --reference {params.ref}"
         " --figures {input.figures} --figure-names {params.names} --provenance {input.provenance}"
+        " --grade-distance {input.grade_distance}"
         " --out {output.md} > {log} 2>&1"

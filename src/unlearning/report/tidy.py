@@ -11,10 +11,11 @@ from typing import Sequence
 
 import pandas as pd
 
+from ..registry import GRADES
 from .files import atomic_csv
 
 COLUMNS = ["benchmark", "method", "optimizer", "grade", "seed", "attack", "metric", "value"]
-GRADE_ORDER = ["reference", "second", "first", "compressed", "zeroth", "hybrid"]
+GRADE_ORDER = ["reference", *GRADES]
 # Forget-knowledge metrics (lower is better after unlearning) and utility metrics (higher is better).
 FORGET_METRICS = ["verbmem_f", "knowmem_f", "wmdp_acc"]
 UTILITY_METRICS = ["knowmem_r", "mmlu_acc"]

@@ -74,6 +74,22 @@ def score(model: Any, tok: Any, data_dir: str | Path, kind: str, params: dict, s
     return out
 
 
+# Optimizer statistics of an unlearning run (stages/unlearn.py's run_metrics) reported with its
+# unattacked evaluation; shares as percentages like the other metrics.
+RUN_STATISTICS = {"sophia_unclipped": 100.0, "adazo_move_over_lr": 1.0}
+
+
+def run_statistics(model_dir: str | Path) -> dict[str, float]:
+    """``RUN_STATISTICS`` found in ``model_dir/unlearning.json`` (none for reference models)."""
+    import json
+
+    path = Path(model_dir) / "unlearning.json"
+    if not path.exists():
+        return {}
+    info = json.loads(path.read_text(encoding="utf-8"))
+    return {k: scale * float(info[k]) for k, scale in RUN_STATISTICS.items() if k in info}
+
+
 def evaluate(model_dir: str | Path, data_dir: str | Path, kind: str, attacks: list[str], meta: dict,
              params: dict, subject: str, relearn_fraction: float, out_dir: str | Path,
              relearn_root: str | Path | None = None, reference_dir: str | Path | None = None) -> None:
@@ -109,6 +125,8 @@ def evaluate(model_dir: str | Path, data_dir: str | Path, kind: str, attacks: li
         else:
             raise ValueError(f"unknown attack {attack!r}")
         metrics = score(model, tok, data_dir, kind, params, subject, relearned)
+        if attack == "none":
+            metrics.update(run_statistics(model_dir))
         if attack in qcodes:
             metrics["qcode_change"] = qcodes[attack]
         bad = {k: v for k, v in metrics.items() if not math.isfinite(v)}
