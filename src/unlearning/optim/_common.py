@@ -67,20 +67,26 @@ class DirectionStream:
         return g
 
     def chunks(self, p: torch.Tensor) -> Iterator[tuple[int, int, torch.Tensor]]:
-        g = self._gen(p.device)
-        key = (p.device, p.dtype)
+        """For a DTensor shard (FSDP2) the whole parameter's draw is generated, chunk by chunk, and
+        only the part inside this rank's shard is yielded, with indices into ``local_flat(p)``: every
+        rank regenerates the same direction from the seed and keeps its slice."""
+        local, offset = shard_of(p)
+        g = self._gen(local.device)
+        key = (local.device, local.dtype)
         buf = self._bufs.get(key)
         if buf is None:
-            buf = self._bufs[key] = torch.empty(CHUNK, dtype=p.dtype, device=p.device)
-        n = p.numel()
+            buf = self._bufs[key] = torch.empty(CHUNK, dtype=local.dtype, device=local.device)
+        n, lo, hi = p.numel(), offset, offset + local.numel()
         for start in range(0, n, CHUNK):
             end = min(n, start + CHUNK)
             z = buf[: end - start]
             if self.kind == "normal":
                 torch.randn(end - start, generator=g, out=z)
             else:
-                self._signs(z, g, p.device)
-            yield start, end, z
+                self._signs(z, g, local.device)
+            a, b = max(start, lo), min(end, hi)  # the whole chunk for a plain tensor
+            if a < b:
+                yield a - lo, b - lo, z[a - start:b - start]
 
     def _signs(self, z: torch.Tensor, g: torch.Generator, dev: torch.device) -> None:
         """Fill ``z`` with +-1: random bytes, each unpacked into 8 sign bits."""
@@ -100,7 +106,7 @@ class DirectionStream:
 
     def add_to(self, p: torch.Tensor, alpha: float) -> None:
         """In place: p += alpha * z (z the draw for p)."""
-        flat = flat_view(p)
+        flat = local_flat(p)
         for a, b, z in self.chunks(p):
             flat[a:b].add_(z, alpha=alpha)
 
@@ -109,6 +115,32 @@ def flat_view(p: torch.Tensor) -> torch.Tensor:
     if not p.is_contiguous():
         raise ValueError("zeroth-order / smoothing optimizers need contiguous parameters")
     return p.view(-1)
+
+
+def _is_dtensor(p: torch.Tensor) -> bool:
+    return type(p).__name__ == "DTensor"  # no torch.distributed import for plain tensors
+
+
+def shard_of(p: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """``(local flat view, offset)``: this rank's piece of ``p`` flattened and where it starts in the
+    flattened whole tensor. A plain tensor is its own piece at offset 0; a DTensor must be sharded
+    along dim 0 (FSDP2)."""
+    if not _is_dtensor(p):
+        return flat_view(p), 0
+    import math as _math
+
+    from torch.distributed.tensor import Shard
+    from torch.distributed.tensor._utils import compute_local_shape_and_global_offset
+
+    if p.dim() == 0 or any(not isinstance(pl, Shard) or pl.dim != 0 for pl in p.placements):
+        raise ValueError(f"only dim-0 sharded DTensors (FSDP2) are supported, got {p.placements}")
+    _, offset = compute_local_shape_and_global_offset(p.shape, p.device_mesh, p.placements)
+    return flat_view(p.to_local()), int(offset[0]) * _math.prod(p.shape[1:])
+
+
+def local_flat(p: torch.Tensor) -> torch.Tensor:
+    """The flat view that a ZO update writes: ``p`` itself, or this rank's shard of a DTensor."""
+    return shard_of(p)[0]
 
 
 def normal_like(params: Sequence[torch.Tensor], seed: int, kind: str = "normal",
@@ -129,10 +161,16 @@ def direction_norm(params: Sequence[torch.Tensor], seed: int) -> float:
     stream = DirectionStream(seed)
     sums: dict[torch.device, torch.Tensor] = {}
     for p in params:
-        acc = sums.setdefault(p.device, torch.zeros((), dtype=torch.float64, device=p.device))
+        dev = shard_of(p)[0].device
+        acc = sums.setdefault(dev, torch.zeros((), dtype=torch.float64, device=dev))
         for _, _, z in stream.chunks(p):
             zz = z if z.dtype == torch.float64 else z.float()
             acc += zz.pow(2).sum().double()
+    if any(_is_dtensor(p) for p in params):  # each rank summed its shards: add them up
+        import torch.distributed as dist
+
+        for v in sums.values():
+            dist.all_reduce(v)
     return math.sqrt(sum(float(v) for v in sums.values()))
 
 

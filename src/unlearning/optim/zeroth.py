@@ -64,7 +64,7 @@ from ._common import (
     check_betas,
     check_nonneg,
     direction_norm,
-    flat_view,
+    local_flat,
     require_closure,
     step_seed,
     trainable,
@@ -143,7 +143,7 @@ class _ZerothOrder(Optimizer):
         stream = self._stream(seed, self._buffer_sets[0])
         for p in params:
             master = self.state[p]["master"]
-            flat, mflat = flat_view(p), master.view(-1)
+            flat, mflat = local_flat(p), local_flat(master)
             for a, b, z in stream.chunks(master):
                 flat[a:b].copy_(z.mul_(alpha).add_(mflat[a:b]))
 
@@ -207,7 +207,7 @@ class _ZerothOrder(Optimizer):
                 st = self.state[p]
                 work = st["master"] if master else p
                 self._begin_param(work, st)
-                flat, pflat = flat_view(work), flat_view(p)
+                flat, pflat = local_flat(work), local_flat(p)
                 for parts in zip(*(stream.chunks(work) for stream in streams)):
                     a, b = parts[0][0], parts[0][1]
                     pc = flat[a:b]
@@ -314,8 +314,8 @@ class AdaZO(_ZerothOrder):
 
     def _chunk_update(self, pc, a, b, zc, group, st):
         lr, (b1, b2), zeta, wd = group["lr"], group["betas"], group["zeta"], group["weight_decay"]
-        m = st["exp_avg"].view(-1)[a:b]
-        v = st["exp_avg_sq"].view(-1)[a:b]
+        m = local_flat(st["exp_avg"])[a:b]
+        v = local_flat(st["exp_avg_sq"])[a:b]
         m.mul_(b1)
         for z, c in zc:
             if c:
