@@ -21,27 +21,21 @@ Optimizers that cannot step a DTensor shard are refused before the job starts (`
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+if TYPE_CHECKING:  # torch is imported where used: the workflow checks check_shardable without it
+    import torch
 
 # grade/type -> why it cannot run sharded (one line each; the rest step DTensor shards elementwise)
 UNSHARDABLE = {
     "adamw8bit": "bitsandbytes' 8-bit AdamW quantizes its states per whole tensor and cannot step FSDP "
-                 "shards (DTensors); use adam/adamw or run it on one GPU (gpus_per_job: 1)",
+                 "shards (DTensors); use adam/adamw, or one rank",
 }
 
 
 def world_size() -> int:
     """Ranks of this job as torchrun announces them (1 when not launched by torchrun)."""
     return int(os.environ.get("WORLD_SIZE", "1"))
-
-
-def is_sharded() -> bool:
-    """True inside a torchrun job of more than one rank (after ``init``)."""
-    import torch.distributed as dist
-
-    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
 def check_shardable(spec: dict, name: str = "optimizer") -> None:
@@ -57,6 +51,7 @@ def check_shardable(spec: dict, name: str = "optimizer") -> None:
 
 def init() -> torch.device:
     """Join the torchrun job: process group (NCCL on CUDA, gloo on the CPU); returns this rank's device."""
+    import torch
     import torch.distributed as dist
 
     if torch.cuda.is_available():
@@ -75,6 +70,7 @@ def init() -> torch.device:
 def shard(model: torch.nn.Module, dev: torch.device) -> torch.nn.Module:
     """Shard ``model`` in place with FSDP2: each decoder layer, then the root. On CUDA compute in bf16
     with fp32 weights and reductions; on the CPU all fp32."""
+    import torch
     from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
     model.to(dev, dtype=torch.float32)
@@ -92,6 +88,8 @@ def shard(model: torch.nn.Module, dev: torch.device) -> torch.nn.Module:
 
 
 def _reshard_after_inference(module, args, output) -> None:
+    import torch
+
     if not torch.is_grad_enabled():
         module.reshard()
 

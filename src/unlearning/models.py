@@ -149,12 +149,17 @@ def portable_4bit_path(model: torch.nn.Module) -> int:
     return n
 
 
-def save_model(model: Any, tok: Any, out_dir: str | Path) -> None:
+def save_model(model: Any, tok: Any, out_dir: str | Path, state_dict: dict | None = None) -> None:
     """Save model (safetensors) and tokenizer to ``out_dir`` atomically: a half-written folder never
-    carries the final name, so a killed job leaves nothing that looks finished."""
+    carries the final name, so a killed job leaves nothing that looks finished. ``state_dict``: the
+    weights to write instead of the model's own (a sharded run's gathered fp32 weights; they are saved
+    in the dtype an unsharded run on this machine would save, ``dtype_for(device())``)."""
+    if state_dict is not None:
+        dt = dtype_for(device())
+        state_dict = {k: v.to(dt) if v.is_floating_point() else v for k, v in state_dict.items()}
 
     def write(tmp: Path) -> None:
-        model.save_pretrained(tmp, safe_serialization=True)
+        model.save_pretrained(tmp, safe_serialization=True, state_dict=state_dict)
         tok.save_pretrained(tmp)
 
     _atomic_save(write, out_dir)
