@@ -215,7 +215,7 @@ def ratio_worker(size: str, reps: int, device: str, parts: str) -> dict:
         for _ in range(reps):
             fwd_t.append(timed(lambda: two_forwards(closure)))
             for d, zo in zos.items():
-                zo_t[d].append(timed(lambda: zo.step(closure)))
+                zo_t[d].append(timed(lambda zo=zo: zo.step(closure)))
         out.update(forward2_s=min(fwd_t), zo_sgd_s=min(zo_t["gaussian"]))
         out.update({f"zo_sgd_{d}_s": min(t) for d, t in zo_t.items()})
     if "hybrid" not in parts:
