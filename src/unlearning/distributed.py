@@ -67,13 +67,14 @@ def init() -> torch.device:
     return dev
 
 
-def shard(model: torch.nn.Module, dev: torch.device) -> torch.nn.Module:
+def shard(model: torch.nn.Module, dev: torch.device, frozen: bool = False) -> torch.nn.Module:
     """Shard ``model`` in place with FSDP2: each decoder layer, then the root. On CUDA compute in bf16
-    with fp32 weights and reductions; on the CPU all fp32."""
+    with fp32 weights and reductions; on the CPU all fp32. ``frozen`` (the NPO reference, never
+    updated): its shards stay in the compute dtype, bf16 on CUDA (no fp32 copy needed)."""
     import torch
     from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
-    model.to(dev, dtype=torch.float32)
+    model.to(dev, dtype=torch.bfloat16 if frozen and dev.type == "cuda" else torch.float32)
     kwargs: dict[str, Any] = {}
     if dev.type == "cuda":
         kwargs["mp_policy"] = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)
@@ -129,7 +130,7 @@ def sharded_unlearn(model: torch.nn.Module, ref: torch.nn.Module | None, tok: An
     dev = init()
     shard(model, dev)
     if ref is not None:
-        shard(ref, dev)
+        shard(ref, dev, frozen=True)
     trace = unlearn(model, tok, forget, retain, objective=objective, opt_spec=opt_spec, steps=steps,
                     batch_size=batch_size, max_len=max_len, seed=seed, ref=ref)
     state = full_state_dict(model)
