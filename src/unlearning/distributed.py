@@ -74,7 +74,9 @@ def shard(model: torch.nn.Module, dev: torch.device, frozen: bool = False) -> to
     import torch
     from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
-    model.to(dev, dtype=torch.bfloat16 if frozen and dev.type == "cuda" else torch.float32)
+    # cast on the host; fully_shard moves each layer to the GPU as it shards it, so a GPU never holds
+    # more than its shards plus one whole layer
+    model.to(dtype=torch.bfloat16 if frozen and dev.type == "cuda" else torch.float32)
     kwargs: dict[str, Any] = {}
     if dev.type == "cuda":
         kwargs["mp_policy"] = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)
