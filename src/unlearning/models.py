@@ -90,8 +90,48 @@ def _is_local(path: str | Path) -> bool:
     return Path(path).exists()
 
 
+MODEL_SOURCE_KEY = "benchmarks.<bench>.target / .retrain"
+
+
+def _in_hub_cache(model_id: str) -> bool:
+    from huggingface_hub import try_to_load_from_cache
+
+    return isinstance(try_to_load_from_cache(model_id, "config.json"), str)
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    import socket
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants
+
+    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("", "0") or constants.HF_HUB_OFFLINE:
+        return False
+    url = urlparse(constants.ENDPOINT)
+    try:
+        socket.create_connection((url.hostname, url.port or (443 if url.scheme == "https" else 80)),
+                                 timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+def check_model_source(source: str | Path, key: str = MODEL_SOURCE_KEY) -> bool:
+    """Fail fast, in one line naming the config ``key`` and the download command, when ``source`` is
+    neither a local folder nor a hub id in the local hub cache and the hub cannot be reached (compute
+    nodes often have no network). Returns True when it can be loaded without the network."""
+    if _is_local(source) or _in_hub_cache(str(source)):
+        return True
+    if _hub_reachable():
+        return False
+    raise ValueError(f"{key}: model {str(source)!r} is not a local folder nor in the hub cache "
+                     f"({os.environ.get('HF_HOME', '~/.cache/huggingface')}), and the hub is unreachable; on a "
+                     f"machine with network run `hf download {source}` (same HF_HOME), or give a local folder")
+
+
 def load_model(path: str | Path, quant: str | None = None, dev: torch.device | None = None) -> Any:
-    """Load a causal LM from ``path`` (a local folder, or a hub id when online).
+    """Load a causal LM from ``path`` (a local folder, a hub id in the hub cache, or a hub id when
+    online; otherwise one line naming the config key, see ``check_model_source``).
 
     ``quant`` is None, ``int8`` (LLM.int8), ``fp4`` or ``nf4`` (4-bit, bitsandbytes). Safetensors only,
     remote code off.
@@ -99,10 +139,11 @@ def load_model(path: str | Path, quant: str | None = None, dev: torch.device | N
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
     dev = dev or device()
+    offline_ok = check_model_source(path)
     kwargs: dict[str, Any] = {
         "use_safetensors": True,
         "trust_remote_code": False,
-        "local_files_only": _is_local(path),
+        "local_files_only": offline_ok,
         "dtype": dtype_for(dev),
     }
     if quant is not None:
