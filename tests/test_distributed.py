@@ -58,6 +58,9 @@ def test_two_ranks_match_one_process(runs, name):
     l2 = [t["loss"] for t in two["trace"]]
     assert len(l1) == len(l2) == 3
     assert l1 == pytest.approx(l2, rel=1e-6)
+    for key in ("unclipped", "move_over_lr"):  # Sophia's and AdaZO's statistics cover every shard
+        s1, s2 = [t.get(key, -1.0) for t in one["trace"]], [t.get(key, -1.0) for t in two["trace"]]
+        assert s1 == pytest.approx(s2, rel=1e-6), key
     assert sorted(one["state"]) == sorted(two["state"])
     for key, w in one["state"].items():
         assert two["state"][key].shape == w.shape
@@ -74,3 +77,31 @@ def test_unshardable_grade_fails_in_one_line():
     with pytest.raises(ValueError, match=r"optimizers\.h\.fo: type 'adamw8bit'"):
         distributed.check_shardable({"type": "hybrid", "fo": {"type": "adamw8bit"}}, "h")
     distributed.check_shardable({"type": "hybrid", "fo": {"type": "adam"}, "zo": {"type": "adazo"}}, "h")
+
+
+def test_snakemake_rule_runs_two_ranks_when_the_profile_asks(tmp_path):
+    """`--set-resources unlearn:ranks=2`: the unlearn rule starts torchrun, and the sharded stage writes
+    the model the single-process stage writes (NPO with Adam and with AdaZO, smoke config)."""
+    from safetensors.torch import load_file
+
+    from conftest import make_study, snakemake
+
+    study = make_study(tmp_path / "study")
+    targets = ["results/unlearned/wmdp/npo/adam/seed0", "results/unlearned/wmdp/npo/zo/seed0"]
+    one = snakemake(study, "--cores", "2", "-p", "--configfile", "configs/smoke.yaml", "--", *targets,
+                    configfile=None)
+    assert "torchrun" not in one.stdout + one.stderr
+    (study / "results" / "unlearned").rename(study / "results" / "unlearned_one")
+    two = snakemake(study, "--cores", "2", "-p", "--configfile", "configs/smoke.yaml", "--set-resources",
+                    "unlearn:ranks=2", "--", *targets, configfile=None)
+    assert "torchrun --standalone --nproc-per-node 2 --no-python -- unlearning" in two.stdout + two.stderr
+    for t in targets:
+        rel = Path(t).relative_to("results/unlearned")
+        a = load_file(str(study / "results" / "unlearned_one" / rel / "model.safetensors"))
+        b = load_file(str(study / "results" / "unlearned" / rel / "model.safetensors"))
+        assert sorted(a) == sorted(b)
+        for k in a:
+            torch.testing.assert_close(b[k], a[k], atol=1e-6, rtol=0)
+        la = json.loads((study / "results" / "unlearned_one" / rel / "unlearning.json").read_text())["trace"]
+        lb = json.loads((study / "results" / "unlearned" / rel / "unlearning.json").read_text())["trace"]
+        assert [s["loss"] for s in la] == pytest.approx([s["loss"] for s in lb], rel=1e-6)

@@ -287,7 +287,7 @@ def test_install_with_unlearn_gpus_shards_the_unlearn_rule(tmp_path):
     r = snakemake(target, "-n", "-p", "--profile", str(profile), "--configfile", "configs/paper-muse-news.yaml",
                   cwd=REPO, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
-    assert "torchrun --standalone --nproc-per-node 4 --no-python unlearning --threads 1 unlearn" in r.stdout
+    assert "torchrun --standalone --nproc-per-node 4 --no-python -- unlearning --threads 1 unlearn" in r.stdout
     # an optimizer that cannot shard fails before any job, naming the entry
     r = snakemake("results/unlearned/muse_news/npo/adamw8bit/seed0", "-n", "--profile", str(profile),
                   "--configfile", "configs/paper-muse-news.yaml", cwd=REPO, timeout=300)

@@ -349,4 +349,5 @@ def unlearn_launcher(wildcards, resources):
         distributed.check_shardable(config["optimizers"][wildcards.optimizer], wildcards.optimizer)
     except ValueError as err:
         raise WorkflowError(f"unlearn with {n} ranks (profile set-resources unlearn gpu/ranks): {err}") from None
-    return f"torchrun --standalone --nproc-per-node {n} --no-python unlearning"
+    # `--`: the stage's own options (--run ...) must not be parsed as torchrun's (--run-path)
+    return f"torchrun --standalone --nproc-per-node {n} --no-python -- unlearning"

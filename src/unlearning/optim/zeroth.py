@@ -61,6 +61,7 @@ from torch.optim import Optimizer
 
 from ._common import (
     DirectionStream,
+    _is_dtensor,
     check_betas,
     check_nonneg,
     direction_norm,
@@ -303,8 +304,16 @@ class AdaZO(_ZerothOrder):
     def step(self, closure=None):
         self._moved, self._count = {}, 0
         loss = super().step(closure)
-        if self._count:
-            self.last_stats = {"move_over_lr": sum(float(v) for v in self._moved.values()) / self._count}
+        moved, count = sum(float(v) for v in self._moved.values()), self._count
+        if any(_is_dtensor(p) for p in trainable(self.param_groups)):  # sharded: add up every rank's part
+            import torch.distributed as dist
+
+            both = torch.tensor([moved, float(count)], dtype=torch.float64,
+                                device=next(iter(self._moved)) if self._moved else "cpu")
+            dist.all_reduce(both)
+            moved, count = float(both[0]), int(both[1])
+        if count:
+            self.last_stats = {"move_over_lr": moved / count}
         return loss
 
     def _begin_param(self, p, st):
