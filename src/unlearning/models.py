@@ -190,6 +190,34 @@ def portable_4bit_path(model: torch.nn.Module) -> int:
     return n
 
 
+# files of a model folder that a copy keeps: weights (safetensors only), configs, tokenizer
+_COPIED = ("*.safetensors", "*.safetensors.index.json", "config.json", "generation_config.json",
+           "tokenizer*", "special_tokens_map.json", "*.model", "vocab*", "merges.txt", "added_tokens.json")
+
+
+def copy_model(source: str | Path, out_dir: str | Path, key: str = MODEL_SOURCE_KEY) -> Path:
+    """Copy a model folder, or a hub id's snapshot (from the hub cache, or downloaded when online), to
+    ``out_dir`` byte for byte: no loading, no dtype conversion (an fp16 source stays fp16), no GPU.
+    Safetensors only: a folder without ``*.safetensors`` is refused in one line naming ``key``."""
+    offline_ok = check_model_source(source, key)
+    if _is_local(source):
+        folder = Path(source)
+    else:
+        from huggingface_hub import snapshot_download
+
+        folder = Path(snapshot_download(str(source), local_files_only=offline_ok, allow_patterns=list(_COPIED)))
+    files = sorted({f for pattern in _COPIED for f in folder.glob(pattern) if f.is_file()})
+    if not any(f.name.endswith(".safetensors") for f in files):
+        raise ValueError(f"{key}: {source!s} has no .safetensors weights (pickled checkpoints are not loaded)")
+
+    def write(tmp: Path) -> None:
+        for f in files:
+            shutil.copyfile(f, tmp / f.name)  # follows the hub cache's symlinks to the blobs
+
+    _atomic_save(write, out_dir)
+    return Path(out_dir)
+
+
 def save_model(model: Any, tok: Any, out_dir: str | Path, state_dict: dict | None = None) -> None:
     """Save model (safetensors) and tokenizer to ``out_dir`` atomically: a half-written folder never
     carries the final name, so a killed job leaves nothing that looks finished. ``state_dict``: the
