@@ -169,7 +169,13 @@ def gpu_hours(config: dict, arch: dict, tflops: float) -> dict:
     relearn_steps = max(relearn_cfg.get("steps", [0]) or [0])
     relearn = runs * relearn_steps * 8 * p * relearn_cfg.get("batch_size", batch) * seq
     hours = {"unlearn": unlearn / (tflops * 1e12) / 3600, "relearn": relearn / (tflops * 1e12) / 3600}
-    return {"runs": runs, **{k: round(v, 1) for k, v in hours.items()}, "total": round(sum(hours.values()), 1)}
+    # disk: every unlearned model and the target/retrain copies, in bf16; relearned checkpoints too
+    # when kept (one per relearning step count); data, logs and tables are small beside them
+    models_kept = runs * (1 + (len(relearn_cfg.get("steps", [])) if relearn_cfg.get("keep_checkpoints") else 0))
+    disk_gb = (models_kept + 2) * 2 * p / 1e9
+    return {"runs": runs, **{k: round(v, 1) for k, v in hours.items()}, "total": round(sum(hours.values()), 1),
+            "disk_gb": round(disk_gb), "disk_gb_with_relearn_checkpoints":
+            round((runs * (1 + len(relearn_cfg.get("steps", []))) + 2) * 2 * p / 1e9)}
 
 
 # ------------------------------------------------------------------------------------------ measurement
