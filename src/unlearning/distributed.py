@@ -4,9 +4,10 @@ How a run is sharded. ``torchrun --nproc-per-node N unlearning unlearn ...`` sta
 calls ``init()`` (NCCL on CUDA, gloo on the CPU) and ``shard(model)``: every decoder layer, then the
 whole model, becomes an FSDP2 module whose parameters are DTensors sharded along dim 0, so each rank
 holds 1/N of the weights, gradients and optimizer states (ZeRO-3). The frozen NPO reference is
-sharded the same way. On CUDA the weights (and so every optimizer state) stay fp32 and the
-forward/backward run in bf16 (``MixedPrecisionPolicy(param_dtype=bf16, reduce_dtype=fp32)``): fp32
-moments, bf16 compute, never bf16 moments.
+sharded the same way (kept in bf16 on CUDA: it is never updated). On CUDA the weights (and so every
+optimizer state) stay fp32 and the forward/backward run in bf16
+(``MixedPrecisionPolicy(param_dtype=bf16, reduce_dtype=fp32)``): fp32 moments, bf16 compute, never
+bf16 moments.
 
 Every rank sees the *same* forget and retain batches (model sharding, not data parallelism): the
 gradient reduce-scatter averages identical gradients, so a sharded run computes what the
@@ -15,7 +16,11 @@ steps need no communication for their directions: every rank regenerates the dir
 parameter from the step's seed and keeps the slice that falls in its shard
 (``optim._common.DirectionStream``), so the perturbed model is the one a single process would build.
 
-Optimizers that cannot step a DTensor shard are refused before the job starts (``check_shardable``).
+Optimizers that cannot step a DTensor shard are refused before the job starts (``check_shardable``,
+``UNSHARDABLE``): AdamW8bit, SAM and RS; every other type matches the single-process run on two CPU
+ranks (tests/test_distributed.py). FSDP2 keeps the root's gathered weights after a forward (for the
+backward that usually follows); a forward without grad (ZO) gives them back, so the next forward
+gathers the perturbed shards.
 """
 
 from __future__ import annotations
@@ -30,6 +35,10 @@ if TYPE_CHECKING:  # torch is imported where used: the workflow checks check_sha
 UNSHARDABLE = {
     "adamw8bit": "bitsandbytes' 8-bit AdamW quantizes its states per whole tensor and cannot step FSDP "
                  "shards (DTensors); use adam/adamw, or one rank",
+    # not supported yet (their code is not shard-aware); measured with tests/fsdp_worker.py, 2 ranks
+    "sam": "its ascent step divides by the gradient norm over all weights, which each shard computes "
+           "alone (weights 6e-3 off the single-process run after 3 steps); use one rank",
+    "rs": "it draws its Gaussian noise for whole tensors, not per shard; use one rank",
 }
 
 
