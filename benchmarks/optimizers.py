@@ -15,7 +15,8 @@ is the absolute peak (weights included). On CUDA: torch.cuda.max_memory_allocate
 step evaluates), the reference for the zeroth-order ratios. The summary line per size gives
     zo_mem_ratio       = zo_sgd peak RSS / forward peak RSS          (goal <= 1.05; weights included;
                          zo_mem_ratio_delta: the same on the deltas, weights excluded)
-    zo_time_ratio      = zo_sgd step / two forwards                  (goal <= 1.3)
+    zo_time_ratio      = zo_sgd step / two forwards                  (goal <= 1.3; Gaussian directions)
+    zo_time_ratio_by_direction = the same for each direction kind (gaussian, sphere, rademacher)
     hybrid_time_ratio  = hybrid run / adam run of HYBRID_STEPS steps (paper: ~1)
 The time ratios come from one extra process that builds the model once and interleaves the things
 compared (two forwards, a ZO step; an Adam run, a hybrid run), taking each one's minimum over
@@ -41,6 +42,8 @@ SIZES = {
     "100m": (dict(vocab_size=32000, hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
                   intermediate_size=2048, tie_word_embeddings=True), 2, 128),
 }
+
+ZO_DIRECTIONS = ("gaussian", "sphere", "rademacher")  # zo_time_ratio_by_direction
 
 # what each benchmark entry runs; hyperparameters not given take the constructors' defaults
 SPECS = {
@@ -202,14 +205,19 @@ def ratio_worker(size: str, reps: int, device: str, parts: str) -> dict:
 
     out = {"reps": reps}
     if "zo" in parts:
-        zo = build_optimizer(params, SPECS["zo_sgd"], total_steps=reps + 1)
-        zo.step(closure)  # warm-up (and the first-call overheads of the model)
+        # one ZO-SGD per direction kind, interleaved with the two forwards in every round
+        zos = {d: build_optimizer(params, dict(SPECS["zo_sgd"], direction=d), total_steps=reps + 1)
+               for d in ZO_DIRECTIONS}
+        for zo in zos.values():
+            zo.step(closure)  # warm-up (and the first-call overheads of the model)
         two_forwards(closure)
-        fwd_t, zo_t = [], []
+        fwd_t, zo_t = [], {d: [] for d in zos}
         for _ in range(reps):
             fwd_t.append(timed(lambda: two_forwards(closure)))
-            zo_t.append(timed(lambda: zo.step(closure)))
-        out.update(forward2_s=min(fwd_t), zo_sgd_s=min(zo_t))
+            for d, zo in zos.items():
+                zo_t[d].append(timed(lambda zo=zo: zo.step(closure)))
+        out.update(forward2_s=min(fwd_t), zo_sgd_s=min(zo_t["gaussian"]))
+        out.update({f"zo_sgd_{d}_s": min(t) for d, t in zo_t.items()})
     if "hybrid" not in parts:
         return out
 
@@ -291,6 +299,8 @@ def main() -> None:
             else:
                 if "zo_sgd_s" in r:
                     summary["zo_time_ratio"] = round(r["zo_sgd_s"] / r["forward2_s"], 4)
+                    summary["zo_time_ratio_by_direction"] = {
+                        d: round(r[f"zo_sgd_{d}_s"] / r["forward2_s"], 4) for d in ZO_DIRECTIONS}
                 if "hybrid_run_s" in r:
                     summary["hybrid_time_ratio"] = round(r["hybrid_run_s"] / r["adam_run_s"], 4)
                     summary["hybrid_steps"] = HYBRID_STEPS

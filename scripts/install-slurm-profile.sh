@@ -3,28 +3,33 @@
 # (${XDG_CONFIG_HOME:-~/.config}/snakemake/slurm/config.yaml), filled in with your account and partition.
 # One-time step; run it again to change them (the previous file is kept as config.yaml.bak).
 #
-#   bash scripts/install-slurm-profile.sh ACCOUNT PARTITION [GPU_MODEL] [--gpu-partition NAME] [--dest DIR]
+#   bash scripts/install-slurm-profile.sh ACCOUNT PARTITION [GPU_MODEL] [--gpu-partition NAME]
+#                                         [--unlearn-gpus N] [--dest DIR]
 #
 #   ACCOUNT        SLURM account to charge (sbatch -A); see `sacctmgr show assoc user=$USER`
 #   PARTITION      partition for every job (sbatch -p); see `sinfo -s`
 #   GPU_MODEL      optional GPU type for the GPU rules (those with `gpu: 1` in the profile),
 #                  as your cluster names it in --gpus=MODEL:1 (e.g. a100, h100)
 #   --gpu-partition NAME   a separate partition for the GPU rules (many clusters have one)
+#   --unlearn-gpus N       GPUs per unlearning job (default 1); N > 1 shards each run over N GPUs
+#                  (torchrun + FSDP2) and asks for 30000 * N MB of host memory (docs/clusters.md)
 #   --dest DIR     install into DIR instead (DIR/config.yaml)
 #
 # Then, from the repository root:   snakemake --profile slurm [--configfile configs/...]
 # The source is profiles/slurm/config.yaml minus its test-cluster block (real clusters have accounting,
 # so the plugin checks job status with sacct).
 set -euo pipefail
-usage() { sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 die() { echo "install-slurm-profile.sh: error: $*" >&2; exit 1; }
 
-pos=(); gpu_partition=""; dest=""
+pos=(); gpu_partition=""; dest=""; unlearn_gpus=1
 while [ $# -gt 0 ]; do
   case "$1" in
     -h|--help) usage ;;
     --gpu-partition) [ $# -ge 2 ] || die "--gpu-partition needs a value"; gpu_partition=$2; shift 2 ;;
     --gpu-partition=*) gpu_partition=${1#*=}; shift ;;
+    --unlearn-gpus) [ $# -ge 2 ] || die "--unlearn-gpus needs a value"; unlearn_gpus=$2; shift 2 ;;
+    --unlearn-gpus=*) unlearn_gpus=${1#*=}; shift ;;
     --dest) [ $# -ge 2 ] || die "--dest needs a value"; dest=$2; shift 2 ;;
     --dest=*) dest=${1#*=}; shift ;;
     -*) die "unknown option $1 (see --help)" ;;
@@ -38,6 +43,7 @@ name_re='^[A-Za-z0-9][A-Za-z0-9_.-]*$'
 [[ $partition =~ $name_re ]] || die "partition '$partition': letters, digits, _ . - only"
 [ -z "$gpu_model" ] || [[ $gpu_model =~ $name_re ]] || die "GPU model '$gpu_model': letters, digits, _ . - only"
 [ -z "$gpu_partition" ] || [[ $gpu_partition =~ $name_re ]] || die "GPU partition '$gpu_partition': letters, digits, _ . - only"
+[[ $unlearn_gpus =~ ^[1-9][0-9]*$ ]] || die "--unlearn-gpus '$unlearn_gpus': a positive integer"
 
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 src="$repo/profiles/slurm/config.yaml"
@@ -51,8 +57,11 @@ trap 'rm -f "$tmp"' EXIT
   echo "# Installed by scripts/install-slurm-profile.sh from profiles/slurm/config.yaml in $repo."
   echo "# Account '$account', partition '$partition'${gpu_model:+, GPU model '$gpu_model'}${gpu_partition:+, GPU partition '$gpu_partition'}."
   echo "# Re-run that script to change them; edit resources here or in the repository's profile."
-  awk -v acc="$account" -v part="$partition" -v model="$gpu_model" -v gpart="$gpu_partition" '
+  awk -v acc="$account" -v part="$partition" -v model="$gpu_model" -v gpart="$gpu_partition" \
+      -v ugpus="$unlearn_gpus" '
     /^# --- test cluster only/ { skip = 1; next }
+    /^  [a-z_]+:$/ { rule = $1 }
+    rule == "unlearn:" && ugpus > 1 && /^    mem_mb:/ { print "    mem_mb: \"" 30000 * ugpus " * attempt\""; next }
     /^# --- end test cluster only/ { skip = 0; next }
     skip { next }
     /^default-resources:$/ {
@@ -62,7 +71,7 @@ trap 'rm -f "$tmp"' EXIT
       next
     }
     /^    gpu: 1/ {
-      print
+      if (rule == "unlearn:" && ugpus > 1) print "    gpu: " ugpus; else print
       if (model != "") print "    gpu_model: \"" model "\""
       if (gpart != "") print "    slurm_partition: \"" gpart "\""
       next

@@ -68,3 +68,34 @@ def test_cpu_and_gpu_metrics_agree(gpu_study):
         for metric, cpu_value in got["cpu"].items():
             if metric in TOLERANCE:
                 assert abs(cpu_value - got["cuda"][metric]) <= TOLERANCE[metric], (bench, metric, got)
+
+
+# ------------------------------------------------------------------ issue 16: bf16 ZO and directions on CUDA
+@pytest.mark.parametrize("typ", ["zo_sgd", "adazo"])
+def test_bf16_zo_master_weights_on_cuda_follow_fp32(typ):
+    """The CPU test's claim on the GPU: bf16 weights with fp32 masters follow the fp32 run."""
+    g = torch.Generator().manual_seed(0)
+    w0 = (0.02 * torch.randn(256, 128, generator=g)).cuda()
+    x = torch.randn(512, 256, generator=g).cuda()
+    y = x @ (w0 + 0.02 * torch.randn(256, 128, generator=g).cuda())
+    from unlearning.optim import build_optimizer
+
+    ends = {}
+    for dtype in (torch.float32, torch.bfloat16):
+        w = torch.nn.Parameter(w0.to(dtype, copy=True))
+        opt = build_optimizer([w], {"type": typ, "lr": 1e-6 if typ == "adazo" else 3e-5, "seed": 1}, 20)
+        for _ in range(20):
+            opt.step(lambda backward=True, gnb=False, w=w: ((x @ w.float() - y) ** 2).mean())
+        ends[dtype] = (opt.state[w]["master"] if dtype == torch.bfloat16 else w.detach()).float()
+    start = w0.to(torch.bfloat16).float()
+    ref, got = ends[torch.float32] - w0, ends[torch.bfloat16] - start
+    assert (got - ref).norm() < 0.1 * ref.norm()
+
+
+def test_rademacher_directions_on_cuda_are_signs_and_reproducible():
+    from unlearning.optim._common import DirectionStream
+
+    p = torch.zeros(300_001, device="cuda")
+    a = torch.cat([z.clone() for _, _, z in DirectionStream(3, kind="rademacher").chunks(p)])
+    b = torch.cat([z.clone() for _, _, z in DirectionStream(3, kind="rademacher").chunks(p)])
+    assert torch.equal(a, b) and set(a.unique().tolist()) == {-1.0, 1.0}

@@ -624,3 +624,39 @@ def test_every_optimizer_descends_a_convex_quadratic(spec):
     for _ in range(40):
         opt.step(prob.closure)
     assert float(prob.loss(prob.flat())) - fstar < 0.7 * (f0 - fstar), spec
+
+
+# ---------------------------------------------------------------- scaling per direction (issue 16) -------------------
+@pytest.mark.parametrize("direction,unbiased,expected", [
+    # f(x) = sum x^4/4, grad f = x^3; expectations of g_hat from zeroth.py's docstring
+    ("gaussian", True, lambda x, mu, d: x ** 3 + 3 * mu ** 2 * x),
+    ("sphere", True, lambda x, mu, d: x ** 3 + 3 * mu ** 2 * x / (d + 2)),
+    ("sphere", False, lambda x, mu, d: (x ** 3 + 3 * mu ** 2 * x / (d + 2)) / d),
+    ("rademacher", True, lambda x, mu, d: x ** 3 + mu ** 2 * x),
+])
+def test_zo_expectation_per_direction_and_scaling(direction, unbiased, expected):
+    prob = Quadratic(shapes=((3,),))
+    with torch.no_grad():
+        prob.params[0].copy_(torch.tensor([1.0, -0.5, 0.8], dtype=F64))
+    x = prob.flat()
+    mu, n = 0.6, 4000
+    est = _zo_mean_estimate({"type": "zo_sgd", "mu": mu, "direction": direction, "unbiased": unbiased}, prob, n,
+                            loss_fn=lambda v: (v ** 4).sum() / 4)
+    want = expected(x, mu, prob.d)
+    scale = want.abs().max()
+    assert (est - want).abs().max() < 0.15 * scale, (est, want)
+    # the smoothing term is resolved: the estimate is told apart from the raw gradient (or its 1/d)
+    raw = x ** 3 if unbiased or direction != "sphere" else x ** 3 / prob.d
+    assert (want - raw).abs().max() > 0.3 * (est - want).abs().max()
+
+
+def test_rademacher_draws_are_signs_and_reproducible():
+    from unlearning.optim._common import DirectionStream
+
+    p = torch.zeros(1000, 3)
+    a = torch.cat([z.clone() for _, _, z in DirectionStream(7, kind="rademacher").chunks(p)])
+    b = torch.cat([z.clone() for _, _, z in DirectionStream(7, kind="rademacher").chunks(p)])
+    c = torch.cat([z.clone() for _, _, z in DirectionStream(8, kind="rademacher").chunks(p)])
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    assert set(a.unique().tolist()) == {-1.0, 1.0}
+    assert abs(a.mean().item()) < 5 / math.sqrt(a.numel())

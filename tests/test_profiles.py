@@ -267,3 +267,29 @@ def test_install_slurm_profile_rejects_bad_arguments(tmp_path, args):
     assert r.returncode != 0
     assert "install-slurm-profile.sh" in r.stderr
     assert not (tmp_path / "snakemake").exists()
+
+
+# --- sharded unlearning (issue 16) ------------------------------------------------------------------
+def test_install_with_unlearn_gpus_shards_the_unlearn_rule(tmp_path):
+    xdg = tmp_path / "xdg"
+    r = install("proj123", "batch", "h100", "--unlearn-gpus", "4", xdg=xdg)
+    assert r.returncode == 0, r.stderr
+    profile = xdg / "snakemake" / "slurm"
+    cfg = yaml.safe_load((profile / "config.yaml").read_text())
+    unlearn = cfg["set-resources"]["unlearn"]
+    assert unlearn["gpu"] == 4 and unlearn["gpu_model"] == "h100"
+    assert evaluate(unlearn["mem_mb"], 1) == 120000 and evaluate(unlearn["mem_mb"], 2) == 240000
+    for rule in set(GPU_RULES) - {"unlearn"}:  # only the unlearning rule shards
+        assert cfg["set-resources"][rule]["gpu"] == 1, rule
+    assert install("p", "b", "--unlearn-gpus", "0", xdg=tmp_path / "x").returncode != 0
+    # the workflow turns 4 GPUs per job into torchrun with 4 ranks (dry run of a paper config, one run)
+    target = "results/unlearned/muse_news/npo/adam/seed0"
+    r = snakemake(target, "-n", "-p", "--profile", str(profile), "--configfile", "configs/paper-muse-news.yaml",
+                  cwd=REPO, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "torchrun --standalone --nproc-per-node 4 --no-python -- unlearning --threads 1 unlearn" in r.stdout
+    # an optimizer that cannot shard fails before any job, naming the entry
+    r = snakemake("results/unlearned/muse_news/npo/adamw8bit/seed0", "-n", "--profile", str(profile),
+                  "--configfile", "configs/paper-muse-news.yaml", cwd=REPO, timeout=300)
+    assert r.returncode != 0
+    assert "optimizers.adamw8bit: type 'adamw8bit' cannot run sharded" in r.stdout + r.stderr

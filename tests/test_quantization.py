@@ -19,8 +19,25 @@ def _save(model, path):
 @pytest.mark.parametrize("quant", ["int8", "fp4", "nf4"])
 def test_identical_models_share_every_code(tmp_path, quant):
     m = build_model(ARCH, 300, seed=0)
+    a, copy = _save(m, tmp_path / "a"), _save(m, tmp_path / "copy")
+    assert qcode_change(a, copy, quant) == 0.0  # computed: same weights in another folder
+
+
+def test_model_against_itself_is_not_read_and_threads_are_restored(tmp_path):
+    from unlearning.attacks.quantization import qcode_changes
+
+    missing = tmp_path / "not-there"  # the target's own evaluation: nothing to read or compare
+    assert qcode_changes(missing, missing, ["int8", "nf4"]) == {"int8": 0.0, "nf4": 0.0}
+    m = build_model(ARCH, 300, seed=0)
     a = _save(m, tmp_path / "a")
-    assert qcode_change(a, a, quant) == 0.0
+    with torch.no_grad():
+        m.model.layers[0].mlp.up_proj.weight.mul_(-1.0)
+    b = _save(m, tmp_path / "b")
+    before = torch.get_num_threads()
+    one = qcode_changes(a, b, ["int8", "fp4"], device="cpu", threads=1)
+    two = qcode_changes(a, b, ["int8", "fp4"], device="cpu", threads=2)
+    assert one == two and one["int8"] > 0
+    assert torch.get_num_threads() == before
 
 
 @pytest.mark.parametrize("quant", ["fp4", "nf4"])

@@ -90,8 +90,48 @@ def _is_local(path: str | Path) -> bool:
     return Path(path).exists()
 
 
+MODEL_SOURCE_KEY = "benchmarks.<bench>.target / .retrain"
+
+
+def _in_hub_cache(model_id: str) -> bool:
+    from huggingface_hub import try_to_load_from_cache
+
+    return isinstance(try_to_load_from_cache(model_id, "config.json"), str)
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    import socket
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants
+
+    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("", "0") or constants.HF_HUB_OFFLINE:
+        return False
+    url = urlparse(constants.ENDPOINT)
+    try:
+        socket.create_connection((url.hostname, url.port or (443 if url.scheme == "https" else 80)),
+                                 timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+def check_model_source(source: str | Path, key: str = MODEL_SOURCE_KEY) -> bool:
+    """Fail fast, in one line naming the config ``key`` and the download command, when ``source`` is
+    neither a local folder nor a hub id in the local hub cache and the hub cannot be reached (compute
+    nodes often have no network). Returns True when it can be loaded without the network."""
+    if _is_local(source) or _in_hub_cache(str(source)):
+        return True
+    if _hub_reachable():
+        return False
+    raise ValueError(f"{key}: model {str(source)!r} is not a local folder nor in the hub cache "
+                     f"({os.environ.get('HF_HOME', '~/.cache/huggingface')}), and the hub is unreachable; on a "
+                     f"machine with network run `hf download {source}` (same HF_HOME), or give a local folder")
+
+
 def load_model(path: str | Path, quant: str | None = None, dev: torch.device | None = None) -> Any:
-    """Load a causal LM from ``path`` (a local folder, or a hub id when online).
+    """Load a causal LM from ``path`` (a local folder, a hub id in the hub cache, or a hub id when
+    online; otherwise one line naming the config key, see ``check_model_source``).
 
     ``quant`` is None, ``int8`` (LLM.int8), ``fp4`` or ``nf4`` (4-bit, bitsandbytes). Safetensors only,
     remote code off.
@@ -99,10 +139,11 @@ def load_model(path: str | Path, quant: str | None = None, dev: torch.device | N
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
     dev = dev or device()
+    offline_ok = check_model_source(path)
     kwargs: dict[str, Any] = {
         "use_safetensors": True,
         "trust_remote_code": False,
-        "local_files_only": _is_local(path),
+        "local_files_only": offline_ok,
         "dtype": dtype_for(dev),
     }
     if quant is not None:
@@ -149,12 +190,45 @@ def portable_4bit_path(model: torch.nn.Module) -> int:
     return n
 
 
-def save_model(model: Any, tok: Any, out_dir: str | Path) -> None:
-    """Save model (safetensors) and tokenizer to ``out_dir`` atomically: a half-written folder never
-    carries the final name, so a killed job leaves nothing that looks finished."""
+# files of a model folder that a copy keeps: weights (safetensors only), configs, tokenizer
+_COPIED = ("*.safetensors", "*.safetensors.index.json", "config.json", "generation_config.json",
+           "tokenizer*", "special_tokens_map.json", "*.model", "vocab*", "merges.txt", "added_tokens.json")
+
+
+def copy_model(source: str | Path, out_dir: str | Path, key: str = MODEL_SOURCE_KEY) -> Path:
+    """Copy a model folder, or a hub id's snapshot (from the hub cache, or downloaded when online), to
+    ``out_dir`` byte for byte: no loading, no dtype conversion (an fp16 source stays fp16), no GPU.
+    Safetensors only: a folder without ``*.safetensors`` is refused in one line naming ``key``."""
+    offline_ok = check_model_source(source, key)
+    if _is_local(source):
+        folder = Path(source)
+    else:
+        from huggingface_hub import snapshot_download
+
+        folder = Path(snapshot_download(str(source), local_files_only=offline_ok, allow_patterns=list(_COPIED)))
+    files = sorted({f for pattern in _COPIED for f in folder.glob(pattern) if f.is_file()})
+    if not any(f.name.endswith(".safetensors") for f in files):
+        raise ValueError(f"{key}: {source!s} has no .safetensors weights (pickled checkpoints are not loaded)")
 
     def write(tmp: Path) -> None:
-        model.save_pretrained(tmp, safe_serialization=True)
+        for f in files:
+            shutil.copyfile(f, tmp / f.name)  # follows the hub cache's symlinks to the blobs
+
+    _atomic_save(write, out_dir)
+    return Path(out_dir)
+
+
+def save_model(model: Any, tok: Any, out_dir: str | Path, state_dict: dict | None = None) -> None:
+    """Save model (safetensors) and tokenizer to ``out_dir`` atomically: a half-written folder never
+    carries the final name, so a killed job leaves nothing that looks finished. ``state_dict``: the
+    weights to write instead of the model's own (a sharded run's gathered fp32 weights; they are saved
+    in the dtype an unsharded run on this machine would save, ``dtype_for(device())``)."""
+    if state_dict is not None:
+        dt = dtype_for(device())
+        state_dict = {k: v.to(dt) if v.is_floating_point() else v for k, v in state_dict.items()}
+
+    def write(tmp: Path) -> None:
+        model.save_pretrained(tmp, safe_serialization=True, state_dict=state_dict)
         tok.save_pretrained(tmp)
 
     _atomic_save(write, out_dir)

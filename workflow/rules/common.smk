@@ -325,3 +325,29 @@ def report_outputs():
     if ABLATION:
         out += [f"{R}/ablation/table.csv", f"{R}/ablation/ablation.png"]
     return out + [f"{README_DIR}/findings.md"]
+
+
+# ------------------------------------------------------------------------------------ sharded unlearning
+
+
+def ranks_of(resources):
+    """Processes per unlearning job: the profile's `ranks` resource, else its GPUs per job (`gpu`)."""
+    return int(resources.get("ranks", 0) or resources.get("gpu", 0) or 1)
+
+
+def unlearn_launcher(wildcards, resources):
+    """`unlearning` for one process; with more ranks, torchrun starting one per GPU of the job (FSDP2,
+    src/unlearning/distributed.py). An optimizer that cannot run sharded fails here, before the job."""
+    from snakemake.exceptions import WorkflowError
+
+    from unlearning import distributed
+
+    n = ranks_of(resources)
+    if n <= 1:
+        return "unlearning"
+    try:
+        distributed.check_shardable(config["optimizers"][wildcards.optimizer], wildcards.optimizer)
+    except ValueError as err:
+        raise WorkflowError(f"unlearn with {n} ranks (profile set-resources unlearn gpu/ranks): {err}") from None
+    # `--`: the stage's own options (--run ...) must not be parsed as torchrun's (--run-path)
+    return f"torchrun --standalone --nproc-per-node {n} --no-python -- unlearning"

@@ -25,7 +25,9 @@ rule unlearn:
         # Not passed to the stage (it reads the registry itself): recorded so that editing the registry
         # entry of a type this entry uses reruns its branches.
         registry=registry_entries,
+        # `unlearning`, or torchrun with one rank per GPU when the profile gives the job several
+        launch=unlearn_launcher,
     shell:
-        "unlearning --threads {threads} unlearn --target {input.target} --data {input.data}"
+        "{params.launch} --threads {threads} unlearn --target {input.target} --data {input.data}"
         " --kind {params.kind} --method {params.method:q} --optimizer {params.optimizer:q}"
         " --run {params.run:q} --out {output} > {log} 2>&1"

@@ -14,7 +14,9 @@ Examples (n_fo = n_zo = 20): T=80 -> FO20 ZO20 FO20 ZO20; T=50 -> FO5 ZO5 FO20 Z
 T=45 -> FO3 ZO2 FO20 ZO20; T=10 -> FO5 ZO5; T=41 -> FO21 ZO20.
 
 The two sub-optimizers act on the same parameters and keep their own state across phases (Adam's
-moments pause during ZO phases and vice versa).
+moments pause during ZO phases and vice versa). With bf16 weights the ZO optimizer's fp32 master
+copies are reloaded from the weights at each FO -> ZO switch (the FO phase changed them), so at
+most half a bf16 ulp of the ZO phase's progress is rounded away per switch.
 """
 
 from __future__ import annotations
@@ -104,6 +106,9 @@ class HybridFOZO(Optimizer):
             raise ValueError("HybridFOZO.step needs a closure(backward: bool = True, gnb: bool = False) -> loss")
         kind = self.phase(self.steps_done)
         sub = self.fo if kind == FO else self.zo
+        if kind == ZO and self.steps_done > 0 and self.phase(self.steps_done - 1) == FO:
+            # the first-order phase moved the weights: the ZO fp32 master copies are stale
+            getattr(self.zo, "sync_master", lambda: None)()
         loss = sub.step(closure)
         self.last_stats = dict(getattr(sub, "last_stats", {}))  # the active phase's (for the trace)
         self.steps_done += 1

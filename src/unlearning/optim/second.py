@@ -138,6 +138,8 @@ class Sophia(Optimizer):
             ratio = m / (h * (rho * self._scale(group, closure))).clamp_(min=eps)
             live = m != 0  # coordinates that never had a gradient (unused embeddings) are not counted
             c = torch.stack([((ratio.abs() < 1.0) & live).sum(), live.sum()])
+            if hasattr(c, "full_tensor"):  # a sharded (FSDP2) weight: count over every rank's shard
+                c = c.full_tensor()
             counts[p.device] = c if p.device not in counts else counts[p.device] + c
             p.add_(ratio.clamp_(-1.0, 1.0), alpha=-lr)
         unclipped = sum(int(c[0]) for c in counts.values())

@@ -6,10 +6,30 @@ Estimate, from function values only (central differences over ``q`` random direc
 
 ``direction="gaussian"``: u_i ~ N(0, I), phi = 1 (MeZO). ``direction="sphere"``: u_i uniform on the
 unit sphere of R^d (a normalised Gaussian), phi = d (number of parameters) when ``unbiased`` else 1
-(the paper's RGE; phi is then folded into lr). E[g_hat] is the gradient of the smoothed loss
-f_mu(x) = E f(x + mu v) (v Gaussian, resp. uniform in the unit ball); for a quadratic, exactly the
-gradient. Note the scale: a sphere direction has norm 1, so each coordinate is perturbed by about
+(the paper's RGE; phi is then folded into lr). ``direction="rademacher"``: u_i with independent +-1
+entries (SPSA's), phi = 1 (E[u u^T] = I); about 7x cheaper to draw than a Gaussian on the CPU.
+
+Scaling (the ``unbiased`` config value, sphere only). Expectations (tests/test_optim.py checks each on
+f(x) = sum x^4 / 4, where grad f = x^3):
+- gaussian: E g_hat = grad f_mu, f_mu(x) = E f(x + mu v), v ~ N(0, I) (Stein): x^3 + 3 mu^2 x.
+- sphere, unbiased (phi = d): E g_hat = grad f_mu with v uniform in the unit ball: x^3 + 3 mu^2 x/(d+2).
+- sphere, ``unbiased: false`` (phi = 1): that gradient divided by d (lr absorbs the factor d).
+- rademacher: E g_hat = x^3 + mu^2 x, the gradient up to O(mu^2) but *not* the gradient of the
+  Rademacher-smoothed loss (that would be x^3 + 3 mu^2 x); exact for quadratics, like the others.
+Note the scale: a sphere direction has norm 1, so each coordinate is perturbed by about
 mu / sqrt(d); ``mu_sphere = mu_gaussian * sqrt(d)`` perturbs the weights as much as MeZO does.
+
+bf16/fp16 weights (``master_weights``, default on). A ZO update of about lr * |g_hat| ~ 1e-6 per weight
+is below half a bf16 ulp of a typical weight (|w| ~ 1e-2 has ulp 6e-5), so rounding to the nearest
+bf16 discards it and the run does not move (tests/test_optim.py measures it). With master weights the
+optimizer keeps an fp32 copy of every trainable weight (state ``master``): the perturbations are
+written as round(master +- mu u) (the restore is then exact, round(master), and needs no snapshot),
+the update is applied to the master in fp32 and the weights are rewritten from it. Extra memory: 4
+bytes per trainable weight (twice the bf16 weights: 27 GB for Llama-2-7B's 6.74e9), no gradient
+memory; AdaZO's moments are then fp32 too (8 bytes per weight). No effect on fp32 weights. Caveat:
+``Optimizer.load_state_dict`` casts state to the weights' dtype, so a resumed state loses the masters'
+extra bits (the unlearning loop never resumes). The hybrid reloads the masters from the weights after
+each first-order phase (``sync_master``).
 
 Memory (MeZO): one seed per direction per step; the weights are perturbed in place (+mu u, evaluate,
 -2 mu u, evaluate, +mu u restores), and the direction is regenerated from its seed to apply the
@@ -41,23 +61,25 @@ from torch.optim import Optimizer
 
 from ._common import (
     DirectionStream,
+    _is_dtensor,
     check_betas,
     check_nonneg,
     direction_norm,
-    flat_view,
+    local_flat,
     require_closure,
     step_seed,
     trainable,
 )
 
-_DIRECTIONS = ("gaussian", "sphere")
+_DIRECTIONS = ("gaussian", "sphere", "rademacher")
+_LOW_PRECISION = (torch.bfloat16, torch.float16)
 
 
 class _ZerothOrder(Optimizer):
     """Shared RGE machinery; subclasses implement ``_update_param``."""
 
     def __init__(self, params, defaults: dict, mu: float, q: int, direction: str, unbiased: bool,
-                 seed: int, exact_restore: bool):
+                 seed: int, exact_restore: bool, master_weights: bool = True):
         if direction not in _DIRECTIONS:
             raise ValueError(f"direction must be one of {_DIRECTIONS}, got {direction!r}")
         if not float(mu) > 0:
@@ -68,9 +90,11 @@ class _ZerothOrder(Optimizer):
         self.mu = float(mu)
         self.q = int(q)
         self.direction = direction
+        self.kind = "rademacher" if direction == "rademacher" else "normal"
         self.unbiased = bool(unbiased)
         self.seed = int(seed)
         self.exact_restore = bool(exact_restore)
+        self.master_weights = bool(master_weights)
         self.last_projections: list[float] = []  # for inspection/tests: [f+ - f-]/(2 mu) per direction
         # CHUNK-sized draw buffers per (device, dtype), kept across steps (a few MiB; reallocating them
         # every step fragmented the heap between the two forwards). Direction i of the update pass
@@ -85,10 +109,44 @@ class _ZerothOrder(Optimizer):
     def _step_count(self, params) -> int:
         return self.state[params[0]].get("step", 0) if params else 0
 
+    def _stream(self, seed: int, buffers: dict) -> DirectionStream:
+        return DirectionStream(seed, buffers, kind=self.kind)
+
+    def uses_master(self, params=None) -> bool:
+        """True when fp32 master weights are kept: ``master_weights`` and some trainable weight is
+        bf16/fp16 (then every trainable weight gets one, so all draws come from one fp32 stream)."""
+        params = trainable(self.param_groups) if params is None else params
+        return self.master_weights and any(p.dtype in _LOW_PRECISION for p in params)
+
+    def _ensure_masters(self, params) -> None:
+        for p in params:
+            st = self.state[p]
+            if "master" not in st:
+                st["master"] = p.detach().to(torch.float32, memory_format=torch.contiguous_format, copy=True)
+
+    @torch.no_grad()
+    def sync_master(self) -> None:
+        """Reload the fp32 master weights from the weights, after something else changed them (the
+        hybrid's first-order phase); a no-op without master weights."""
+        for p in trainable(self.param_groups):
+            st = self.state.get(p)
+            if st and "master" in st:
+                st["master"].copy_(p.detach())
+
     def _perturb(self, params, seed: int, alpha: float) -> None:
-        stream = DirectionStream(seed, self._buffer_sets[0])
+        """Without master weights: p += alpha z, in place (cumulative)."""
+        stream = self._stream(seed, self._buffer_sets[0])
         for p in params:
             stream.add_to(p, alpha)
+
+    def _place(self, params, seed: int, alpha: float) -> None:
+        """With master weights: p = round(master + alpha z), z drawn in fp32 (absolute, not cumulative)."""
+        stream = self._stream(seed, self._buffer_sets[0])
+        for p in params:
+            master = self.state[p]["master"]
+            flat, mflat = local_flat(p), local_flat(master)
+            for a, b, z in stream.chunks(master):
+                flat[a:b].copy_(z.mul_(alpha).add_(mflat[a:b]))
 
     # -- the step ------------------------------------------------------------------------------
     @torch.no_grad()
@@ -97,30 +155,40 @@ class _ZerothOrder(Optimizer):
         params = trainable(self.param_groups)
         if not params:
             return None
+        master = self.uses_master(params)
+        if master:
+            self._ensure_masters(params)
         t = self._step_count(params)
         d = sum(p.numel() for p in params)
         seeds = [step_seed(self.seed, t, i) for i in range(self.q)]
         if self.direction == "sphere":
-            norms = [direction_norm(params, s) for s in seeds]
+            drawn = [self.state[p]["master"] for p in params] if master else params  # the draw dtype
+            norms = [direction_norm(drawn, s) for s in seeds]
             phi = self._phi(d)
         else:
             norms = [1.0] * self.q
             phi = 1.0
-        snapshot = [p.detach().clone() for p in params] if self.exact_restore else None
+        snapshot = [p.detach().clone() for p in params] if self.exact_restore and not master else None
 
         projections, losses = [], []
         for i, (s, n) in enumerate(zip(seeds, norms)):
             scale = self.mu / n  # perturbation mu * u_i = (mu / ||z||) z for the sphere
-            self._perturb(params, s, scale)
-            f_plus = float(closure(backward=False))
-            self._perturb(params, s, -2.0 * scale)
-            f_minus = float(closure(backward=False))
-            if snapshot is not None:
-                for p, p0 in zip(params, snapshot):
-                    p.copy_(p0)
-            elif i < self.q - 1:
+            if master:  # the weights are rewritten from the masters: exact restore for free
+                self._place(params, s, scale)
+                f_plus = float(closure(backward=False))
+                self._place(params, s, -scale)
+                f_minus = float(closure(backward=False))
+            else:
                 self._perturb(params, s, scale)
-            # else: the last direction is restored inside the update pass
+                f_plus = float(closure(backward=False))
+                self._perturb(params, s, -2.0 * scale)
+                f_minus = float(closure(backward=False))
+                if snapshot is not None:
+                    for p, p0 in zip(params, snapshot):
+                        p.copy_(p0)
+                elif i < self.q - 1:
+                    self._perturb(params, s, scale)
+                # else: the last direction is restored inside the update pass
             projections.append((f_plus - f_minus) / (2.0 * self.mu))
             losses.append(0.5 * (f_plus + f_minus))
         del snapshot
@@ -128,23 +196,27 @@ class _ZerothOrder(Optimizer):
 
         # g_hat = sum_i c_i z_i with c_i = phi/q * proj_i / ||z_i|| (||z_i|| = 1 for gaussian). One pass
         # over the parameters regenerates every z_i chunk by chunk: q generators advanced in lockstep,
-        # each with its own CHUNK-sized buffer.
+        # each with its own CHUNK-sized buffer. With master weights the update acts on the fp32 master
+        # and the weights are rewritten from it (which also restores them).
         coefs = [phi / self.q * pr / n for pr, n in zip(projections, norms)]
-        restore_scale = 0.0 if self.exact_restore else self.mu / norms[-1]
-        streams = [DirectionStream(s, bufs) for s, bufs in zip(seeds, self._buffer_sets)]
+        restore_scale = 0.0 if (self.exact_restore or master) else self.mu / norms[-1]
+        streams = [self._stream(s, bufs) for s, bufs in zip(seeds, self._buffer_sets)]
         for group in self.param_groups:
             for p in group["params"]:
                 if not p.requires_grad:
                     continue
                 st = self.state[p]
-                self._begin_param(p, st)
-                flat = flat_view(p)
-                for parts in zip(*(stream.chunks(p) for stream in streams)):
+                work = st["master"] if master else p
+                self._begin_param(work, st)
+                flat, pflat = local_flat(work), local_flat(p)
+                for parts in zip(*(stream.chunks(work) for stream in streams)):
                     a, b = parts[0][0], parts[0][1]
                     pc = flat[a:b]
                     if restore_scale:
                         pc.add_(parts[-1][2], alpha=restore_scale)
                     self._chunk_update(pc, a, b, [(z, c) for (_, _, z), c in zip(parts, coefs)], group, st)
+                    if master:
+                        pflat[a:b].copy_(pc)
                 st["step"] = st.get("step", 0) + 1
         return torch.tensor(sum(losses) / len(losses))
 
@@ -166,10 +238,11 @@ class ZOSGD(_ZerothOrder):
     """
 
     def __init__(self, params, lr: float = 1e-6, mu: float = 1e-3, q: int = 1, direction: str = "gaussian",
-                 unbiased: bool = True, weight_decay: float = 0.0, seed: int = 0, exact_restore: bool = False):
+                 unbiased: bool = True, weight_decay: float = 0.0, seed: int = 0, exact_restore: bool = False,
+                 master_weights: bool = True):
         check_nonneg(lr=lr, weight_decay=weight_decay)
         super().__init__(params, dict(lr=float(lr), weight_decay=float(weight_decay)),
-                         mu, q, direction, unbiased, seed, exact_restore)
+                         mu, q, direction, unbiased, seed, exact_restore, master_weights)
 
     def _chunk_update(self, pc, a, b, zc, group, st):
         lr, wd = group["lr"], group["weight_decay"]
@@ -215,11 +288,12 @@ class AdaZO(_ZerothOrder):
 
     def __init__(self, params, lr: float = 1e-5, betas=(0.9, 0.999), zeta: float = 1e-8,
                  bias_correction: bool = True, mu: float = 1e-3, q: int = 1, direction: str = "gaussian",
-                 unbiased: bool = True, weight_decay: float = 0.0, seed: int = 0, exact_restore: bool = False):
+                 unbiased: bool = True, weight_decay: float = 0.0, seed: int = 0, exact_restore: bool = False,
+                 master_weights: bool = True):
         check_nonneg(lr=lr, zeta=zeta, weight_decay=weight_decay)
         super().__init__(params, dict(lr=float(lr), betas=check_betas(betas), zeta=float(zeta),
                                       bias_correction=bool(bias_correction), weight_decay=float(weight_decay)),
-                         mu, q, direction, unbiased, seed, exact_restore)
+                         mu, q, direction, unbiased, seed, exact_restore, master_weights)
         self.last_stats: dict[str, float] = {}
         self._moved: dict = {}  # device -> sum of |d| this step (one sync per step, not per chunk)
         self._count = 0
@@ -230,8 +304,16 @@ class AdaZO(_ZerothOrder):
     def step(self, closure=None):
         self._moved, self._count = {}, 0
         loss = super().step(closure)
-        if self._count:
-            self.last_stats = {"move_over_lr": sum(float(v) for v in self._moved.values()) / self._count}
+        moved, count = sum(float(v) for v in self._moved.values()), self._count
+        if any(_is_dtensor(p) for p in trainable(self.param_groups)):  # sharded: add up every rank's part
+            import torch.distributed as dist
+
+            both = torch.tensor([moved, float(count)], dtype=torch.float64,
+                                device=next(iter(self._moved)) if self._moved else "cpu")
+            dist.all_reduce(both)
+            moved, count = float(both[0]), int(both[1])
+        if count:
+            self.last_stats = {"move_over_lr": moved / count}
         return loss
 
     def _begin_param(self, p, st):
@@ -241,8 +323,8 @@ class AdaZO(_ZerothOrder):
 
     def _chunk_update(self, pc, a, b, zc, group, st):
         lr, (b1, b2), zeta, wd = group["lr"], group["betas"], group["zeta"], group["weight_decay"]
-        m = st["exp_avg"].view(-1)[a:b]
-        v = st["exp_avg_sq"].view(-1)[a:b]
+        m = local_flat(st["exp_avg"])[a:b]
+        v = local_flat(st["exp_avg_sq"])[a:b]
         m.mul_(b1)
         for z, c in zc:
             if c:

@@ -11,13 +11,11 @@ from .common import training_texts, write_json
 def train_model(data_dir: str | Path, kind: str, role: str, tokenizer_dir: str | Path, arch: dict,
                 training: dict, source: str | None, out_dir: str | Path) -> dict:
     """Train the target (forget + retain) or retrain (retain only) model, or copy it from ``source``."""
-    from ..models import build_model, device, load_model, load_tokenizer, save_model
+    from ..models import build_model, copy_model, device, load_tokenizer, save_model
     from ..train import fit_lm, seed_everything
 
-    if source:  # a hub id or local folder: load it and save a local copy in our layout
-        model = load_model(source)
-        tok = load_tokenizer(source)
-        save_model(model, tok, out_dir)
+    if source:  # a hub id or local folder: copied as it is (no loading, no dtype conversion)
+        copy_model(source, out_dir, key=f"benchmarks.<bench>.{role}")
         return {"source": source}
     tok = load_tokenizer(tokenizer_dir)
     seed_everything(training["seed"])

@@ -14,14 +14,21 @@ def unlearn(target_dir: str | Path, data_dir: str | Path, kind: str, method: dic
     """Unlearn the forget set from the target with one method and one optimizer; save the model."""
     import copy
 
+    import torch
+
+    from .. import distributed
     from ..models import load_model, load_tokenizer, save_model
     from ..objectives import build_objective
     from ..train import seed_everything
     from ..train import unlearn as loop
 
+    sharded = distributed.world_size() > 1  # launched by torchrun (the rule's `ranks`, docs/clusters.md)
+    if sharded:
+        distributed.check_shardable(optimizer, optimizer.get("type", "?"))
     seed_everything(run["seed"])
     tok = load_tokenizer(target_dir)
-    model = load_model(target_dir)
+    # sharded: fp32 on the host, then each rank keeps its shard on its GPU (distributed.shard)
+    model = load_model(target_dir, dev=torch.device("cpu") if sharded else None)
     method = dict(method)
     lr_scale = float(method.pop("lr_scale", 1.0))
     objective = build_objective(method["objective"], {k: v for k, v in method.items() if k != "objective"})
@@ -36,9 +43,16 @@ def unlearn(target_dir: str | Path, data_dir: str | Path, kind: str, method: dic
     _seed_spec(spec, run["seed"])
     _scale_lr(spec, lr_scale)
     t0 = time.time()
-    trace = loop(model, tok, forget, retain, objective=objective, opt_spec=spec, steps=steps,
-                 batch_size=run["batch_size"], max_len=run["max_len"], seed=run["seed"], ref=ref)
-    save_model(model, tok, out_dir)
+    kw = dict(objective=objective, opt_spec=spec, steps=steps, batch_size=run["batch_size"],
+              max_len=run["max_len"], seed=run["seed"])
+    if sharded:
+        trace, state = distributed.sharded_unlearn(model, ref, tok, forget, retain, **kw)
+        if distributed.rank() != 0:
+            return {}
+        save_model(model, tok, out_dir, state_dict=state)
+    else:
+        trace = loop(model, tok, forget, retain, ref=ref, **kw)
+        save_model(model, tok, out_dir)
     info = {"steps": steps, "seconds": time.time() - t0, "final_loss": trace[-1]["loss"], **run_metrics(trace)}
     write_json(Path(out_dir) / "unlearning.json", {**info, "trace": trace, "method": method,
                                                     "optimizer": optimizer, "seed": run["seed"]})
