@@ -99,3 +99,19 @@ def test_constant_relearning_without_warmup_saves_checkpoints_of_one_run(tok, tm
             out_root=tmp_path / "two", **kw)
     a, b = _weights(tmp_path / "one" / "relearn2"), _weights(tmp_path / "two" / "relearn2")
     assert all(torch.equal(a[n], b[n]) for n in a)
+
+
+def test_relearn_report_must_be_a_configured_step_count_and_picks_the_judged_attack():
+    import pandas as pd
+
+    from unlearning.config import ConfigError, validate
+    from unlearning.report.findings import judged_relearn
+
+    base = {"benchmarks": {"m": {"kind": "muse"}}, "methods": {"ga": {"objective": "grad_ascent"}},
+            "optimizers": {"adam": {"type": "adam"}}}
+    assert validate({**base, "attacks": {"relearn": {"steps": [100, 150], "report": 100}}})
+    with pytest.raises(ConfigError, match=r"attacks.relearn.report: 125 is not one of"):
+        validate({**base, "attacks": {"relearn": {"steps": [100, 150], "report": 125}}})
+    df = pd.DataFrame({"attack": ["none", "relearn100", "relearn125", "relearn150"]})
+    assert judged_relearn(df, 100) == ["relearn100"]
+    assert judged_relearn(df, None) == ["relearn150"]

@@ -173,6 +173,12 @@ def relearn_params():
     return as_json({**params, "chunking": config["unlearning"]["chunking"]})
 
 
+def relearn_report_arg():
+    """The findings' `--relearn-report` (config `attacks.relearn.report`), or nothing (the longest)."""
+    judged = config["attacks"]["relearn"].get("report")
+    return f"--relearn-report {judged}" if judged is not None else ""
+
+
 def relearned(path):
     """A relearned checkpoint folder as an output: temp() unless `attacks.relearn.keep_checkpoints`."""
     return directory(path) if KEEP_RELEARNED else temp(directory(path))
