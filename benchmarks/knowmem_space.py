@@ -32,8 +32,8 @@ def main() -> None:
     a = p.parse_args()
 
     import yaml
-
     from llama_style import llama_style_tokenizer
+
     from unlearning.config import validate
     from unlearning.data.io import load_split
     from unlearning.eval.muse import knowmem, knowmem_prompt

@@ -92,7 +92,8 @@ def test_paper_zeroth_order_samples_the_unit_sphere():
     for name in STUDIES:
         cfg = _cfg(name)
         entries = [*cfg["optimizers"].values(), *(cfg.get("ablation") or {}).get("optimizers", {}).values()]
-        zo = [e for e in entries if e["type"] in ("zo_sgd", "adazo")] + [e["zo"] for e in entries if e["type"] == "hybrid"]
+        zo = [e for e in entries if e["type"] in ("zo_sgd", "adazo")]
+        zo += [e["zo"] for e in entries if e["type"] == "hybrid"]
         assert zo and all(e["direction"] == "sphere" for e in zo), name
 
 

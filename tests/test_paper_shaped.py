@@ -16,9 +16,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from llama_style import llama_snapshot, llama_style_tokenizer
 
 from conftest import ROOT, make_study, snakemake
-from llama_style import llama_snapshot, llama_style_tokenizer
 
 pytestmark = pytest.mark.e2e
 

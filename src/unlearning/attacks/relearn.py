@@ -48,13 +48,13 @@ def relearn(load: Callable[[], Any], tok: Any, texts: Sequence[str], *, steps: S
     common = dict(lr=lr, batch_size=batch_size, max_len=max_len, seed=seed, warmup=warmup,
                   schedule=schedule, chunking=chunking)
     if one_run_serves_all(schedule, warmup):
-        model = load()
+        shared = load()
 
         def checkpoint(step: int) -> None:
             if step in wanted:
-                save_model(model, tok, out_root / f"relearn{step}")
+                save_model(shared, tok, out_root / f"relearn{step}")
 
-        trace = fit_lm(model, tok, texts, steps=wanted[-1], desc="relearn", on_step=checkpoint, **common)
+        trace = fit_lm(shared, tok, texts, steps=wanted[-1], desc="relearn", on_step=checkpoint, **common)
         return {s: trace[:s] for s in wanted}
     traces = {}
     for s in wanted:

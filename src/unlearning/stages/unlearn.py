@@ -7,7 +7,6 @@ import time
 from pathlib import Path
 
 from ..data.chunking import examples, steps_per_epoch
-
 from ..registry import SEEDED_TYPES
 from .common import forget_retain, write_json
 
@@ -51,7 +50,8 @@ def unlearn(target_dir: str | Path, data_dir: str | Path, kind: str, method: dic
                  chunking=chunking)
     save_model(model, tok, out_dir)
     info = {"steps": steps, "steps_per_epoch": per_epoch, "epochs": steps / per_epoch, "chunking": chunking,
-            "forget_examples": n_examples, "seconds": time.time() - t0, "final_loss": trace[-1]["loss"], **run_metrics(trace)}
+            "forget_examples": n_examples, "seconds": time.time() - t0, "final_loss": trace[-1]["loss"],
+            **run_metrics(trace)}
     write_json(Path(out_dir) / "unlearning.json", {**info, "trace": trace, "method": method,
                                                     "optimizer": optimizer, "seed": run["seed"]})
     return info
