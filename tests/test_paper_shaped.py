@@ -78,7 +78,7 @@ def test_paper_muse_news_runs_every_stage_on_local_stand_ins(tmp_path, snapshots
     assert info["chunking"] == "concat" and info["steps"] == 10 * info["steps_per_epoch"]
     # the lab's relearning: a cosine run per step count, on the whole forget set
     log = (res / "logs/relearn/muse_news/npo/adam/seed0.log").read_text()
-    assert "relearn2" in log and "relearn3" in log
+    assert "a run per step count" in log and "relearn2: a run of its own" in log and "relearn3: a run" in log
     df = pd.read_csv(res / "tables" / "muse_news.csv")
     assert {"none", "nf4", "relearn2", "relearn3"} <= set(df.attack)
     assert {"verbmem_f", "knowmem_f", "knowmem_r", "privleak"} <= set(df.metric)
@@ -108,3 +108,21 @@ def test_paper_wmdp_bio_runs_every_stage_on_local_stand_ins(tmp_path, snapshots)
     assert set(df[df.method != "none"].method) == {"npo", "rmu"}
     manifest = json.loads((res / "data" / "wmdp_bio" / "manifest.json").read_text())
     assert manifest["dataset"] == "wmdp-bio" and manifest["subject"] == "biology"
+
+
+@pytest.mark.parametrize("name, bench, overrides", [
+    ("paper-muse-books", "muse_books", {"source": str(FIX / "MUSE-Books"), "methods": ["graddiff"],
+                                        "optimizers": ["adam", "zo"]}),
+    ("paper-wmdp-cyber", "wmdp_cyber", {"source": str(FIX), "methods": ["graddiff"], "optimizers": ["adam"]}),
+])
+def test_the_other_paper_configs_run_on_local_stand_ins(tmp_path, snapshots, name, bench, overrides):
+    models = {"target": str(snapshots["target"])}
+    if bench.startswith("muse"):
+        models["retrain"] = str(snapshots["retrain"])
+    study, cfg = _run(tmp_path, name, {
+        "benchmarks": {bench: {**overrides, **models}}, "unlearning": {"steps": 3},
+        "attacks": {"quantization": ["nf4"], "relearn": {"steps": [2], "report": 2}},
+    })
+    df = pd.read_csv(study / "results" / "tables" / f"{bench}.csv")
+    assert {"none", "nf4", "relearn2"} <= set(df.attack)
+    assert set(df[df.method != "none"].optimizer) == set(overrides["optimizers"])

@@ -9,9 +9,12 @@ constant rate and no warmup they are the same thing and one run saves a checkpoi
 
 from __future__ import annotations
 
+import logging
 import math
 from pathlib import Path
 from typing import Any, Callable, Sequence
+
+log = logging.getLogger(__name__)
 
 
 def relearn_subset(forget_texts: Sequence[str], fraction: float) -> list[str]:
@@ -47,6 +50,8 @@ def relearn(load: Callable[[], Any], tok: Any, texts: Sequence[str], *, steps: S
     out_root = Path(out_root)
     common = dict(lr=lr, batch_size=batch_size, max_len=max_len, seed=seed, warmup=warmup,
                   schedule=schedule, chunking=chunking)
+    log.info("relearning on %d texts (%s chunking), %s schedule, warmup %g: %s", len(texts), chunking, schedule,
+             warmup, "checkpoints of one run" if one_run_serves_all(schedule, warmup) else "a run per step count")
     if one_run_serves_all(schedule, warmup):
         shared = load()
 
@@ -58,6 +63,7 @@ def relearn(load: Callable[[], Any], tok: Any, texts: Sequence[str], *, steps: S
         return {s: trace[:s] for s in wanted}
     traces = {}
     for s in wanted:
+        log.info("relearn%d: a run of its own from the unlearned model", s)
         model = load()
         traces[s] = fit_lm(model, tok, texts, steps=s, desc=f"relearn{s}", **common)
         save_model(model, tok, out_root / f"relearn{s}")
