@@ -40,7 +40,7 @@ def unlearn(target_dir: str | Path, data_dir: str | Path, kind: str, method: dic
     per_epoch = steps_per_epoch(n_examples, run["batch_size"])
     spec = dict(optimizer)
     steps = int(spec.pop("steps", unlearning_steps(run, per_epoch)))
-    log.info("unlearning: %d forget examples (%s) -> %d steps per epoch at batch %d; %d steps",
+    log.info("forget set: %d examples (%s chunking) -> %d steps per epoch at batch %d; %d steps",
              n_examples, chunking, per_epoch, run["batch_size"], steps)
     _seed_spec(spec, run["seed"])
     _scale_lr(spec, lr_scale)
