@@ -43,6 +43,12 @@ def test_mmlu_prompt_equals_lm_evals_task_file_for_every_subject():
         assert mc_prompt(DOC["question"], DOC["choices"], cfg["dataset_name"]) == expected, f.name
 
 
+def test_the_data_manifest_and_the_prompt_name_the_same_subject():
+    from unlearning.data.wmdp import SUBJECTS
+
+    assert {f"wmdp-{k}": v for k, v in SUBJECTS.items()} == WMDP_SUBJECTS
+
+
 def test_synthetic_wmdp_keeps_its_own_subject():
     assert mc_subject({"kind": "wmdp", "subject": "fictional biology"}) == "fictional biology"
     assert mc_subject({"kind": "wmdp", "dataset": "wmdp-chem", "subject": "x"}) == "chemistry"
