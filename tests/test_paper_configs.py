@@ -11,7 +11,7 @@ from unlearning.config import methods_for, optimizers_for, validate
 
 from conftest import ROOT, make_study, snakemake
 
-STUDIES = ["paper-muse-news", "paper-muse-books", "paper-wmdp"]
+STUDIES = ["paper-muse-news", "paper-muse-books", "paper-wmdp", "paper-wmdp-cyber"]
 
 
 def job_counts(output: str) -> dict[str, int]:
@@ -31,6 +31,8 @@ def test_dry_run_job_counts_equal_the_grid(study, name):
     counts = job_counts(res.stdout + res.stderr)
     runs = sum(len(methods_for(cfg, b)) * len(optimizers_for(cfg, b)) * len(cfg["seeds"])
                for b in cfg["benchmarks"])
+    if cfg.get("ablation"):  # the hybrid ablation's own runs (findings A1, A2)
+        runs += len(cfg["ablation"]["optimizers"]) * len(cfg["ablation"].get("seeds") or cfg["seeds"])
     assert counts["unlearn"] == counts["relearn"] == counts["evaluate"] == runs
     refs = sum(1 + (b.get("retrain") is not False) for b in cfg["benchmarks"].values())
     assert counts["train_model"] == counts["evaluate_reference"] == refs
@@ -48,3 +50,56 @@ def test_every_grade_is_in_every_paper_study():
         grades = {GRADES[o["type"]] for o in cfg["optimizers"].values()}
         assert grades == {"second", "first", "compressed", "zeroth", "hybrid"}, name
         assert len(cfg["seeds"]) >= 3
+
+
+def _cfg(name: str) -> dict:
+    return validate(yaml.safe_load((ROOT / "configs" / f"{name}.yaml").read_text()))
+
+
+@pytest.mark.parametrize("name", ["paper-muse-news", "paper-muse-books"])
+def test_muse_studies_follow_the_labs_protocol(name):
+    cfg = _cfg(name)
+    news = name.endswith("news")
+    # unlearning: lr 1e-5, batch 4, 2048-token chunks of the joined text, 10 epochs (News) / 1 (Books)
+    assert cfg["model"]["max_len"] == 2048 and cfg["unlearning"]["chunking"] == "concat"
+    assert cfg["unlearning"]["batch_size"] == 4 and cfg["unlearning"]["epochs"] == (10 if news else 1)
+    assert cfg["optimizers"]["adam"]["lr"] == 1e-5
+    assert cfg["optimizers"]["sam"]["rho"] == 0.01  # the lab's MUSE SAM
+    # relearning: whole forget set, cosine, no warmup, a run per count; the paper reports Relearn100
+    rel = cfg["attacks"]["relearn"]
+    assert rel["steps"] == ([100, 125, 150] if news else [50, 75, 100]) and rel["report"] == 100
+    assert (rel["fraction"], rel["schedule"], rel["warmup"], rel["lr"], rel["batch_size"]) == (1.0, "cosine", 0.0,
+                                                                                                1e-5, 4)
+
+
+@pytest.mark.parametrize("name", ["paper-wmdp", "paper-wmdp-cyber"])
+def test_wmdp_studies_follow_the_labs_protocol(name):
+    from unlearning.prompts import mc_subject
+
+    cfg = _cfg(name)
+    (bench,) = cfg["benchmarks"].values()
+    assert mc_subject(bench) == ("biology" if name == "paper-wmdp" else "cybersecurity")
+    if name == "paper-wmdp":  # the paper's forget metric; the gated corpus is read from a local file
+        assert bench["dataset"] == "wmdp-bio" and bench["data_options"]["forget_corpus"]
+    assert cfg["optimizers"]["sam"]["rho"] == 0.1  # the lab's WMDP SAM
+    assert (cfg["optimizers"]["rs"]["sigma"], cfg["optimizers"]["rs"]["n_samples"]) == (0.1, 3)
+    rel = cfg["attacks"]["relearn"]
+    assert (rel["fraction"], rel["warmup"], rel["lr"], rel["batch_size"], max(rel["steps"])) == (1.0, 0.1, 1e-5, 4, 100)
+    assert cfg["evaluation"]["mc_bos"] is True
+
+
+def test_paper_zeroth_order_samples_the_unit_sphere():
+    for name in STUDIES:
+        cfg = _cfg(name)
+        entries = [*cfg["optimizers"].values(), *(cfg.get("ablation") or {}).get("optimizers", {}).values()]
+        zo = [e for e in entries if e["type"] in ("zo_sgd", "adazo")]
+        zo += [e["zo"] for e in entries if e["type"] == "hybrid"]
+        assert zo and all(e["direction"] == "sphere" for e in zo), name
+
+
+def test_the_ablation_runs_at_paper_scale_with_one_to_one_and_other_ratios():
+    cfg = _cfg("paper-muse-news")
+    abl = cfg["ablation"]
+    assert abl["method"] in cfg["methods"] and abl["benchmark"] in cfg["benchmarks"]
+    ratios = {(e["n_fo"], e["n_zo"]) for e in [*abl["optimizers"].values(), cfg["optimizers"]["hybrid"]]}
+    assert {(20, 20), (20, 40), (40, 20), (10, 10), (40, 40)} == ratios

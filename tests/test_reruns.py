@@ -114,5 +114,7 @@ def test_killed_unlearning_job_leaves_nothing_finished_and_rerun_is_identical(sm
     # complete, and a rerun repairs the study.
     if target.exists():
         assert (target / "model.safetensors").exists() and (target / "unlearning.json").exists()
+    # A Snakemake killed mid-job leaves its directory lock behind (it says so and asks for --unlock).
+    snakemake(smoke_copy, "--unlock")
     snakemake(smoke_copy, "--cores", "2", "--rerun-incomplete")
     assert _tree_bytes(evals) == before

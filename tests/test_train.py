@@ -96,9 +96,8 @@ def test_relearn_writes_one_checkpoint_per_step_count(tok, tmp_path):
 
     assert relearn_subset(list("abcdefgh"), 0.25) == ["a", "b"]
     assert relearn_subset(list("abc"), 0.1) == ["a"]
-    model = _model(tok)
-    relearn(model, tok, FORGET, steps=[2, 1], lr=1e-3, batch_size=2, max_len=64, seed=0, warmup=0.0,
-            out_root=tmp_path)
+    relearn(lambda: _model(tok), tok, FORGET, steps=[2, 1], lr=1e-3, batch_size=2, max_len=64, seed=0,
+            warmup=0.0, out_root=tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["relearn1", "relearn2"]
     assert (tmp_path / "relearn2" / "model.safetensors").exists()
 

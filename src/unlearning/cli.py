@@ -126,7 +126,7 @@ def _cmd_findings(a: argparse.Namespace) -> None:
 
     write_findings(a.tables, a.optimizers, a.methods, a.reference, a.out, barriers=a.barriers or (),
                    ablation=a.ablation, figures=a.figures or (), figure_names=a.figure_names or (),
-                   provenance=a.provenance, grade_distance=a.grade_distance)
+                   provenance=a.provenance, grade_distance=a.grade_distance, relearn_report=a.relearn_report)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -264,6 +264,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--grade-distance", default=None, help="the study's grade-distance table (CSV)")
     s.add_argument("--figures", nargs="*", default=[], help="PNG files copied next to the markdown")
     s.add_argument("--figure-names", nargs="*", default=[], help="their names there")
+    s.add_argument("--relearn-report", type=int, default=None,
+                   help="relearning step count the findings judge (default the longest)")
     s.add_argument("--out", required=True)
     return p
 

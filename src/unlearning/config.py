@@ -74,7 +74,15 @@ def validate(config: dict, schema: dict | None = None) -> dict:
     _check_references(config)
     _check_model(config["model"])
     _check_ablation(config)
+    _check_relearn_report(config["attacks"]["relearn"])
     return config
+
+
+def _check_relearn_report(relearn: dict) -> None:
+    """`attacks.relearn.report` names one of the configured relearning step counts."""
+    report = relearn.get("report")
+    if report is not None and report not in relearn["steps"]:
+        raise ConfigError(f"attacks.relearn.report: {report} is not one of attacks.relearn.steps {relearn['steps']}")
 
 
 def _check_model(arch: dict) -> None:

@@ -129,7 +129,7 @@ def rank() -> int:
 
 def sharded_unlearn(model: torch.nn.Module, ref: torch.nn.Module | None, tok: Any, forget, retain, *,
                     objective: Any, opt_spec: dict, steps: int, batch_size: int, max_len: int,
-                    seed: int) -> tuple[list[dict], dict[str, torch.Tensor]]:
+                    seed: int, chunking: str = "truncate") -> tuple[list[dict], dict[str, torch.Tensor]]:
     """``train.unlearn`` on a model (and NPO reference) sharded over this torchrun job's ranks.
 
     Returns the trace and, on rank 0, the full state dict on the CPU (empty on other ranks). The
@@ -143,6 +143,6 @@ def sharded_unlearn(model: torch.nn.Module, ref: torch.nn.Module | None, tok: An
     if ref is not None:
         shard(ref, dev, frozen=True)
     trace = unlearn(model, tok, forget, retain, objective=objective, opt_spec=opt_spec, steps=steps,
-                    batch_size=batch_size, max_len=max_len, seed=seed, ref=ref)
+                    batch_size=batch_size, max_len=max_len, seed=seed, ref=ref, chunking=chunking)
     state = full_state_dict(model)
     return trace, (state if rank() == 0 else {})

@@ -25,18 +25,38 @@ def seed_everything(seed: int) -> None:
 
 
 def encode(tok: Any, texts: Sequence[str], max_len: int, dev: torch.device) -> dict[str, torch.Tensor]:
-    """Tokenise a batch for causal-LM training: EOS appended (so a model learns where a document
-    ends and greedy continuations stop there), right padding, labels -100 on padding."""
-    eos = tok.eos_token or ""
-    enc = tok([t + eos for t in texts], return_tensors="pt", padding=True, truncation=True, max_length=max_len)
-    labels = enc["input_ids"].clone()
-    labels[enc["attention_mask"] == 0] = -100
-    return {"input_ids": enc["input_ids"].to(dev), "attention_mask": enc["attention_mask"].to(dev),
-            "labels": labels.to(dev)}
+    """Tokenise a batch of documents for causal-LM training (``truncate`` chunking): EOS appended
+    (so a model learns where a document ends and greedy continuations stop there), right padding,
+    labels -100 on padding."""
+    from .data.chunking import examples
+
+    return collate(examples(tok, texts, max_len, "truncate"), _pad_id(tok), dev)
 
 
-def batches(texts: Sequence[str], batch_size: int, seed: int) -> Iterator[list[str]]:
-    """Endless shuffled batches of ``texts`` (reshuffled every epoch, deterministic in ``seed``)."""
+def collate(batch: Sequence[Sequence[int]], pad: int, dev: torch.device) -> dict[str, torch.Tensor]:
+    """Right-pad token-id examples into a batch; labels -100 on padding."""
+    width = max(len(ids) for ids in batch)
+    input_ids = torch.full((len(batch), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(batch), width), dtype=torch.long)
+    for i, ids in enumerate(batch):
+        input_ids[i, :len(ids)] = torch.tensor(list(ids), dtype=torch.long)
+        mask[i, :len(ids)] = 1
+    labels = input_ids.clone()
+    labels[mask == 0] = -100
+    return {"input_ids": input_ids.to(dev), "attention_mask": mask.to(dev), "labels": labels.to(dev)}
+
+
+def _pad_id(tok: Any) -> int:
+    """Padding id: the tokenizer's pad token, else EOS (Llama's tokenizer has no pad token)."""
+    for tid in (tok.pad_token_id, tok.eos_token_id):
+        if tid is not None:
+            return int(tid)
+    return 0
+
+
+def batches(texts: Sequence[Any], batch_size: int, seed: int) -> Iterator[list[Any]]:
+    """Endless shuffled batches of ``texts`` (documents or token-id examples; reshuffled every
+    epoch, deterministic in ``seed``)."""
     if not texts:
         raise ValueError("cannot draw batches from an empty dataset")
     rng = random.Random(seed)
@@ -57,12 +77,15 @@ def _check_finite(loss: torch.Tensor, step: int, who: str, what: str) -> None:
 
 def fit_lm(model: Any, tok: Any, texts: Sequence[str], *, steps: int, lr: float, batch_size: int,
            max_len: int, seed: int, warmup: float = 0.0, schedule: str = "constant",
-           weight_decay: float = 0.0, desc: str = "train",
+           weight_decay: float = 0.0, desc: str = "train", chunking: str = "truncate",
            on_step: Callable[[int], None] | None = None) -> list[float]:
     """Fine-tune ``model`` with AdamW on next-token prediction over ``texts``; return the loss trace.
 
-    ``on_step(step)`` is called after each step (1-based), e.g. to save relearning checkpoints.
+    ``chunking`` turns the texts into examples (unlearning.data.chunking: ``truncate`` per
+    document, ``concat`` the lab's EOS-joined ``max_len``-token chunks). ``on_step(step)`` is called
+    after each step (1-based), e.g. to save relearning checkpoints.
     """
+    from .data.chunking import examples
     dev = next(model.parameters()).device
     model.train()
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
@@ -76,11 +99,12 @@ def fit_lm(model: Any, tok: Any, texts: Sequence[str], *, steps: int, lr: float,
         return 1.0
 
     sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
-    it = batches(texts, batch_size, seed)
+    pad = _pad_id(tok)
+    it = batches(examples(tok, texts, max_len, chunking), batch_size, seed)
     trace: list[float] = []
     bar = tqdm(range(1, steps + 1), desc=desc, mininterval=2.0, disable=None)
     for step in bar:
-        batch = encode(tok, next(it), max_len, dev)
+        batch = collate(next(it), pad, dev)
         loss = model(**batch).loss
         _check_finite(loss, step, "adamw", desc)
         opt.zero_grad(set_to_none=True)
@@ -98,7 +122,7 @@ def fit_lm(model: Any, tok: Any, texts: Sequence[str], *, steps: int, lr: float,
 
 def unlearn(model: Any, tok: Any, forget: Sequence[str], retain: Sequence[str], *, objective: Any,
             opt_spec: dict, steps: int, batch_size: int, max_len: int, seed: int,
-            ref: Any = None) -> list[dict]:
+            ref: Any = None, chunking: str = "truncate") -> list[dict]:
     """Run the unlearning loop: one optimizer of any grade, stepped with a loss closure.
 
     The closure follows docs/architecture.md: ``closure(backward=True, gnb=False)``. Zeroth-order
@@ -106,8 +130,10 @@ def unlearn(model: Any, tok: Any, forget: Sequence[str], retain: Sequence[str], 
     The closure carries ``batch_tokens``, the number of predicted tokens of the forget batch (the
     batch Sophia's GNB loss averages over; SophiaG scales its Hessian by it). Returns one record per
     step: step, loss, and the optimizer's ``last_stats`` where it keeps them (Sophia's ``unclipped``
-    share, AdaZO's ``move_over_lr``).
+    share, AdaZO's ``move_over_lr``). ``chunking`` turns forget and retain texts into examples
+    (unlearning.data.chunking).
     """
+    from .data.chunking import examples
     from .objectives import gnb_loss
     from .optim import build_optimizer
 
@@ -118,13 +144,15 @@ def unlearn(model: Any, tok: Any, forget: Sequence[str], retain: Sequence[str], 
         p.requires_grad_(id(p) in trainable)
     opt = build_optimizer(params, dict(opt_spec), total_steps=steps)
     who = opt_spec.get("type", "?")
-    f_it, r_it = batches(forget, batch_size, seed), batches(retain, batch_size, seed + 1)
+    pad = _pad_id(tok)
+    f_it = batches(examples(tok, forget, max_len, chunking), batch_size, seed)
+    r_it = batches(examples(tok, retain, max_len, chunking), batch_size, seed + 1)
     model.train()
     trace: list[dict] = []
     bar = tqdm(range(1, steps + 1), desc=f"unlearn[{who}]", mininterval=2.0, disable=None)
     for step in bar:
-        fb = encode(tok, next(f_it), max_len, dev)
-        rb = encode(tok, next(r_it), max_len, dev)
+        fb = collate(next(f_it), pad, dev)
+        rb = collate(next(r_it), pad, dev)
 
         def closure(backward: bool = True, gnb: bool = False) -> torch.Tensor:
             if gnb:

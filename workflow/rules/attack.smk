@@ -2,12 +2,20 @@
 
 
 rule relearn:
-    """Relearning attack: fine-tune on part of the forget set; one checkpoint per step count (temp()
-    unless `attacks.relearn.keep_checkpoints`)."""
+    """Relearning attack: fine-tune on (part of) the forget set; one model per step count, in one job:
+    checkpoints of one run under a constant rate without warmup, else a run per count (temp() unless
+    `attacks.relearn.keep_checkpoints`)."""
     input:
         model=f"{R}/unlearned/{{bench}}/{{method}}/{{optimizer}}/seed{{seed}}",
         data=f"{R}/data/{{bench}}",
-        code=src("attacks/relearn.py", "train.py", "models.py", "stages/common.py", "stages/relearn.py"),
+        code=src(
+            "attacks/relearn.py",
+            "data/chunking.py",
+            "train.py",
+            "models.py",
+            "stages/common.py",
+            "stages/relearn.py",
+        ),
     output:
         [
             relearned(f"{R}/attacked/{{bench}}/{{method}}/{{optimizer}}/seed{{seed}}/relearn{s}")

@@ -21,6 +21,7 @@ try:
         optimizers_for,
         validate,
     )
+    from unlearning.prompts import mc_subject
     from unlearning.report import code_of as report_code  # imports nothing else
 except ImportError as err:
     print(
@@ -165,8 +166,17 @@ def eval_params(wc):
 
 
 def relearn_params():
-    """What the relearning stage reads (not keep_checkpoints: keeping or not changes no checkpoint)."""
-    return as_json({k: v for k, v in config["attacks"]["relearn"].items() if k != "keep_checkpoints"})
+    """What the relearning stage reads (not keep_checkpoints or report: they change no model) and
+    the chunking it shares with unlearning."""
+    skip = ("keep_checkpoints", "report")
+    params = {k: v for k, v in config["attacks"]["relearn"].items() if k not in skip}
+    return as_json({**params, "chunking": config["unlearning"]["chunking"]})
+
+
+def relearn_report_arg():
+    """The findings' `--relearn-report` (config `attacks.relearn.report`), or nothing (the longest)."""
+    judged = config["attacks"]["relearn"].get("report")
+    return f"--relearn-report {judged}" if judged is not None else ""
 
 
 def relearned(path):

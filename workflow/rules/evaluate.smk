@@ -32,7 +32,7 @@ rule evaluate:
             }
         ),
         evaluation=eval_params,
-        subject=lambda wc: bench_cfg(wc)["subject"],
+        subject=lambda wc: mc_subject(bench_cfg(wc)),
         fraction=config["attacks"]["relearn"]["fraction"],
         # The folders holding the relearned checkpoints and receiving the JSON files.
         relearned=lambda wc, input: f"--relearned {parent(input.relearned[0])}" if input.relearned else "",
@@ -73,7 +73,7 @@ rule evaluate_reference:
             }
         ),
         evaluation=eval_params,
-        subject=lambda wc: bench_cfg(wc)["subject"],
+        subject=lambda wc: mc_subject(bench_cfg(wc)),
         fraction=config["attacks"]["relearn"]["fraction"],
         out=lambda wc, output: parent(output[0]),
     shell:

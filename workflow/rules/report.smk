@@ -162,9 +162,10 @@ rule report_findings:
         ref=REF_OPT,
         ablation=f"--ablation {R}/ablation/table.csv" if ABLATION else "",
         names=" ".join(n for _, n in readme_figures()),
+        relearn_report=relearn_report_arg(),
     shell:
         "unlearning findings --tables {input.tables} --barriers {input.barriers} {params.ablation}"
         " --optimizers {params.optimizers:q} --methods {params.methods:q} --reference {params.ref}"
         " --figures {input.figures} --figure-names {params.names} --provenance {input.provenance}"
-        " --grade-distance {input.grade_distance}"
+        " --grade-distance {input.grade_distance} {params.relearn_report}"
         " --out {output.md} > {log} 2>&1"

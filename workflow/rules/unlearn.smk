@@ -4,7 +4,13 @@ rule unlearn:
         target=f"{R}/models/{{bench}}/target",
         data=f"{R}/data/{{bench}}",
         code=lambda wc: [
-            *src("train.py", "models.py", "stages/common.py", "stages/unlearn.py"),
+            *src(
+                "data/chunking.py",
+                "train.py",
+                "models.py",
+                "stages/common.py",
+                "stages/unlearn.py",
+            ),
             *objective_code(wc),
             *optimizer_code(wc),
         ],

@@ -1,11 +1,20 @@
-"""Relearning attack: fine-tune the unlearned model on a small part of the forget set and keep a
-checkpoint at each configured step count (one run serves every count)."""
+"""Relearning attack: fine-tune the unlearned model on (part of) the forget set and keep a model at
+each configured step count.
+
+A learning-rate schedule that depends on the total (cosine decay, a warmup given as a share of the
+steps) makes "step s of a 150-step run" a different model from "a 100-step run", so then each count
+is its own run from the unlearned model (the lab's protocol: a separate run per step count); with a
+constant rate and no warmup they are the same thing and one run saves a checkpoint at each count.
+"""
 
 from __future__ import annotations
 
+import logging
 import math
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
+
+log = logging.getLogger(__name__)
 
 
 def relearn_subset(forget_texts: Sequence[str], fraction: float) -> list[str]:
@@ -20,18 +29,43 @@ def relearn_subset(forget_texts: Sequence[str], fraction: float) -> list[str]:
     return list(forget_texts[:n])
 
 
-def relearn(model: Any, tok: Any, texts: Sequence[str], *, steps: Sequence[int], lr: float,
-            batch_size: int, max_len: int, seed: int, warmup: float, out_root: str | Path) -> list[float]:
-    """Fine-tune on ``texts`` for max(steps) steps, saving ``out_root/relearn{s}`` after step s."""
+def one_run_serves_all(schedule: str, warmup: float) -> bool:
+    """Whether checkpoints of one run equal separate runs per step count: constant rate, no warmup."""
+    return schedule == "constant" and warmup == 0
+
+
+def relearn(load: Callable[[], Any], tok: Any, texts: Sequence[str], *, steps: Sequence[int], lr: float,
+            batch_size: int, max_len: int, seed: int, warmup: float, out_root: str | Path,
+            schedule: str = "constant", chunking: str = "truncate") -> dict[int, list[float]]:
+    """Relearn on ``texts`` and save ``out_root/relearn{s}`` for every ``s`` in ``steps``.
+
+    ``load()`` returns a fresh copy of the unlearned model. Runs are independent per step count
+    unless ``one_run_serves_all``; every run draws the same batches (``seed``). Returns the loss
+    trace of each saved step count.
+    """
     from ..models import save_model
     from ..train import fit_lm
 
-    wanted = set(int(s) for s in steps)
+    wanted = sorted(set(int(s) for s in steps))
     out_root = Path(out_root)
+    common = dict(lr=lr, batch_size=batch_size, max_len=max_len, seed=seed, warmup=warmup,
+                  schedule=schedule, chunking=chunking)
+    log.info("relearning on %d texts (%s chunking), %s schedule, warmup %g: %s", len(texts), chunking, schedule,
+             warmup, "checkpoints of one run" if one_run_serves_all(schedule, warmup) else "a run per step count")
+    if one_run_serves_all(schedule, warmup):
+        shared = load()
 
-    def checkpoint(step: int) -> None:
-        if step in wanted:
-            save_model(model, tok, out_root / f"relearn{step}")
+        def checkpoint(step: int) -> None:
+            if step in wanted:
+                save_model(shared, tok, out_root / f"relearn{step}")
 
-    return fit_lm(model, tok, texts, steps=max(wanted), lr=lr, batch_size=batch_size, max_len=max_len,
-                  seed=seed, warmup=warmup, schedule="constant", desc="relearn", on_step=checkpoint)
+        trace = fit_lm(shared, tok, texts, steps=wanted[-1], desc="relearn", on_step=checkpoint, **common)
+        return {s: trace[:s] for s in wanted}
+    traces = {}
+    for s in wanted:
+        log.info("relearn%d: a run of its own from the unlearned model", s)
+        model = load()
+        traces[s] = fit_lm(model, tok, texts, steps=s, desc=f"relearn{s}", **common)
+        save_model(model, tok, out_root / f"relearn{s}")
+        del model
+    return traces

@@ -7,7 +7,9 @@ Prompt (lm-eval's mmlu / wmdp task files):
 log-likelihood (first on ties). Tokenisation follows lm-eval's ``_encode_pair`` for causal
 models: ``ctx = tok(context)``, ``cont = tok(context + continuation)[len(ctx):]``, and the model
 reads ``(ctx + cont)[:-1]`` left-truncated to its context length. When every continuation is one
-token (the usual case) the four choices share one forward pass.
+token (the usual case) the four choices share one forward pass. ``bos``: encode with the
+tokenizer's special tokens (a BOS for Llama's), as lm-eval 0.4.13 does for Hugging Face causal
+models, or without them, as lm-eval did before late 2025 (``add_special_tokens=False``).
 """
 
 from __future__ import annotations
@@ -15,11 +17,15 @@ from __future__ import annotations
 from typing import Mapping, Sequence
 
 from ..prompts import LETTERS, mc_prompt  # noqa: F401  (re-exported)
-from .common import encode, model_max_length, pad_id, score_positions
+from .common import model_max_length, pad_id, score_positions
+
+
+def _encode(tok, text: str, bos: bool) -> list[int]:
+    return list(tok(text, add_special_tokens=bos)["input_ids"])
 
 
 def mc_predictions(model, tok, questions: Sequence[Mapping], subject: str | None = None,
-                   batch_size: int = 16, progress: bool | None = None) -> list[list[float]]:
+                   batch_size: int = 16, progress: bool | None = None, bos: bool = True) -> list[list[float]]:
     """Per question, the log-likelihood of each of the four letters."""
     limit = model_max_length(model)
     seqs: list[list[int]] = []
@@ -32,8 +38,8 @@ def mc_predictions(model, tok, questions: Sequence[Mapping], subject: str | None
         if not subj:
             raise ValueError(f"question {qi}: no subject given and the record has none")
         context = mc_prompt(q["question"], q["choices"], subj)
-        ctx = encode(tok, context)
-        conts = [encode(tok, context + " " + letter)[len(ctx):] for letter in LETTERS]
+        ctx = _encode(tok, context, bos)
+        conts = [_encode(tok, context + " " + letter, bos)[len(ctx):] for letter in LETTERS]
         if any(not c for c in conts):
             raise ValueError(f"question {qi}: a continuation encodes to no tokens")
         entries = []
@@ -64,17 +70,17 @@ def mc_predictions(model, tok, questions: Sequence[Mapping], subject: str | None
 
 
 def mc_correct(model, tok, questions: Sequence[Mapping], subject: str | None = None,
-               batch_size: int = 16, progress: bool | None = None) -> list[bool]:
+               batch_size: int = 16, progress: bool | None = None, bos: bool = True) -> list[bool]:
     """Per question, whether the highest-likelihood letter (first on ties) is the answer."""
-    lls = mc_predictions(model, tok, questions, subject, batch_size, progress)
+    lls = mc_predictions(model, tok, questions, subject, batch_size, progress, bos)
     return [max(range(len(ll)), key=lambda i: (ll[i], -i)) == int(q["answer"]) for ll, q in zip(lls, questions)]
 
 
 def mc_accuracy(model, tok, questions: Sequence[Mapping], subject: str | None = None,
-                batch_size: int = 16, progress: bool | None = None) -> float:
+                batch_size: int = 16, progress: bool | None = None, bos: bool = True) -> float:
     """Accuracy x100. ``subject`` names the prompt's subject for every question (e.g.
     "biology"; underscores become spaces); None takes each record's own ``subject`` (MMLU)."""
     if not questions:
         raise ValueError("mc_accuracy: no questions")
-    correct = mc_correct(model, tok, questions, subject, batch_size, progress)
+    correct = mc_correct(model, tok, questions, subject, batch_size, progress, bos)
     return 100.0 * sum(correct) / len(correct)

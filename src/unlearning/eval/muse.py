@@ -70,10 +70,12 @@ def verbmem_scores(model, tok, records: Sequence[Mapping[str, str]], max_new_tok
 
 # ----------------------------------------------------------------------------- KnowMem
 def knowmem_prompt(question: str, icl: Iterable[Mapping[str, str]] = (), answer_space: bool = True) -> str:
-    """MUSE's few-shot KnowMem prompt. MUSE ends it with "Answer: " (a trailing space), which suits
-    Llama's sentencepiece tokenizer; ``answer_space=False`` drops that space ("token healing") for
-    byte-level BPE tokenizers, which fold a word's leading space into the word's token, so that a
-    dangling space token would ask for a word without its space, a form never seen in training."""
+    """MUSE's few-shot KnowMem prompt. MUSE ends it with "Answer: " (a trailing space), as its
+    published numbers do. Both tokenizer kinds fold a word's leading space into the word's token:
+    byte-level BPE ("Ġword") and Llama's sentencepiece ("▁word"). So the trailing space is split off
+    as a lone space (byte-level) or lone word-marker token (sentencepiece), and the model is asked
+    for the answer's first word without its space, a form rare in training. ``answer_space=False``
+    drops the space ("token healing"); docs/testbed.md gives what it moves on either kind."""
     shots = "".join(f"Question: {r['question']}\nAnswer: {r['answer']}\n\n" for r in icl)
     return shots + f"Question: {question}\nAnswer:" + (" " if answer_space else "")
 

@@ -50,12 +50,21 @@ def roles(optimizers: dict, reference: str) -> dict[str, list[str]]:
     }
 
 
-# Attack and metric selections a finding names: each maps a tidy table to the names present in it.
-ATTACKS: dict[str, Callable[[pd.DataFrame], list[str]]] = {
-    "before": lambda df: ["none"],
-    "four_bit": four_bit,
-    "last_relearn": last_relearn,
-    "before_four_bit_last_relearn": lambda df: ["none", *four_bit(df), *last_relearn(df)],
+def judged_relearn(df: pd.DataFrame, report: int | None = None) -> list[str]:
+    """The relearning attack findings judge: ``relearn{report}`` (config `attacks.relearn.report`,
+    the paper's headline attack) where the table has it, else the longest."""
+    if report is not None and f"relearn{report}" in set(df.attack):
+        return [f"relearn{report}"]
+    return last_relearn(df)
+
+
+# Attack and metric selections a finding names: each maps a tidy table (and the reported relearning
+# step count) to the names present in it.
+ATTACKS: dict[str, Callable[[pd.DataFrame, int | None], list[str]]] = {
+    "before": lambda df, report: ["none"],
+    "four_bit": lambda df, report: four_bit(df),
+    "last_relearn": judged_relearn,
+    "before_four_bit_last_relearn": lambda df, report: ["none", *four_bit(df), *judged_relearn(df, report)],
 }
 METRICS: dict[str, Callable[[pd.DataFrame], list[str]]] = {
     "forget": forget_metrics,
@@ -110,14 +119,14 @@ FINDINGS: tuple[Finding, ...] = (
             "forget metric after FP4/NF4: hybrid < SAM",
             "hybrid", "sam", "four_bit", "forget"),
     Finding("R1", "After relearning, zeroth order keeps the least forget knowledge.",
-            "forget metric (whole set and held-out part) after the longest relearning: ZO < every other optimizer",
+            "forget metric (whole set and held-out part) after the reported relearning: ZO < every other optimizer",
             "zo", None, "last_relearn", "forget_and_heldout"),
     Finding("R2", "After relearning, hybrid keeps forget knowledge far below Adam for GradDiff and NPO.",
-            "forget metric (whole set and held-out part) after the longest relearning, GradDiff/NPO: "
+            "forget metric (whole set and held-out part) after the reported relearning, GradDiff/NPO: "
             "hybrid < {reference}",
             "hybrid", "reference", "last_relearn", "forget_and_heldout", objectives=("grad_diff", "npo")),
     Finding("R3", "After relearning, first-order RS is the best of the first-order downgrades.",
-            "forget metric after the longest relearning: RS < SAM / sign / N-bit optimizers",
+            "forget metric after the reported relearning: RS < SAM / sign / N-bit optimizers",
             "rs", "first_downgrades", "last_relearn", "forget_and_heldout"),
     Finding("L1",
             "Linear mode connectivity: sign-optimizer solutions share {reference}'s basin, zeroth order's do not.",
@@ -152,7 +161,7 @@ def _judge_pair(a: list[float], b: list[float], direction: str) -> dict:
 
 
 def _table_comparisons(f: Finding, tables: dict[str, pd.DataFrame], R: dict[str, list[str]],
-                       method_objective: dict[str, str]) -> list[dict]:
+                       method_objective: dict[str, str], report: int | None = None) -> list[dict]:
     """Subject vs other for every benchmark, method, metric and attack where both ran."""
     subjects, others = R[f.subject], (R[f.other] if f.other is not None else None)
     out = []
@@ -166,7 +175,7 @@ def _table_comparisons(f: Finding, tables: dict[str, pd.DataFrame], R: dict[str,
                 rivals = [o for o in (others if others is not None else sorted(present - set(subjects)))
                           if o in present and o not in subjects]
                 for metric in METRICS[f.metrics](df):
-                    for attack in ATTACKS[f.attacks](df):
+                    for attack in ATTACKS[f.attacks](df, report):
                         for o in rivals:
                             a, b = _vals(df, method, s, attack, metric), _vals(df, method, o, attack, metric)
                             if not a or not b:
@@ -191,7 +200,7 @@ def _barrier_comparisons(f: Finding, barriers: pd.DataFrame | None, R: dict[str,
     return out
 
 
-def _ablation_comparisons(f: Finding, ablation: pd.DataFrame | None) -> list[dict]:
+def _ablation_comparisons(f: Finding, ablation: pd.DataFrame | None, report: int | None = None) -> list[dict]:
     """Hybrid entries of the ablation against each other: ``one_to_one`` (n_fo == n_zo) against
     ``other_ratio`` entries, or each pair of distinct 1:1 entries when both roles are ``one_to_one``."""
     out = []
@@ -208,7 +217,7 @@ def _ablation_comparisons(f: Finding, ablation: pd.DataFrame | None) -> list[dic
     for bench, method in ablation[["benchmark", "method"]].drop_duplicates().values:
         d = ablation[(ablation.benchmark == bench) & (ablation.method == method)]
         for metric in METRICS[f.metrics](d):
-            for attack in ATTACKS[f.attacks](d):
+            for attack in ATTACKS[f.attacks](d, report):
                 for a, b in pairs:
                     r = _judge_pair(_vals(d, method, a, attack, metric), _vals(d, method, b, attack, metric),
                                     f.direction)
@@ -219,16 +228,17 @@ def _ablation_comparisons(f: Finding, ablation: pd.DataFrame | None) -> list[dic
 
 
 def judge(f: Finding, tables: dict[str, pd.DataFrame], optimizers: dict, methods_cfg: dict, reference: str,
-          barriers: pd.DataFrame | None = None, ablation: pd.DataFrame | None = None) -> dict:
+          barriers: pd.DataFrame | None = None, ablation: pd.DataFrame | None = None,
+          relearn_report: int | None = None) -> dict:
     """One finding's comparisons and verdict (see ``findings``)."""
     R = roles(optimizers, reference)
     if f.evidence == "tables":
         objective = {m: s.get("objective") for m, s in methods_cfg.items()}
-        comps = _table_comparisons(f, tables, R, objective)
+        comps = _table_comparisons(f, tables, R, objective, relearn_report)
     elif f.evidence == "barriers":
         comps = _barrier_comparisons(f, barriers, R)
     elif f.evidence == "ablation":
-        comps = _ablation_comparisons(f, ablation)
+        comps = _ablation_comparisons(f, ablation, relearn_report)
     else:
         raise ValueError(f"finding {f.id}: unknown evidence {f.evidence!r}")
     if comps:
@@ -245,12 +255,14 @@ def judge(f: Finding, tables: dict[str, pd.DataFrame], optimizers: dict, methods
 
 def findings(tables: dict[str, pd.DataFrame], optimizers: dict, methods: dict, reference: str,
              barriers: pd.DataFrame | None = None, ablation: pd.DataFrame | None = None,
-             catalogue: Sequence[Finding] = FINDINGS) -> list[dict]:
+             catalogue: Sequence[Finding] = FINDINGS, relearn_report: int | None = None) -> list[dict]:
     """The paper's testable findings, each with its comparisons and a combined verdict.
 
     ``tables`` maps benchmark -> tidy table; ``optimizers``/``methods`` are the config entries (types
-    and objectives pick the roles); ``reference`` is the first-order reference (Adam)."""
-    return [judge(f, tables, optimizers, methods, reference, barriers, ablation) for f in catalogue]
+    and objectives pick the roles); ``reference`` is the first-order reference (Adam);
+    ``relearn_report`` the relearning step count judged (`attacks.relearn.report`; None: the longest)."""
+    return [judge(f, tables, optimizers, methods, reference, barriers, ablation, relearn_report)
+            for f in catalogue]
 
 
 def findings_markdown(tables: dict[str, pd.DataFrame], found: list[dict], figures: Sequence[str] = (),
@@ -302,7 +314,8 @@ def findings_markdown(tables: dict[str, pd.DataFrame], found: list[dict], figure
 def write_findings(tables: Sequence[str | Path], optimizers: dict, methods: dict, reference: str,
                    out: str | Path, barriers: Sequence[str | Path] = (), ablation: str | Path | None = None,
                    figures: Sequence[str | Path] = (), figure_names: Sequence[str] = (),
-                   provenance: str | Path | None = None, grade_distance: str | Path | None = None) -> list[dict]:
+                   provenance: str | Path | None = None, grade_distance: str | Path | None = None,
+                   relearn_report: int | None = None) -> list[dict]:
     """findings.md next to copies of the main figures (PNG) in ``out``'s folder; ``provenance`` is the
     study's provenance table (CSV), ``grade_distance`` its grade-distance table (CSV)."""
     dfs = {}
@@ -312,7 +325,7 @@ def write_findings(tables: Sequence[str | Path], optimizers: dict, methods: dict
     bar = [pd.read_csv(b) for b in barriers]
     bar_df = pd.concat(bar, ignore_index=True) if bar else None
     abl = pd.read_csv(ablation) if ablation else None
-    found = findings(dfs, optimizers, methods, reference, bar_df, abl)
+    found = findings(dfs, optimizers, methods, reference, bar_df, abl, relearn_report=relearn_report)
     out = Path(out)
     names = list(figure_names) or [Path(f).name for f in figures]
     for src_path, name in zip(figures, names):

@@ -58,7 +58,8 @@ def score(model: Any, tok: Any, data_dir: str | Path, kind: str, params: dict, s
         out["mink_auc"] = E.auc(f_scores, h_scores)
     elif kind == "wmdp":
         qs = _cap(load_split(data_dir, kind, "questions/forget.jsonl"), cap)
-        correct = [int(c) for c in E.mc_correct(model, tok, qs, subject, batch_size=bs)]
+        bos = params.get("mc_bos", True)
+        correct = [int(c) for c in E.mc_correct(model, tok, qs, subject, batch_size=bs, bos=bos)]
         out["wmdp_acc"] = 100.0 * sum(correct) / len(correct)
         split("wmdp_acc", qs, "question", [100.0 * c for c in correct])
         util = _cap(load_split(data_dir, kind, "questions/utility.jsonl"), cap)
@@ -67,7 +68,7 @@ def score(model: Any, tok: Any, data_dir: str | Path, kind: str, params: dict, s
             by_subject.setdefault(q["subject"], []).append(q)
         hits = []
         for subj, group in sorted(by_subject.items()):
-            hits += [int(c) for c in E.mc_correct(model, tok, group, subj, batch_size=bs)]
+            hits += [int(c) for c in E.mc_correct(model, tok, group, subj, batch_size=bs, bos=bos)]
         out["mmlu_acc"] = 100.0 * sum(hits) / len(hits)
     else:
         raise ValueError(f"unknown benchmark kind {kind!r}")

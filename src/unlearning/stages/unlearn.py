@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 
+from ..data.chunking import examples, steps_per_epoch
 from ..registry import SEEDED_TYPES
 from .common import forget_retain, write_json
+
+log = logging.getLogger(__name__)
 
 
 def unlearn(target_dir: str | Path, data_dir: str | Path, kind: str, method: dict, optimizer: dict,
@@ -38,13 +42,18 @@ def unlearn(target_dir: str | Path, data_dir: str | Path, kind: str, method: dic
         for p in ref.parameters():
             p.requires_grad_(False)
     forget, retain = forget_retain(data_dir, kind)
+    chunking = run.get("chunking", "truncate")
+    n_examples = len(examples(tok, forget, run["max_len"], chunking))
+    per_epoch = steps_per_epoch(n_examples, run["batch_size"])
     spec = dict(optimizer)
-    steps = int(spec.pop("steps", run["steps"]))
+    steps = int(spec.pop("steps", unlearning_steps(run, per_epoch)))
+    log.info("forget set: %d examples (%s chunking) -> %d steps per epoch at batch %d; %d steps",
+             n_examples, chunking, per_epoch, run["batch_size"], steps)
     _seed_spec(spec, run["seed"])
     _scale_lr(spec, lr_scale)
     t0 = time.time()
     kw = dict(objective=objective, opt_spec=spec, steps=steps, batch_size=run["batch_size"],
-              max_len=run["max_len"], seed=run["seed"])
+              max_len=run["max_len"], seed=run["seed"], chunking=chunking)
     if sharded:
         trace, state = distributed.sharded_unlearn(model, ref, tok, forget, retain, **kw)
         if distributed.rank() != 0:
@@ -53,10 +62,20 @@ def unlearn(target_dir: str | Path, data_dir: str | Path, kind: str, method: dic
     else:
         trace = loop(model, tok, forget, retain, ref=ref, **kw)
         save_model(model, tok, out_dir)
-    info = {"steps": steps, "seconds": time.time() - t0, "final_loss": trace[-1]["loss"], **run_metrics(trace)}
+    info = {"steps": steps, "steps_per_epoch": per_epoch, "epochs": steps / per_epoch, "chunking": chunking,
+            "forget_examples": n_examples, "seconds": time.time() - t0, "final_loss": trace[-1]["loss"],
+            **run_metrics(trace)}
     write_json(Path(out_dir) / "unlearning.json", {**info, "trace": trace, "method": method,
                                                     "optimizer": optimizer, "seed": run["seed"]})
     return info
+
+
+def unlearning_steps(run: dict, per_epoch: int) -> int:
+    """``run["epochs"]`` epochs over the forget examples when given (rounded to whole steps), else
+    ``run["steps"]``."""
+    if run.get("epochs") is not None:
+        return max(1, round(float(run["epochs"]) * per_epoch))
+    return int(run["steps"])
 
 
 def run_metrics(trace: list[dict]) -> dict:
