@@ -13,6 +13,8 @@ import os
 import sys
 from typing import Any, Callable
 
+KINDS = ["muse", "wmdp", "tofu"]  # benchmark kinds (the schema's benchmarks.<name>.kind)
+
 
 def _json(text: str) -> Any:
     try:
@@ -148,13 +150,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = stage("tokenizer", _cmd_tokenizer, "train the BPE tokenizer on a benchmark")
     s.add_argument("--data", required=True)
-    s.add_argument("--kind", required=True, choices=["muse", "wmdp"])
+    s.add_argument("--kind", required=True, choices=KINDS)
     s.add_argument("--vocab-size", type=int, required=True)
     s.add_argument("--out", required=True)
 
     s = stage("model", _cmd_model, "train (or copy from a hub id/folder) the target or retrain model")
     s.add_argument("--data", required=True)
-    s.add_argument("--kind", required=True, choices=["muse", "wmdp"])
+    s.add_argument("--kind", required=True, choices=KINDS)
     s.add_argument("--role", required=True, choices=["target", "retrain"])
     s.add_argument("--tokenizer", required=True)
     s.add_argument("--arch", type=_json, required=True)
@@ -165,7 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = stage("unlearn", _cmd_unlearn, "unlearn the forget set from the target")
     s.add_argument("--target", required=True)
     s.add_argument("--data", required=True)
-    s.add_argument("--kind", required=True, choices=["muse", "wmdp"])
+    s.add_argument("--kind", required=True, choices=KINDS)
     s.add_argument("--method", type=_json, required=True)
     s.add_argument("--optimizer", type=_json, required=True)
     s.add_argument("--run", type=_json, required=True, help="steps, batch_size, max_len, seed")
@@ -174,7 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = stage("relearn", _cmd_relearn, "relearning attack: checkpoints after each step count")
     s.add_argument("--model", required=True)
     s.add_argument("--data", required=True)
-    s.add_argument("--kind", required=True, choices=["muse", "wmdp"])
+    s.add_argument("--kind", required=True, choices=KINDS)
     s.add_argument("--params", type=_json, required=True)
     s.add_argument("--seed", type=int, required=True)
     s.add_argument("--max-len", type=int, required=True)
@@ -183,7 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = stage("evaluate", _cmd_evaluate, "score a model under each attack")
     s.add_argument("--model", required=True)
     s.add_argument("--data", required=True)
-    s.add_argument("--kind", required=True, choices=["muse", "wmdp"])
+    s.add_argument("--kind", required=True, choices=KINDS)
     s.add_argument("--attacks", nargs="+", required=True)
     s.add_argument("--meta", type=_json, required=True, help="benchmark/method/optimizer/grade/seed")
     s.add_argument("--params", type=_json, required=True, help="the evaluation config entry")
@@ -231,7 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--models", nargs="+", required=True, help="optimizer=folder of each unlearned model")
     s.add_argument("--reference", required=True, help="optimizer whose solution anchors the paths")
     s.add_argument("--data", required=True)
-    s.add_argument("--kind", required=True, choices=["muse", "wmdp"])
+    s.add_argument("--kind", required=True, choices=KINDS)
     s.add_argument("--meta", type=_json, required=True, help="benchmark, method, seed, grades")
     s.add_argument("--points", type=int, default=11)
     s.add_argument("--max-texts", type=int, default=64, help="texts per split (0 = all)")

@@ -1,0 +1,166 @@
+"""TOFU metrics: answer probability, ROUGE-L recall, truth ratio, Forget Quality, Model Utility.
+
+Definitions as TOFU's code and open-unlearning's (src/evals/metrics/memorization.py, configs
+eval/tofu_metrics) compute them; see REFERENCE.md:
+- Prompt ``"Question: {q}\\nAnswer:"``, the answer scored (or generated) after it.
+- Probability: ``exp(-mean token NLL of the answer)`` (normalised by its length). On the real-authors
+  and world-facts sets: ``p(correct) / (p(correct) + sum p(perturbed))`` over the same normalised
+  probabilities (open-unlearning ``probability_w_options``).
+- ROUGE-L recall of the greedy answer against the answer (rouge_score, no stemmer).
+- Truth ratio per item: ``exp(-mean_k L_k) / exp(-L_para)`` with ``L`` mean token NLLs, the mean over
+  the perturbed answers taken over their losses (a geometric mean of their normalised
+  probabilities; TOFU and open-unlearning both do so). Reported on the forget set as
+  ``mean(min(r, 1/r))`` (closer to 1 is better), elsewhere as ``mean(max(0, 1 - r))``.
+- Forget Quality: the p-value of the two-sample KS test (``scipy.stats.ks_2samp``) between the
+  unlearned model's and the retain model's per-item forget truth ratios (raw ratios, as TOFU's
+  ``get_forget_quality``).
+- Model Utility: the harmonic mean of the nine retain / real-authors / world-facts numbers
+  (probability, ROUGE-L recall, truth ratio of each), 0 when any is 0.
+Everything here is 0-1 as TOFU computes it; the evaluate stage reports x100 (Forget Quality stays a
+p-value).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Mapping, Sequence
+
+import numpy as np
+
+# The per-item value the evaluation records for Forget Quality (see stages/evaluate.py).
+FORGET_TRUTH_RATIOS = "truth_ratio_f"
+
+
+# ----------------------------------------------------------------------------- formulas (no model)
+def normalised_prob(mean_nll: float) -> float:
+    """Length-normalised probability of an answer: exp(-mean token NLL)."""
+    return math.exp(-mean_nll)
+
+
+def prob_with_options(correct_nll: float, wrong_nlls: Sequence[float]) -> float:
+    """p(correct) / (p(correct) + sum p(wrong)), every p length-normalised."""
+    pc = normalised_prob(correct_nll)
+    return pc / (pc + sum(normalised_prob(n) for n in wrong_nlls))
+
+
+def truth_ratio(paraphrased_nll: float, perturbed_nlls: Sequence[float]) -> float:
+    """exp(-mean of the perturbed answers' mean NLLs) / exp(-the paraphrase's mean NLL)."""
+    return math.exp(paraphrased_nll - float(np.mean(perturbed_nlls)))
+
+
+def truth_ratio_forget(ratios: Sequence[float]) -> float:
+    """Forget-set truth ratio: mean of min(r, 1/r) (1 = paraphrase and perturbations alike)."""
+    r = np.asarray(ratios, dtype=float)
+    return float(np.mean(np.minimum(r, 1.0 / r)))
+
+
+def truth_ratio_retain(ratios: Sequence[float]) -> float:
+    """Truth ratio of the retain-side sets: mean of max(0, 1 - r) (1 = the truth far likelier)."""
+    r = np.asarray(ratios, dtype=float)
+    return float(np.mean(np.maximum(0.0, 1.0 - r)))
+
+
+def forget_quality(unlearned: Sequence[float], retain: Sequence[float]) -> float:
+    """Forget Quality: the two-sample KS test's p-value between the unlearned model's and the retain
+    model's per-item forget truth ratios (high: indistinguishable from never having seen the data)."""
+    from scipy.stats import ks_2samp
+
+    if not len(unlearned) or not len(retain):
+        raise ValueError("forget_quality needs the truth ratios of both models")
+    return float(ks_2samp(list(unlearned), list(retain)).pvalue)
+
+
+def model_utility(values: Sequence[float]) -> float:
+    """Harmonic mean of the nine utility numbers; 0 when any of them is 0."""
+    v = np.asarray(values, dtype=float)
+    if len(v) != 9:
+        raise ValueError(f"model utility takes 9 numbers, got {len(v)}")
+    if (v < 0).any():
+        raise ValueError(f"model utility: negative value among {v.tolist()}")
+    if (v == 0).any():
+        return 0.0
+    return float(len(v) / np.sum(1.0 / v))
+
+
+# ----------------------------------------------------------------------------- with a model
+def prompt(question: str) -> str:
+    """TOFU's question prompt (the answer follows after a space)."""
+    from ..data.io import QA_PROMPT
+
+    return QA_PROMPT.format(question=question)
+
+
+def answer_nlls(model, tok, pairs: Sequence[tuple[str, str]], batch_size: int = 16) -> list[float]:
+    """Mean token NLL of each ``answer`` after ``prompt(question)`` (only the answer's tokens)."""
+    from .common import encode, pad_id, score_positions
+
+    seqs, targets = [], []
+    for question, answer in pairs:
+        p = prompt(question)
+        head, full = encode(tok, p), encode(tok, p + " " + answer)
+        start = next((i for i, (a, b) in enumerate(zip(head, full)) if a != b), len(head))
+        start = max(start, 1)
+        if start >= len(full):
+            raise ValueError(f"answer {answer!r} adds no token to its prompt")
+        seqs.append(full)
+        targets.append([(i - 1, full[i]) for i in range(start, len(full))])
+    logps = score_positions(model, seqs, targets, batch_size=batch_size, pad=pad_id(tok), desc="tofu")
+    return [-float(np.mean(lp)) for lp in logps]
+
+
+def greedy_answers(model, tok, questions: Sequence[str], max_new_tokens: int, batch_size: int = 16) -> list[str]:
+    """Greedy answer to each question, cut at the end of its line."""
+    from .common import greedy_generate
+    from .muse import cut_at_stop
+
+    outs = greedy_generate(model, tok, [prompt(q) for q in questions], max_new_tokens,
+                           batch_size=batch_size, desc="tofu", stop_strings=["\n"])
+    return [cut_at_stop(o, ("\n",)) for o in outs]
+
+
+def set_scores(model, tok, records: Sequence[Mapping], max_new_tokens: int, batch_size: int = 16,
+               with_options: bool = False) -> dict[str, list[float]]:
+    """Per-item ``prob``, ``rouge`` (recall) and ``truth_ratio`` (raw) of one ``*_perturbed`` set;
+    ``with_options`` gives the real-authors/world-facts probability (correct vs perturbed)."""
+    from .muse import rouge_l
+
+    k = [len(r["perturbed_answer"]) for r in records]
+    pairs = [(r["question"], r["answer"]) for r in records]
+    pairs += [(r["question"], r["paraphrased_answer"]) for r in records]
+    pairs += [(r["question"], w) for r in records for w in r["perturbed_answer"]]
+    nll = answer_nlls(model, tok, pairs, batch_size)
+    n = len(records)
+    correct, para, rest = nll[:n], nll[n:2 * n], nll[2 * n:]
+    wrong, i = [], 0
+    for kk in k:
+        wrong.append(rest[i:i + kk])
+        i += kk
+    answers = greedy_answers(model, tok, [r["question"] for r in records], max_new_tokens, batch_size)
+    prob = [prob_with_options(c, w) if with_options else normalised_prob(c) for c, w in zip(correct, wrong)]
+    return {"prob": prob,
+            "rouge": [rouge_l(r["answer"], a)[1] for r, a in zip(records, answers)],
+            "truth_ratio": [truth_ratio(p, w) for p, w in zip(para, wrong)]}
+
+
+def tofu_scores(model, tok, sets: Mapping[str, Sequence[Mapping]], max_new_tokens: int,
+                batch_size: int = 16) -> tuple[dict[str, float], dict[str, list[float]]]:
+    """TOFU's metrics of one model (x100; see the module doc) and the per-item values behind them.
+
+    ``sets`` holds the records of ``forget``, ``retain``, ``real_authors`` and ``world_facts``
+    (the ``*_perturbed`` files). Returns ``(metrics, items)``: metrics ``tofu_prob_f``,
+    ``tofu_rouge_f``, ``truth_ratio_f`` and ``model_utility`` (Forget Quality needs the retain
+    model, so it is derived at aggregation from ``items['truth_ratio_f']``, the raw forget ratios),
+    and items with the per-item forget probability, ROUGE and truth ratio.
+    """
+    f = set_scores(model, tok, sets["forget"], max_new_tokens, batch_size)
+    utility = []
+    for name in ("retain", "real_authors", "world_facts"):
+        s = set_scores(model, tok, sets[name], max_new_tokens, batch_size, with_options=name != "retain")
+        utility += [float(np.mean(s["prob"])), float(np.mean(s["rouge"])), truth_ratio_retain(s["truth_ratio"])]
+    metrics = {"tofu_prob_f": 100.0 * float(np.mean(f["prob"])),
+               "tofu_rouge_f": 100.0 * float(np.mean(f["rouge"])),
+               "truth_ratio_f": 100.0 * truth_ratio_forget(f["truth_ratio"]),
+               "model_utility": 100.0 * model_utility(utility)}
+    items = {"tofu_prob_f": [100.0 * p for p in f["prob"]], "tofu_rouge_f": [100.0 * r for r in f["rouge"]],
+             FORGET_TRUTH_RATIOS: f["truth_ratio"]}
+    return metrics, items
