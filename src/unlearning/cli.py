@@ -104,6 +104,12 @@ def _cmd_report_tables(a: argparse.Namespace) -> None:
     report_tables(a.table, a.main_csv, a.main_md, a.quantization, a.relearning)
 
 
+def _cmd_tofu_table(a: argparse.Namespace) -> None:
+    from .report.tofu_table import write
+
+    write(a.table, a.csv, a.md)
+
+
 def _cmd_lmc(a: argparse.Namespace) -> None:
     from .lmc import lmc
 
@@ -207,6 +213,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--auc-retrain", type=float, default=None)
     s.add_argument("--out", required=True)
 
+    s = stage("tofu-table", _cmd_tofu_table, "the paper's TOFU table from a TOFU benchmark's tidy table")
+    s.add_argument("--table", required=True)
+    s.add_argument("--csv", required=True)
+    s.add_argument("--md", required=True)
+
     s = stage("figures", _cmd_figures, "figures from a tidy table")
     s.add_argument("--table", required=True)
     s.add_argument("--out", required=True, help="output folder")
@@ -280,7 +291,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # Reporting stages and data preparation never touch torch: don't pay for importing it.
     if args.stage not in ("aggregate", "figures", "summary", "data", "report-tables", "lmc-figure",
-                          "ablation", "findings", "provenance"):
+                          "ablation", "findings", "provenance", "tofu-table"):
         _threads(args.threads)
     try:
         args.fn(args)

@@ -16,73 +16,28 @@ eval/tofu_metrics) compute them; see REFERENCE.md:
   ``get_forget_quality``).
 - Model Utility: the harmonic mean of the nine retain / real-authors / world-facts numbers
   (probability, ROUGE-L recall, truth ratio of each), 0 when any is 0.
-Everything here is 0-1 as TOFU computes it; the evaluate stage reports x100 (Forget Quality stays a
-p-value).
+The formulas (unlearning/tofu_metrics.py, torch-free: the aggregation computes Forget Quality) are on
+TOFU's 0-1 scale; ``tofu_scores`` reports x100.
 """
 
 from __future__ import annotations
 
-import math
 from typing import Mapping, Sequence
 
 import numpy as np
 
-# The per-item value the evaluation records for Forget Quality (see stages/evaluate.py).
-FORGET_TRUTH_RATIOS = "truth_ratio_f"
+from ..tofu_metrics import (  # noqa: F401  (the formulas, re-exported beside the model-based scores)
+    FORGET_TRUTH_RATIOS,
+    forget_quality,
+    model_utility,
+    normalised_prob,
+    prob_with_options,
+    truth_ratio,
+    truth_ratio_forget,
+    truth_ratio_retain,
+)
 
 
-# ----------------------------------------------------------------------------- formulas (no model)
-def normalised_prob(mean_nll: float) -> float:
-    """Length-normalised probability of an answer: exp(-mean token NLL)."""
-    return math.exp(-mean_nll)
-
-
-def prob_with_options(correct_nll: float, wrong_nlls: Sequence[float]) -> float:
-    """p(correct) / (p(correct) + sum p(wrong)), every p length-normalised."""
-    pc = normalised_prob(correct_nll)
-    return pc / (pc + sum(normalised_prob(n) for n in wrong_nlls))
-
-
-def truth_ratio(paraphrased_nll: float, perturbed_nlls: Sequence[float]) -> float:
-    """exp(-mean of the perturbed answers' mean NLLs) / exp(-the paraphrase's mean NLL)."""
-    return math.exp(paraphrased_nll - float(np.mean(perturbed_nlls)))
-
-
-def truth_ratio_forget(ratios: Sequence[float]) -> float:
-    """Forget-set truth ratio: mean of min(r, 1/r) (1 = paraphrase and perturbations alike)."""
-    r = np.asarray(ratios, dtype=float)
-    return float(np.mean(np.minimum(r, 1.0 / r)))
-
-
-def truth_ratio_retain(ratios: Sequence[float]) -> float:
-    """Truth ratio of the retain-side sets: mean of max(0, 1 - r) (1 = the truth far likelier)."""
-    r = np.asarray(ratios, dtype=float)
-    return float(np.mean(np.maximum(0.0, 1.0 - r)))
-
-
-def forget_quality(unlearned: Sequence[float], retain: Sequence[float]) -> float:
-    """Forget Quality: the two-sample KS test's p-value between the unlearned model's and the retain
-    model's per-item forget truth ratios (high: indistinguishable from never having seen the data)."""
-    from scipy.stats import ks_2samp
-
-    if not len(unlearned) or not len(retain):
-        raise ValueError("forget_quality needs the truth ratios of both models")
-    return float(ks_2samp(list(unlearned), list(retain)).pvalue)
-
-
-def model_utility(values: Sequence[float]) -> float:
-    """Harmonic mean of the nine utility numbers; 0 when any of them is 0."""
-    v = np.asarray(values, dtype=float)
-    if len(v) != 9:
-        raise ValueError(f"model utility takes 9 numbers, got {len(v)}")
-    if (v < 0).any():
-        raise ValueError(f"model utility: negative value among {v.tolist()}")
-    if (v == 0).any():
-        return 0.0
-    return float(len(v) / np.sum(1.0 / v))
-
-
-# ----------------------------------------------------------------------------- with a model
 def prompt(question: str) -> str:
     """TOFU's question prompt (the answer follows after a space)."""
     from ..data.io import QA_PROMPT
