@@ -9,12 +9,11 @@ import math
 import pandas as pd
 import pytest
 import torch
+from test_eval import make_tok, tiny_llama
 
 from unlearning import tofu_metrics as tm
 from unlearning.report import tofu_table
 from unlearning.report.tidy import tidy
-
-from test_eval import make_tok, tiny_llama
 
 
 # ----------------------------------------------------------------------------- formulas
@@ -86,9 +85,12 @@ def test_tofu_scores_on_a_tiny_llama(tok):
     model = tiny_llama(tok, max_pos=128)
     rec = {"question": "the cat sat?", "answer": "on the mat", "paraphrased_answer": "the mat",
            "perturbed_answer": ["the rug", "the dog"]}
-    sets = {name: [rec, dict(rec, answer="the dog lay")] for name in ("forget", "retain", "real_authors", "world_facts")}
+    names = ("forget", "retain", "real_authors", "world_facts")
+    sets = {name: [rec, dict(rec, answer="the dog lay")] for name in names}
     metrics, items = tofu_scores(model, tok, sets, max_new_tokens=4, batch_size=2)
-    assert set(metrics) == {"tofu_prob_f", "tofu_rouge_f", "truth_ratio_f", "model_utility"}
+    nine = {f"{m}_{s}" for m in ("tofu_prob", "tofu_rouge", "truth_ratio") for s in ("r", "ra", "wf")}
+    assert set(metrics) == {"tofu_prob_f", "tofu_rouge_f", "truth_ratio_f", "model_utility"} | nine
+    assert metrics["model_utility"] == pytest.approx(100 * tm.model_utility([metrics[m] / 100 for m in sorted(nine)]))
     assert all(0 <= v <= 100 for v in metrics.values())
     assert len(items["truth_ratio_f"]) == 2 and all(r > 0 for r in items["truth_ratio_f"])
     # the forget truth ratio is the aggregation of the recorded per-item ratios

@@ -37,6 +37,9 @@ from ..tofu_metrics import (  # noqa: F401  (the formulas, re-exported beside th
     truth_ratio_retain,
 )
 
+# The utility sets and the suffix of their metrics (``tofu_prob_r``, ``truth_ratio_wf``, ...).
+UTILITY_SETS = {"retain": "r", "real_authors": "ra", "world_facts": "wf"}
+
 
 def prompt(question: str) -> str:
     """TOFU's question prompt (the answer follows after a space)."""
@@ -103,19 +106,23 @@ def tofu_scores(model, tok, sets: Mapping[str, Sequence[Mapping]], max_new_token
 
     ``sets`` holds the records of ``forget``, ``retain``, ``real_authors`` and ``world_facts``
     (the ``*_perturbed`` files). Returns ``(metrics, items)``: metrics ``tofu_prob_f``,
-    ``tofu_rouge_f``, ``truth_ratio_f`` and ``model_utility`` (Forget Quality needs the retain
+    ``tofu_rouge_f``, ``truth_ratio_f``, ``model_utility`` and its nine numbers (``tofu_prob_r``,
+    ``tofu_rouge_r``, ``truth_ratio_r``, the same with ``_ra`` and ``_wf``; Forget Quality needs the retain
     model, so it is derived at aggregation from ``items['truth_ratio_f']``, the raw forget ratios),
     and items with the per-item forget probability, ROUGE and truth ratio.
     """
     f = set_scores(model, tok, sets["forget"], max_new_tokens, batch_size)
-    utility = []
-    for name in ("retain", "real_authors", "world_facts"):
-        s = set_scores(model, tok, sets[name], max_new_tokens, batch_size, with_options=name != "retain")
-        utility += [float(np.mean(s["prob"])), float(np.mean(s["rouge"])), truth_ratio_retain(s["truth_ratio"])]
     metrics = {"tofu_prob_f": 100.0 * float(np.mean(f["prob"])),
                "tofu_rouge_f": 100.0 * float(np.mean(f["rouge"])),
-               "truth_ratio_f": 100.0 * truth_ratio_forget(f["truth_ratio"]),
-               "model_utility": 100.0 * model_utility(utility)}
+               "truth_ratio_f": 100.0 * truth_ratio_forget(f["truth_ratio"])}
+    utility = []
+    for name, suffix in UTILITY_SETS.items():
+        s = set_scores(model, tok, sets[name], max_new_tokens, batch_size, with_options=name != "retain")
+        three = [float(np.mean(s["prob"])), float(np.mean(s["rouge"])), truth_ratio_retain(s["truth_ratio"])]
+        utility += three
+        # the nine numbers behind model utility, each reported too (a harmonic mean hides which fell)
+        metrics.update({f"{m}_{suffix}": 100.0 * v for m, v in zip(("tofu_prob", "tofu_rouge", "truth_ratio"), three)})
+    metrics["model_utility"] = 100.0 * model_utility(utility)
     items = {"tofu_prob_f": [100.0 * p for p in f["prob"]], "tofu_rouge_f": [100.0 * r for r in f["rouge"]],
              FORGET_TRUTH_RATIOS: f["truth_ratio"]}
     return metrics, items
