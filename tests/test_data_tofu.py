@@ -125,3 +125,14 @@ def test_tofu_adapter_imports_only_io_and_sources():
     tree = ast.parse((SRC / "unlearning" / "data" / "tofu.py").read_text())
     imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.level == 1}
     assert imported <= {"io", "sources"}
+
+
+def test_tofu_without_retrain_model_is_a_config_error():
+    import yaml
+
+    from unlearning.config import ConfigError, validate
+
+    cfg = yaml.safe_load((SRC.parent / "configs" / "paper-tofu.yaml").read_text())
+    cfg["benchmarks"]["tofu"]["retrain"] = False
+    with pytest.raises(ConfigError, match="benchmarks.tofu.retrain"):
+        validate(cfg)
