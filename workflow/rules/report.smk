@@ -42,7 +42,7 @@ rule report_tables:
         " --quantization {output.quant} --relearning {output.relearn} > {log} 2>&1"
 
 
-rule tofu_table:
+rule report_tofu_table:
     """The paper's TOFU table: Original, Retrain, then each method / optimizer; forget probability,
     forget ROUGE-L, model utility and Forget Quality, mean and 95% CI over seeds (no attack)."""
     input:
@@ -57,7 +57,7 @@ rule tofu_table:
         ),
         md=f"{R}/tables/tofu/{{bench}}.md",
     log:
-        f"{R}/logs/tofu_table/{{bench}}.log",
+        f"{R}/logs/report_tofu_table/{{bench}}.log",
     conda:
         CONDA_ENV
     threads: 1
