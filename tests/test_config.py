@@ -59,7 +59,7 @@ _DELETE = object()
 
 BAD = [
     # (dotted key, value, text the one-line message must contain)
-    ("benchmarks.muse.kind", "tofu", "benchmarks.muse.kind"),
+    ("benchmarks.muse.kind", "lambada", "benchmarks.muse.kind"),
     ("benchmarks", {}, "benchmarks"),
     ("methods.graddiff.objective", "gradient_magic", "methods.graddiff.objective"),
     ("methods.npo.beta", -1, "methods.npo.beta"),

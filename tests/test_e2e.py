@@ -25,7 +25,9 @@ def test_tables_have_every_attack_metric_and_optimizer(smoke_run: Path):
     cfg = smoke_config()
     expected_attacks = {"none", "int8", "fp4", "nf4"} | {f"relearn{s}" for s in cfg["attacks"]["relearn"]["steps"]}
     metrics = {"muse": {"verbmem_f", "knowmem_f", "knowmem_r", "privleak", "qcode_change"},
-               "wmdp": {"wmdp_acc", "mmlu_acc", "qcode_change"}}
+               "wmdp": {"wmdp_acc", "mmlu_acc", "qcode_change"},
+               "tofu": {"tofu_prob_f", "tofu_rouge_f", "truth_ratio_f", "forget_quality", "model_utility",
+                        "qcode_change"}}
     for bench in cfg["benchmarks"]:
         df = pd.read_csv(smoke_run / "results" / "tables" / f"{bench}.csv")
         assert list(df.columns) == COLUMNS
@@ -36,8 +38,10 @@ def test_tables_have_every_attack_metric_and_optimizer(smoke_run: Path):
         assert set(unl.method) == set(methods_for(cfg, bench))
         assert set(df[df.method == "none"].optimizer) == {"target", "retrain"}
         assert metrics[bench] <= set(df.metric)
-        pct = df[df.metric.isin(["verbmem_f", "knowmem_f", "knowmem_r", "wmdp_acc", "mmlu_acc", "qcode_change"])]
+        pct = df[df.metric.isin(["verbmem_f", "knowmem_f", "knowmem_r", "wmdp_acc", "mmlu_acc", "qcode_change",
+                                 "tofu_prob_f", "tofu_rouge_f", "truth_ratio_f", "model_utility"])]
         assert pct.value.between(0, 100).all()
+        assert df[df.metric == "forget_quality"].value.between(0, 1).all()
         assert set(df.grade) <= {"reference", "second", "first", "compressed", "zeroth", "hybrid"}
         # qcode_change only under quantization, and 0 for the target against itself
         q = df[df.metric == "qcode_change"]
@@ -46,6 +50,13 @@ def test_tables_have_every_attack_metric_and_optimizer(smoke_run: Path):
         figs = list((smoke_run / "results" / "figures" / bench).glob("*.png"))
         assert figs, f"no figures for {bench}"
     assert (smoke_run / "results" / "summary.md").read_text().startswith("# Study summary")
+    # TOFU: Forget Quality is derived against the retrain model, which matches itself exactly
+    tofu = pd.read_csv(smoke_run / "results" / "tables" / "tofu.csv")
+    fq = tofu[(tofu.metric == "forget_quality") & (tofu.attack == "none")].set_index("optimizer").value
+    assert fq["retrain"] == 1.0
+    table = pd.read_csv(smoke_run / "results" / "tables" / "tofu" / "tofu.csv")
+    assert list(table.row[:2]) == ["Original (target)", "Retrain"] and len(table) == 2 + 2
+    assert "| Retrain |" in (smoke_run / "results" / "tables" / "tofu" / "tofu.md").read_text()
 
 
 def test_models_are_safetensors_only(smoke_run: Path):

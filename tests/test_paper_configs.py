@@ -11,7 +11,7 @@ from unlearning.config import methods_for, optimizers_for, validate
 
 from conftest import ROOT, make_study, snakemake
 
-STUDIES = ["paper-muse-news", "paper-muse-books", "paper-wmdp", "paper-wmdp-cyber"]
+STUDIES = ["paper-muse-news", "paper-muse-books", "paper-wmdp", "paper-wmdp-cyber", "paper-tofu"]
 
 
 def job_counts(output: str) -> dict[str, int]:

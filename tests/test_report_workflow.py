@@ -14,7 +14,7 @@ pytestmark = pytest.mark.e2e
 
 def test_report_outputs_of_the_smoke_study(smoke_run):
     res = smoke_run / "results"
-    for bench in ("muse", "wmdp"):
+    for bench in ("muse", "wmdp", "tofu"):
         wide = pd.read_csv(res / "tables" / "main" / f"{bench}.csv")
         assert list(wide.row[:2]) == ["Original (target)", "Retrain"]
         for name in ("quantization", "relearning", "tradeoff", "lmc"):
@@ -27,6 +27,8 @@ def test_report_outputs_of_the_smoke_study(smoke_run):
     assert set(lmc.optimizer) == {"zo", "hybrid"}
     start = lmc[lmc.alpha == 0].groupby("split").loss
     assert (start.max() - start.min()).max() < 1e-6  # every path starts at the same Adam model
+    # the paper's TOFU table, for the TOFU benchmark only
+    assert (res / "tables" / "tofu" / "tofu.md").exists() and not (res / "tables" / "tofu" / "muse.csv").exists()
     md = (res / "README" / "findings.md").read_text()
     assert "| Q1 |" in md and "not tested (optimizer not configured)" in md
 
@@ -50,7 +52,7 @@ def test_ablation_and_html_report(smoke_copy):
     html = (res / "report.html").read_text(errors="ignore")
     for caption in ("Main table of benchmark muse", "Linear mode connectivity on wmdp", "Hybrid ablation",
                     "Relearning attack on wmdp", "Utility against forgetting on muse",
-                    "findings that this study can test"):
+                    "findings that this study can test", "The paper's TOFU table for benchmark tofu"):
         assert caption in html, caption
     # a bad ablation benchmark is a one-line config error
     cfg["ablation"]["benchmark"] = "nope"

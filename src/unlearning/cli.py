@@ -13,6 +13,8 @@ import os
 import sys
 from typing import Any, Callable
 
+KINDS = ["muse", "wmdp", "tofu"]  # benchmark kinds (the schema's benchmarks.<name>.kind)
+
 
 def _json(text: str) -> Any:
     try:
@@ -102,6 +104,12 @@ def _cmd_report_tables(a: argparse.Namespace) -> None:
     report_tables(a.table, a.main_csv, a.main_md, a.quantization, a.relearning)
 
 
+def _cmd_tofu_table(a: argparse.Namespace) -> None:
+    from .report.tofu_table import write
+
+    write(a.table, a.csv, a.md)
+
+
 def _cmd_lmc(a: argparse.Namespace) -> None:
     from .lmc import lmc
 
@@ -148,13 +156,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = stage("tokenizer", _cmd_tokenizer, "train the BPE tokenizer on a benchmark")
     s.add_argument("--data", required=True)
-    s.add_argument("--kind", required=True, choices=["muse", "wmdp"])
+    s.add_argument("--kind", required=True, choices=KINDS)
     s.add_argument("--vocab-size", type=int, required=True)
     s.add_argument("--out", required=True)
 
     s = stage("model", _cmd_model, "train (or copy from a hub id/folder) the target or retrain model")
     s.add_argument("--data", required=True)
-    s.add_argument("--kind", required=True, choices=["muse", "wmdp"])
+    s.add_argument("--kind", required=True, choices=KINDS)
     s.add_argument("--role", required=True, choices=["target", "retrain"])
     s.add_argument("--tokenizer", required=True)
     s.add_argument("--arch", type=_json, required=True)
@@ -165,7 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = stage("unlearn", _cmd_unlearn, "unlearn the forget set from the target")
     s.add_argument("--target", required=True)
     s.add_argument("--data", required=True)
-    s.add_argument("--kind", required=True, choices=["muse", "wmdp"])
+    s.add_argument("--kind", required=True, choices=KINDS)
     s.add_argument("--method", type=_json, required=True)
     s.add_argument("--optimizer", type=_json, required=True)
     s.add_argument("--run", type=_json, required=True, help="steps, batch_size, max_len, seed")
@@ -174,7 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = stage("relearn", _cmd_relearn, "relearning attack: checkpoints after each step count")
     s.add_argument("--model", required=True)
     s.add_argument("--data", required=True)
-    s.add_argument("--kind", required=True, choices=["muse", "wmdp"])
+    s.add_argument("--kind", required=True, choices=KINDS)
     s.add_argument("--params", type=_json, required=True)
     s.add_argument("--seed", type=int, required=True)
     s.add_argument("--max-len", type=int, required=True)
@@ -183,7 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = stage("evaluate", _cmd_evaluate, "score a model under each attack")
     s.add_argument("--model", required=True)
     s.add_argument("--data", required=True)
-    s.add_argument("--kind", required=True, choices=["muse", "wmdp"])
+    s.add_argument("--kind", required=True, choices=KINDS)
     s.add_argument("--attacks", nargs="+", required=True)
     s.add_argument("--meta", type=_json, required=True, help="benchmark/method/optimizer/grade/seed")
     s.add_argument("--params", type=_json, required=True, help="the evaluation config entry")
@@ -204,6 +212,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--inputs", nargs="+", required=True)
     s.add_argument("--auc-retrain", type=float, default=None)
     s.add_argument("--out", required=True)
+
+    s = stage("tofu-table", _cmd_tofu_table, "the paper's TOFU table from a TOFU benchmark's tidy table")
+    s.add_argument("--table", required=True)
+    s.add_argument("--csv", required=True)
+    s.add_argument("--md", required=True)
 
     s = stage("figures", _cmd_figures, "figures from a tidy table")
     s.add_argument("--table", required=True)
@@ -231,7 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--models", nargs="+", required=True, help="optimizer=folder of each unlearned model")
     s.add_argument("--reference", required=True, help="optimizer whose solution anchors the paths")
     s.add_argument("--data", required=True)
-    s.add_argument("--kind", required=True, choices=["muse", "wmdp"])
+    s.add_argument("--kind", required=True, choices=KINDS)
     s.add_argument("--meta", type=_json, required=True, help="benchmark, method, seed, grades")
     s.add_argument("--points", type=int, default=11)
     s.add_argument("--max-texts", type=int, default=64, help="texts per split (0 = all)")
@@ -281,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # Reporting stages and data preparation never touch torch: don't pay for importing it.
     if args.stage not in ("aggregate", "figures", "summary", "data", "report-tables", "lmc-figure",
-                          "ablation", "findings", "provenance"):
+                          "ablation", "findings", "provenance", "tofu-table"):
         _threads(args.threads)
     try:
         args.fn(args)

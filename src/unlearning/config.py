@@ -139,6 +139,8 @@ def _check_references(config: dict) -> None:
                                   f"configured: {', '.join(sorted(optimizers))}")
         if entry.get("source", "synthetic") == "hub" and "dataset" not in entry:
             raise ConfigError(f"benchmarks.{bench}.dataset: required when source is 'hub'")
+        if entry["kind"] == "tofu" and entry.get("retrain") is False:
+            raise ConfigError(f"benchmarks.{bench}.retrain: TOFU's Forget Quality needs a retrain (retain) model")
     for name, spec in config["optimizers"].items():
         if spec.get("type") == "hybrid":
             for part in ("fo", "zo"):

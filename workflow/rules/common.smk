@@ -121,6 +121,8 @@ EVAL_CODE = src(
     "eval/common.py",
     "eval/muse.py",
     "eval/mc.py",
+    "eval/tofu.py",
+    "tofu_metrics.py",
     "prompts.py",
     "attacks/quantization.py",
     "attacks/relearn.py",
@@ -322,6 +324,13 @@ def readme_figures():
     return figs
 
 
+def tofu_tables(bench):
+    """The paper's TOFU table (CSV + markdown) of a TOFU-kind benchmark; none for other kinds."""
+    if config["benchmarks"][bench]["kind"] != "tofu":
+        return []
+    return [f"{R}/tables/tofu/{bench}.csv", f"{R}/tables/tofu/{bench}.md"]
+
+
 def report_outputs():
     """Everything workflow/rules/report.smk produces: figures, main tables, LMC, ablation, findings."""
     out = []
@@ -331,6 +340,7 @@ def report_outputs():
             f"{R}/tables/main/{b}.md",
             *report_figures(b),
             f"{R}/lmc/{b}/barriers.csv",
+            *tofu_tables(b),
         ]
     if ABLATION:
         out += [f"{R}/ablation/table.csv", f"{R}/ablation/ablation.png"]

@@ -42,6 +42,29 @@ rule report_tables:
         " --quantization {output.quant} --relearning {output.relearn} > {log} 2>&1"
 
 
+rule report_tofu_table:
+    """The paper's TOFU table: Original, Retrain, then each method / optimizer; forget probability,
+    forget ROUGE-L, model utility and Forget Quality, mean and 95% CI over seeds (no attack)."""
+    input:
+        table=f"{R}/tables/{{bench}}.csv",
+        code=src(*report_code("tofu_table")),
+    output:
+        csv=report(
+            f"{R}/tables/tofu/{{bench}}.csv",
+            caption="../report/tofu_table.rst",
+            category="1. Main tables",
+            subcategory="{bench}",
+        ),
+        md=f"{R}/tables/tofu/{{bench}}.md",
+    log:
+        f"{R}/logs/report_tofu_table/{{bench}}.log",
+    conda:
+        CONDA_ENV
+    threads: 1
+    shell:
+        "unlearning tofu-table --table {input.table} --csv {output.csv} --md {output.md} > {log} 2>&1"
+
+
 rule lmc:
     """Loss on forget and retain data along (1-a) theta_ref + a theta_other, from the reference
     optimizer's solution to every other optimizer's of the same benchmark, method and seed."""

@@ -11,9 +11,9 @@ Config entry this expects (``benchmarks.<name>`` in config.yaml, as workflow/sch
 ``prepare_data`` in stages/data.py passes ``source`` as ``local_path`` and spreads ``data_options``)::
 
     muse_news:
-      kind: muse                 # muse | wmdp (must match the dataset)
+      kind: muse                 # muse | wmdp | tofu (must match the dataset)
       source: hub                # "hub", or a folder holding a local copy (see sources.py)
-      dataset: muse-news         # muse-news | muse-books | wmdp-bio | wmdp-cyber | wmdp-chem
+      dataset: muse-news         # muse-news | muse-books | wmdp-bio | wmdp-cyber | wmdp-chem | tofu
       data_options:              # all optional
         max_records: null        # null | int (every file) | {"raw/forget.jsonl": 100, ...}
         name: muse_news          # the entry's own name, so errors can name its config keys
@@ -40,7 +40,7 @@ import os
 from types import ModuleType
 from typing import Any, Callable, NamedTuple
 
-from . import muse, wmdp
+from . import muse, tofu, wmdp
 from .io import DataError
 
 COMMON_OPTIONS = frozenset({"dataset", "source", "local_path", "max_records", "name"})
@@ -63,6 +63,7 @@ def _adapter(module: ModuleType, fetch: Callable[..., dict[str, int]]) -> Adapte
 KINDS: dict[str, Adapter] = {
     "muse": _adapter(muse, muse.fetch_muse),
     "wmdp": _adapter(wmdp, wmdp.fetch_wmdp),
+    "tofu": _adapter(tofu, tofu.fetch_tofu),
 }
 # every dataset name -> its kind
 DATASETS: dict[str, str] = {d: kind for kind, a in KINDS.items() for d in a.datasets}

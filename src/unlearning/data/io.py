@@ -13,6 +13,9 @@ VERBMEM = {"prompt": str, "gt": str}
 QA = {"question": str, "answer": str}
 MC = {"question": str, "choices": list, "answer": int}
 MMLU = {"question": str, "subject": str, "choices": list, "answer": int}
+# TOFU's evaluation sets (locuslab/TOFU ``*_perturbed``): a paraphrase of the answer and a list of
+# wrong but plausible answers.
+PERTURBED = {"question": str, "answer": str, "paraphrased_answer": str, "perturbed_answer": list}
 
 
 class DataError(ValueError):
@@ -76,6 +79,10 @@ def _check_record(path: Path, lineno: int, rec: dict, fields: Mapping[str, type]
             raise DataError(
                 f"{path}:{lineno}: field '{name}' is {type(value).__name__}, expected {typ.__name__}"
             )
+    if "perturbed_answer" in fields:
+        wrong = rec["perturbed_answer"]
+        if not wrong or not all(isinstance(w, str) for w in wrong):
+            raise DataError(f"{path}:{lineno}: field 'perturbed_answer' must be a non-empty list of strings")
     if "choices" in fields:
         choices = rec["choices"]
         if len(choices) != 4 or not all(isinstance(c, str) for c in choices):
@@ -106,13 +113,35 @@ LAYOUT: dict[str, dict[str, Mapping[str, type]]] = {
         "questions/forget.jsonl": MC,
         "questions/utility.jsonl": MMLU,
     },
+    # TOFU: one file per hub config of locuslab/TOFU (split ``train``), named as the hub names them.
+    "tofu": {
+        "full.jsonl": QA,
+        **{f"forget{n}.jsonl": QA for n in ("01", "05", "10")},
+        **{f"retain{n}.jsonl": QA for n in ("99", "95", "90")},
+        **{f"forget{n}_perturbed.jsonl": PERTURBED for n in ("01", "05", "10")},
+        "retain_perturbed.jsonl": PERTURBED,
+        "real_authors_perturbed.jsonl": PERTURBED,
+        "world_facts_perturbed.jsonl": PERTURBED,
+    },
 }
 
 # Role of each split in training and unlearning (see docs/architecture.md).
 ROLES: dict[str, dict[str, str]] = {
     "muse": {"forget": "raw/forget.jsonl", "retain": "raw/retain1.jsonl"},
     "wmdp": {"forget": "corpora/forget.jsonl", "retain": "corpora/retain.jsonl"},
+    # TOFU's paper table is forget10 (REFERENCE.md); its complement retain90 is the retain set.
+    "tofu": {"forget": "forget10.jsonl", "retain": "retain90.jsonl"},
 }
+
+# TOFU's prompt (REFERENCE.md): training documents and evaluation prompts share it.
+QA_PROMPT = "Question: {question}\nAnswer:"
+
+
+def document(rec: Mapping[str, Any]) -> str:
+    """The training text of a record: its ``text``, or a question/answer pair in TOFU's prompt."""
+    if "text" in rec:
+        return rec["text"]
+    return QA_PROMPT.format(question=rec["question"]) + " " + rec["answer"]
 
 
 def load_split(bench_dir: str | os.PathLike, kind: str, name: str) -> list[dict]:

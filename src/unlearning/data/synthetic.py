@@ -288,9 +288,13 @@ def _finish(out: Path, kind: str, subject: str, seed: int, shape: dict) -> dict[
 
 
 def generate(kind: str, out_dir: str | Path, seed: int = 0, **shape: int) -> dict[str, int]:
-    """Generate the synthetic benchmark of ``kind`` ('muse' or 'wmdp') into ``out_dir``."""
+    """Generate the synthetic benchmark of ``kind`` ('muse', 'wmdp' or 'tofu') into ``out_dir``."""
     if kind == "muse":
         return generate_muse(out_dir, seed, MuseShape(**shape))
     if kind == "wmdp":
         return generate_wmdp(out_dir, seed, WmdpShape(**shape))
-    raise ValueError(f"unknown benchmark kind {kind!r}; expected 'muse' or 'wmdp'")
+    if kind == "tofu":
+        from .synthetic_tofu import TofuShape, generate_tofu
+
+        return generate_tofu(out_dir, seed, TofuShape(**shape))
+    raise ValueError(f"unknown benchmark kind {kind!r}; expected 'muse', 'wmdp' or 'tofu'")

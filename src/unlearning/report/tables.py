@@ -41,7 +41,7 @@ def summary(tables: Sequence[str | Path], out: str | Path, provenance: str | Pat
         df = pd.read_csv(table)
         bench = df.benchmark.iloc[0]
         parts += [f"## {bench}", ""]
-        metrics = [m for m in FORGET_METRICS + UTILITY_METRICS + ["privleak", "qcode_change"]
+        metrics = [m for m in FORGET_METRICS + UTILITY_METRICS + ["privleak", "forget_quality", "qcode_change"]
                    if m in set(df.metric)]
         attacks = attack_order(df.attack.unique())
         order = optimizer_order(df)

@@ -12,20 +12,25 @@ from typing import Sequence
 import pandas as pd
 
 from ..registry import GRADES
+from ..tofu_metrics import FORGET_TRUTH_RATIOS, forget_quality
 from .files import atomic_csv
 
 COLUMNS = ["benchmark", "method", "optimizer", "grade", "seed", "attack", "metric", "value"]
 GRADE_ORDER = ["reference", *GRADES]
 # Forget-knowledge metrics (lower is better after unlearning) and utility metrics (higher is better).
-FORGET_METRICS = ["verbmem_f", "knowmem_f", "wmdp_acc"]
-UTILITY_METRICS = ["knowmem_r", "mmlu_acc"]
+FORGET_METRICS = ["verbmem_f", "knowmem_f", "wmdp_acc", "tofu_prob_f", "tofu_rouge_f"]
+UTILITY_METRICS = ["knowmem_r", "mmlu_acc", "model_utility"]
 METRIC_LABELS = {
     "verbmem_f": "VerbMem_f (ROUGE-L F1 x100)", "knowmem_f": "KnowMem_f (ROUGE-L F1 x100)",
     "knowmem_r": "KnowMem_r (ROUGE-L F1 x100)", "privleak": "PrivLeak (%)",
     "wmdp_acc": "Forget-domain accuracy (%)", "mmlu_acc": "Utility accuracy (%)",
     "qcode_change": "4-bit codes changed (%)",
+    "tofu_prob_f": "Forget probability (x100)", "tofu_rouge_f": "Forget ROUGE-L recall (x100)",
+    "truth_ratio_f": "Forget truth ratio (x100)", "forget_quality": "Forget Quality (KS p-value)",
+    "model_utility": "Model utility (x100)",
 }
 METRIC_ORDER = ["verbmem_f", "knowmem_f", "knowmem_r", "privleak", "mink_auc", "wmdp_acc", "mmlu_acc",
+                "tofu_prob_f", "tofu_rouge_f", "truth_ratio_f", "forget_quality", "model_utility",
                 "qcode_change"]
 QUANT_ATTACKS = ["int8", "fp4", "nf4"]
 FOUR_BIT = ["fp4", "nf4"]
@@ -43,15 +48,22 @@ def tidy(evals: Sequence[str | Path], auc_retrain: float | None = None) -> pd.Da
     """One row per (benchmark, method, optimizer, grade, seed, attack, metric) from eval JSONs.
 
     PrivLeak is derived here: (AUC - AUC_retrain) / AUC_retrain * 100, with AUC_retrain the retrain
-    model's own Min-K% AUC (attack none) unless ``auc_retrain`` is given.
+    model's own Min-K% AUC (attack none) unless ``auc_retrain`` is given. So is TOFU's Forget Quality:
+    the KS p-value of each evaluation's per-item forget truth ratios against the retrain model's
+    (attack none), the retrain model playing TOFU's retain model.
     """
     rows = []
+    ratios: list[tuple[dict, list[float]]] = []  # (row keys, per-item forget truth ratios)
     for path in evals:
         rec = json.loads(Path(path).read_text(encoding="utf-8"))
+        keys = {k: rec[k] for k in COLUMNS[:6]}
         for metric, value in rec["metrics"].items():
             if value is None or not math.isfinite(float(value)):
                 raise ValueError(f"{path}: metric {metric} is not finite ({value})")
-            rows.append({**{k: rec[k] for k in COLUMNS[:6]}, "metric": metric, "value": float(value)})
+            rows.append({**keys, "metric": metric, "value": float(value)})
+        if FORGET_TRUTH_RATIOS in rec.get("items", {}):
+            ratios.append((keys, rec["items"][FORGET_TRUTH_RATIOS]))
+    rows += forget_quality_rows(ratios)
     df = pd.DataFrame(rows, columns=COLUMNS)
     auc = df[df.metric == "mink_auc"]
     if not auc.empty:
@@ -65,6 +77,18 @@ def tidy(evals: Sequence[str | Path], auc_retrain: float | None = None) -> pd.Da
         leak["value"] = (leak["value"] - auc_retrain) / auc_retrain * 100.0
         df = pd.concat([df, leak], ignore_index=True)
     return df.sort_values(COLUMNS[:7], kind="stable").reset_index(drop=True)
+
+
+def forget_quality_rows(ratios: Sequence[tuple[dict, list[float]]]) -> list[dict]:
+    """A ``forget_quality`` row per evaluation with per-item forget truth ratios: the KS p-value of its
+    ratios against those of the retrain model without attack (seeds pooled if several)."""
+    if not ratios:
+        return []
+    ref = [v for keys, items in ratios if (keys["optimizer"], keys["attack"]) == ("retrain", "none")
+           for v in items]
+    if not ref:
+        raise ValueError("Forget Quality needs the retrain model's evaluation (TOFU's retain model)")
+    return [{**keys, "metric": "forget_quality", "value": forget_quality(items, ref)} for keys, items in ratios]
 
 
 def aggregate(evals: Sequence[str | Path], auc_retrain: float | None, out: str | Path) -> pd.DataFrame:
@@ -100,12 +124,12 @@ def relearn_steps(attack: str) -> int:
 
 def forget_metrics(df: pd.DataFrame) -> list[str]:
     """The forget-knowledge metrics present in ``df``."""
-    return [m for m in ["knowmem_f", "verbmem_f", "wmdp_acc"] if m in set(df.metric)]
+    return [m for m in ["knowmem_f", "verbmem_f", "wmdp_acc", "tofu_prob_f", "tofu_rouge_f"] if m in set(df.metric)]
 
 
 def utility_metric(df: pd.DataFrame) -> str | None:
-    """The utility metric of ``df`` (KnowMem_r for MUSE, MMLU accuracy for WMDP)."""
-    return next((m for m in ["knowmem_r", "mmlu_acc"] if m in set(df.metric)), None)
+    """The utility metric of ``df`` (KnowMem_r for MUSE, MMLU accuracy for WMDP, model utility for TOFU)."""
+    return next((m for m in ["knowmem_r", "mmlu_acc", "model_utility"] if m in set(df.metric)), None)
 
 
 def methods(df: pd.DataFrame) -> list[str]:

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ..data.io import ROLES, load_split
+from ..data.io import ROLES, document, load_split
 
 
 def write_json(path: str | Path, obj: Any) -> None:
@@ -20,8 +20,8 @@ def write_json(path: str | Path, obj: Any) -> None:
 
 
 def texts(data_dir: str | Path, kind: str, name: str) -> list[str]:
-    """The ``text`` field of every record of one split."""
-    return [r["text"] for r in load_split(data_dir, kind, name)]
+    """The training text of every record of one split (``text``, or a TOFU question/answer pair)."""
+    return [document(r) for r in load_split(data_dir, kind, name)]
 
 
 def forget_retain(data_dir: str | Path, kind: str) -> tuple[list[str], list[str]]:
@@ -35,6 +35,12 @@ def training_texts(data_dir: str | Path, kind: str, role: str) -> list[str]:
     forget, retain = forget_retain(data_dir, kind)
     if kind == "muse":
         retain = retain + texts(data_dir, kind, "raw/retain2.jsonl")
+    if kind == "tofu":
+        # TOFU's utility sets stand for what the pretrained model already knew (real authors, world
+        # facts): a model trained from scratch learns them alongside the fictitious authors, target
+        # and retrain alike. (At paper scale both models come from the hub; this is not used.)
+        retain = retain + texts(data_dir, kind, "real_authors_perturbed.jsonl") + \
+            texts(data_dir, kind, "world_facts_perturbed.jsonl")
     if role == "target":
         return forget + retain
     if role == "retrain":

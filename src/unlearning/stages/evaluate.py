@@ -18,11 +18,13 @@ def _cap(records: list, n: int) -> list:
 
 
 def score(model: Any, tok: Any, data_dir: str | Path, kind: str, params: dict, subject: str,
-          relearned: list[str]) -> dict[str, float]:
+          relearned: list[str], items: dict[str, list[float]] | None = None) -> dict[str, float]:
     """Every metric of the benchmark ``kind`` for one loaded model (0-100 scale; ``mink_auc`` 0-1).
 
     ``relearned`` are the forget texts the relearning attack trains on; forget metrics are also
     reported on the items they contain (``*_relearned``) and on the rest (``*_heldout``).
+    ``items`` receives per-item values that a metric derived at aggregation needs (TOFU: the raw
+    forget truth ratios, from which Forget Quality is computed against the retain model's).
     """
     from .. import eval as E
 
@@ -70,6 +72,19 @@ def score(model: Any, tok: Any, data_dir: str | Path, kind: str, params: dict, s
         for subj, group in sorted(by_subject.items()):
             hits += [int(c) for c in E.mc_correct(model, tok, group, subj, batch_size=bs, bos=bos)]
         out["mmlu_acc"] = 100.0 * sum(hits) / len(hits)
+    elif kind == "tofu":
+        from ..eval.tofu import FORGET_TRUTH_RATIOS, tofu_scores
+
+        sets = {name: _cap(load_split(data_dir, kind, f"{file}_perturbed.jsonl"), cap)
+                for name, file in (("forget", "forget10"), ("retain", "retain"),
+                                   ("real_authors", "real_authors"), ("world_facts", "world_facts"))}
+        metrics, per_item = tofu_scores(model, tok, sets, max_new_tokens=params["tofu_max_new_tokens"],
+                                        batch_size=bs)
+        out.update(metrics)
+        for name in ("tofu_prob_f", "tofu_rouge_f"):
+            split(name, sets["forget"], "question", per_item[name])
+        if items is not None:
+            items[FORGET_TRUTH_RATIOS] = per_item[FORGET_TRUTH_RATIOS]
     else:
         raise ValueError(f"unknown benchmark kind {kind!r}")
     return out
@@ -125,7 +140,8 @@ def evaluate(model_dir: str | Path, data_dir: str | Path, kind: str, attacks: li
             model = load_model(Path(relearn_root) / attack)
         else:
             raise ValueError(f"unknown attack {attack!r}")
-        metrics = score(model, tok, data_dir, kind, params, subject, relearned)
+        items: dict[str, list[float]] = {}
+        metrics = score(model, tok, data_dir, kind, params, subject, relearned, items)
         if attack == "none":
             metrics.update(run_statistics(model_dir))
         if attack in qcodes:
@@ -134,7 +150,10 @@ def evaluate(model_dir: str | Path, data_dir: str | Path, kind: str, attacks: li
         if bad:
             raise ValueError(f"non-finite metrics for {meta} under {attack}: {bad}")
         # No timings here: the same config and seed must give byte-identical JSON (Snakemake's
-        # benchmark files record time).
-        write_json(Path(out_dir) / f"{attack}.json", {**meta, "attack": attack, "metrics": metrics, "env": env})
+        # benchmark files record time). Per-item values (``items``) only where a benchmark has them.
+        record = {**meta, "attack": attack, "metrics": metrics, "env": env}
+        if items:
+            record["items"] = items
+        write_json(Path(out_dir) / f"{attack}.json", record)
         log.info("%s %s: %s (%.1fs)", meta, attack, metrics, time.time() - t0)
         del model
