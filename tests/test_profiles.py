@@ -22,7 +22,8 @@ INSTALL = REPO / "scripts" / "install-slurm-profile.sh"
 
 GPU_RULES = ["train_model", "unlearn", "relearn", "evaluate", "evaluate_reference", "lmc"]
 CPU_RULES = ["prepare_data", "train_tokenizer", "aggregate", "figures", "summary", "report_tables",
-             "lmc_figure", "ablation", "report_findings", "report_provenance", "report_grade_distance"]
+             "lmc_figure", "ablation", "report_findings", "report_provenance", "report_grade_distance",
+             "report_tofu_table"]
 ALL_RULES = CPU_RULES + GPU_RULES
 
 
