@@ -19,12 +19,12 @@ REPORT_MODULES = ["tidy", "tables", "figures", "quantization_plot", "relearning_
 
 
 def test_code_of_lists_a_module_and_the_report_modules_it_reaches():
-    # the registry (optimizer grades) is a library module the tidy table reads
+    # the registry (optimizer grades) and TOFU's Forget Quality are library modules the tidy table reads
     assert code_of("quantization_plot") == ["registry.py", "report/files.py", "report/quantization_plot.py",
-                                            "report/stats.py", "report/style.py", "report/tidy.py"]
+                                            "report/stats.py", "report/style.py", "report/tidy.py", "tofu_metrics.py"]
     assert code_of("relearning_plot") == ["registry.py", "report/files.py", "report/provenance.py",
                                           "report/relearning_plot.py", "report/stats.py", "report/style.py",
-                                          "report/tables.py", "report/tidy.py"]
+                                          "report/tables.py", "report/tidy.py", "tofu_metrics.py"]
     # library modules outside the report are listed, not followed (lmc.py's own imports are its rule's)
     assert code_of("lmc_plot")[0] == "lmc.py" and "models.py" not in code_of("lmc_plot")
     # the figure dispatcher imports the figure modules by name, at run time: the rule adds the one it runs
@@ -53,7 +53,8 @@ def test_editing_one_figure_module_replans_only_that_figure(smoke_copy):
     module = smoke_copy / "src" / "unlearning" / "report" / "quantization_plot.py"
     module.write_text(module.read_text() + "\n# edited\n")
     assert report_jobs(planned(smoke_copy)) == {
-        ("figures", "bench=muse, figure=quantization"), ("figures", "bench=wmdp, figure=quantization"),
+        ("figures", "bench=muse, figure=quantization"), ("figures", "bench=tofu, figure=quantization"),
+        ("figures", "bench=wmdp, figure=quantization"),
         ("report_findings", ""),  # copies the figure into results/README
     }
 
