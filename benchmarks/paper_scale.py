@@ -193,8 +193,9 @@ def worker(arch_name: str, opt: str, steps: int, batch: int, seq: int, device: s
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from unlearning.objectives import build_objective, gnb_loss
+    from unlearning.objectives import build_objective
     from unlearning.optim import build_optimizer
+    from unlearning.train import loss_closure
 
     dev = torch.device(device)
     dtype = torch.bfloat16 if dev.type == "cuda" else torch.float32
@@ -224,21 +225,7 @@ def worker(arch_name: str, opt: str, steps: int, batch: int, seq: int, device: s
     params = [p for p in model.parameters()]
     opt_ = build_optimizer(params, dict(OPTIMIZERS[opt]), total_steps=steps)
 
-    def closure(backward: bool = True, gnb: bool = False):
-        if gnb:
-            opt_.zero_grad(set_to_none=True)
-            loss = gnb_loss(model, fb)
-            loss.backward()
-            return loss.detach()
-        if backward:
-            opt_.zero_grad(set_to_none=True)
-            with torch.enable_grad():
-                loss = objective.loss(model, fb, rb, ref)
-            loss.backward()
-            return loss.detach()
-        return objective.loss(model, fb, rb, ref).detach()
-
-    closure.batch_tokens = batch * (seq - 1)
+    closure = loss_closure(model, opt_, objective, fb, rb, ref)
     if dev.type == "cuda":
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()

@@ -120,6 +120,39 @@ def fit_lm(model: Any, tok: Any, texts: Sequence[str], *, steps: int, lr: float,
     return trace
 
 
+def loss_closure(model: Any, opt: Any, objective: Any, fb: dict, rb: dict, ref: Any = None,
+                 check: Any = None) -> Any:
+    """The optimizer closure for one forget and one retain batch (docs/architecture.md):
+    ``closure(backward=True, gnb=False)`` returns the detached unlearning loss, after ``backward()``
+    when asked; ``gnb=True`` gives Sophia's Gauss-Newton-Bartlett loss on the forget batch instead.
+    ``check(loss)`` sees every unlearning loss before it is used. The closure carries
+    ``batch_tokens``, the forget batch's number of predicted tokens (SophiaG scales its Hessian by it).
+    """
+    from .objectives import gnb_loss
+
+    def closure(backward: bool = True, gnb: bool = False) -> torch.Tensor:
+        if gnb:
+            opt.zero_grad(set_to_none=True)
+            loss = gnb_loss(model, fb)
+            loss.backward()
+            return loss.detach()
+        if backward:
+            opt.zero_grad(set_to_none=True)
+            with torch.enable_grad():
+                loss = objective.loss(model, fb, rb, ref)
+            if check is not None:
+                check(loss)
+            loss.backward()
+            return loss.detach()
+        loss = objective.loss(model, fb, rb, ref)
+        if check is not None:
+            check(loss)
+        return loss.detach()
+
+    closure.batch_tokens = int((fb["labels"][:, 1:] != -100).sum())
+    return closure
+
+
 def unlearn(model: Any, tok: Any, forget: Sequence[str], retain: Sequence[str], *, objective: Any,
             opt_spec: dict, steps: int, batch_size: int, max_len: int, seed: int,
             ref: Any = None, chunking: str = "truncate") -> list[dict]:
@@ -134,7 +167,6 @@ def unlearn(model: Any, tok: Any, forget: Sequence[str], retain: Sequence[str], 
     (unlearning.data.chunking).
     """
     from .data.chunking import examples
-    from .objectives import gnb_loss
     from .optim import build_optimizer
 
     dev = next(model.parameters()).device
@@ -154,24 +186,8 @@ def unlearn(model: Any, tok: Any, forget: Sequence[str], retain: Sequence[str], 
         fb = collate(next(f_it), pad, dev)
         rb = collate(next(r_it), pad, dev)
 
-        def closure(backward: bool = True, gnb: bool = False) -> torch.Tensor:
-            if gnb:
-                opt.zero_grad(set_to_none=True)
-                loss = gnb_loss(model, fb)
-                loss.backward()
-                return loss.detach()
-            if backward:
-                opt.zero_grad(set_to_none=True)
-                with torch.enable_grad():
-                    loss = objective.loss(model, fb, rb, ref)
-                _check_finite(loss, step, who, "unlearning")
-                loss.backward()
-                return loss.detach()
-            loss = objective.loss(model, fb, rb, ref)
-            _check_finite(loss, step, who, "unlearning")
-            return loss.detach()
-
-        closure.batch_tokens = int((fb["labels"][:, 1:] != -100).sum())
+        closure = loss_closure(model, opt, objective, fb, rb, ref,
+                               check=lambda loss: _check_finite(loss, step, who, "unlearning"))
         loss = opt.step(closure)
         value = float(loss) if loss is not None else float("nan")
         _check_finite(torch.tensor(value), step, who, "unlearning")
