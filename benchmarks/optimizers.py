@@ -242,10 +242,14 @@ def main() -> None:
                     help="steps per optimizer, the first a warm-up (default: tiny 6, 100m 2)")
     ap.add_argument("--reps", type=int, default=None, help="rounds of the ratio measurement (default: tiny 9, 100m 3)")
     ap.add_argument("--batch", type=int, default=None, help="sequences per forget/retain batch (default: per size)")
-    ap.add_argument("--device", default="cuda" if _cuda() else "cpu")
+    ap.add_argument("--device", default=None, help="cuda or cpu (default: CUDA when present)")
     ap.add_argument("--worker", nargs=2, metavar=("SIZE", "OPTIMIZER"), help=argparse.SUPPRESS)
     ap.add_argument("--ratio-worker", nargs=2, metavar=("SIZE", "PARTS"), help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.device is None:
+        from unlearning.models import device
+
+        args.device = device().type
     if args.worker:
         print(json.dumps(worker(args.worker[0], args.worker[1], args.steps, args.device)))
         return
@@ -308,14 +312,6 @@ def main() -> None:
                 summary["reps"] = reps
         summary["batch"] = [args.batch or SIZES[size][1], SIZES[size][2]]
         print(json.dumps(summary), flush=True)
-
-
-def _cuda() -> bool:
-    try:
-        import torch
-        return torch.cuda.is_available()
-    except Exception:
-        return False
 
 
 if __name__ == "__main__":

@@ -279,7 +279,9 @@ def main() -> None:
         out = {"arch": a.arch, "params": n_params(ARCHS[a.arch]), "modelled": True, "rows": fit_table(ARCHS[a.arch])}
         print(json.dumps(out, indent=1))
         return
-    device = a.device or ("cuda" if _cuda() else "cpu")
+    from unlearning.models import device as default_device
+
+    device = a.device or default_device().type
     seq = a.seq or (128 if a.arch in ("tiny", "small") else LAB_SEQ)
     ckpt = {"on": True, "off": False, "auto": device.startswith("cuda")}[a.checkpointing]
     if a.worker:
@@ -308,14 +310,6 @@ def main() -> None:
     if a.out:
         with open(a.out, "w") as f:
             json.dump({"arch": a.arch, "device": device, "results": results}, f, indent=1)
-
-
-def _cuda() -> bool:
-    try:
-        import torch
-        return torch.cuda.is_available()
-    except Exception:
-        return False
 
 
 if __name__ == "__main__":

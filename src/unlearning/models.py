@@ -218,6 +218,20 @@ def copy_model(source: str | Path, out_dir: str | Path, key: str = MODEL_SOURCE_
     return Path(out_dir)
 
 
+def read_weights(model_dir: str | Path) -> dict[str, torch.Tensor]:
+    """Every tensor of a saved model's ``*.safetensors`` files (all shards), on the CPU, without
+    building the model; FileNotFoundError when the folder has none."""
+    from safetensors.torch import load_file
+
+    files = sorted(Path(model_dir).glob("*.safetensors"))
+    if not files:
+        raise FileNotFoundError(f"{model_dir}: no .safetensors weights")
+    state: dict[str, torch.Tensor] = {}
+    for f in files:
+        state.update(load_file(str(f), device="cpu"))
+    return state
+
+
 def save_model(model: Any, tok: Any, out_dir: str | Path, state_dict: dict | None = None) -> None:
     """Save model (safetensors) and tokenizer to ``out_dir`` atomically: a half-written folder never
     carries the final name, so a killed job leaves nothing that looks finished. ``state_dict``: the

@@ -26,26 +26,10 @@ from typing import Iterable, Iterator, Mapping
 
 import torch
 
+from .models import read_weights
 from .registry import GRADES
 
 METRICS = ("rel_distance", "update_cosine", "identical_share", "moved_share")
-
-
-def weight_files(model_dir: str | Path) -> list[Path]:
-    """The ``*.safetensors`` files of a saved model folder (FileNotFoundError when there are none)."""
-    files = sorted(Path(model_dir).glob("*.safetensors"))
-    if not files:
-        raise FileNotFoundError(f"no .safetensors weights in {model_dir}")
-    return files
-
-
-def _tensors(model_dir: str | Path) -> dict[str, torch.Tensor]:
-    from safetensors.torch import load_file
-
-    out: dict[str, torch.Tensor] = {}
-    for f in weight_files(model_dir):
-        out.update(load_file(str(f)))
-    return out
 
 
 def _pairs(a: Mapping[str, torch.Tensor], b: Mapping[str, torch.Tensor],
@@ -85,7 +69,7 @@ def distance(a: Mapping[str, torch.Tensor], b: Mapping[str, torch.Tensor],
 
 def model_distance(a_dir: str | Path, b_dir: str | Path, target_dir: str | Path) -> dict[str, float]:
     """``distance`` between two saved models and their target (folders written by ``save_pretrained``)."""
-    return distance(_tensors(a_dir), _tensors(b_dir), _tensors(target_dir))
+    return distance(read_weights(a_dir), read_weights(b_dir), read_weights(target_dir))
 
 
 GRADE_ORDER = GRADES  # highest grade first

@@ -8,7 +8,7 @@ rule report_grade_distance:
     input:
         models=[r["path"] for r in distance_runs()],
         targets=[f"{R}/models/{b}/target" for b in config["benchmarks"]],
-        code=src("weight_distance.py", "stages/distance.py"),
+        code=src("weight_distance.py", "models.py", "registry.py", "stages/distance.py"),
     output:
         f"{R}/tables/grade_distance.csv",
     log:

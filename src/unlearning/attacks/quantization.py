@@ -13,21 +13,11 @@ from typing import Sequence
 
 import torch
 
+from ..models import read_weights
+
 # Weights that transformers quantizes in a Llama (every nn.Linear but lm_head).
 _QUANTIZED_SUFFIXES = ("q_proj.weight", "k_proj.weight", "v_proj.weight", "o_proj.weight",
                        "gate_proj.weight", "up_proj.weight", "down_proj.weight")
-
-
-def _state(model_dir: str | Path) -> dict[str, torch.Tensor]:
-    from safetensors.torch import load_file
-
-    files = sorted(Path(model_dir).glob("*.safetensors"))
-    if not files:
-        raise FileNotFoundError(f"{model_dir}: no .safetensors weights")
-    state: dict[str, torch.Tensor] = {}
-    for f in files:
-        state.update(load_file(str(f), device="cpu"))
-    return state
 
 
 def codes(weight: torch.Tensor, quant: str, device: torch.device | str = "cpu") -> torch.Tensor:
@@ -74,7 +64,7 @@ def qcode_changes(reference_dir: str | Path, model_dir: str | Path, quants: Sequ
 
 
 def _count_changes(reference_dir, model_dir, quants, dev) -> dict[str, float]:
-    ref, new = _state(reference_dir), _state(model_dir)
+    ref, new = read_weights(reference_dir), read_weights(model_dir)
     changed = {q: 0 for q in quants}
     total = 0
     for name, w in ref.items():
