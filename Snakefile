@@ -1,5 +1,5 @@
 # The study "Downgrade to Upgrade" (arXiv 2510.00761) as a DAG:
-# data -> tokenizer -> target/retrain -> unlearn -> relearn -> evaluate -> tables -> figures/summary.
+# data -> tokenizer -> target/retrain -> [calibration grid -> choice] -> unlearn -> relearn -> evaluate -> tables -> figures/summary.
 # Stages live in src/unlearning (the installed command `unlearning STAGE`); rules only wire files together.
 
 from snakemake.utils import min_version
@@ -18,6 +18,7 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/models.smk"
 include: "workflow/rules/unlearn.smk"
+include: "workflow/rules/calibrate.smk"
 include: "workflow/rules/attack.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/aggregate.smk"

@@ -95,7 +95,7 @@ def test_snakemake_rule_runs_two_ranks_when_the_profile_asks(tmp_path):
     from conftest import make_study, snakemake
 
     study = make_study(tmp_path / "study")
-    targets = ["results/unlearned/wmdp/npo/adam/seed0", "results/unlearned/wmdp/npo/zo/seed0"]
+    targets = ["results/unlearned/wmdp/npo/adam/x1/seed0", "results/unlearned/wmdp/npo/zo/x1/seed0"]
     one = snakemake(study, "--cores", "2", "-p", "--configfile", "configs/smoke.yaml", "--", *targets,
                     configfile=None)
     assert "torchrun" not in one.stdout + one.stderr

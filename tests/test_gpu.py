@@ -41,7 +41,7 @@ def test_smoke_study_runs_on_cuda_with_finite_metrics(gpu_study):
 def test_quantized_loading_uses_bitsandbytes_cuda_layers(gpu_study, quant):
     from unlearning.models import load_model
 
-    model = load_model(gpu_study / "results" / "models" / "muse" / "target", quant=quant)
+    model = load_model(gpu_study / "results" / "models" / "muse" / "target" / "seed0", quant=quant)
     layer = model.model.layers[0].mlp.down_proj
     assert type(layer).__module__.startswith("bitsandbytes")
     assert next(model.parameters()).device.type == "cuda"
@@ -58,7 +58,7 @@ def test_cpu_and_gpu_metrics_agree(gpu_study):
 
     cfg = validate(yaml.safe_load((gpu_study / "configs" / "smoke.yaml").read_text()))
     for bench in ("muse", "wmdp"):
-        path = gpu_study / "results" / "models" / bench / "target"
+        path = gpu_study / "results" / "models" / bench / "target" / "seed0"
         data = gpu_study / "results" / "data" / bench
         tok = load_tokenizer(path)
         got = {}

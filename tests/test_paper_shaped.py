@@ -72,9 +72,9 @@ def test_paper_muse_news_runs_every_stage_on_local_stand_ins(tmp_path, snapshots
     res = study / "results"
     # hub loading: the sharded snapshot was read and saved in our layout
     assert len(list(snapshots["target"].glob("model-*.safetensors"))) > 1
-    assert (res / "models" / "muse_news" / "target" / "config.json").exists()
+    assert (res / "models" / "muse_news" / "target" / "seed0" / "config.json").exists()
     # chunking and epochs: concat examples of max_len tokens, steps = 10 epochs x steps per epoch
-    info = json.loads((res / "unlearned/muse_news/npo/adam/seed0/unlearning.json").read_text())
+    info = json.loads((res / "unlearned/muse_news/npo/adam/x1/seed0/unlearning.json").read_text())
     assert info["chunking"] == "concat" and info["steps"] == 10 * info["steps_per_epoch"]
     # the lab's relearning: a cosine run per step count, on the whole forget set
     log = (res / "logs/relearn/muse_news/npo/adam/seed0.log").read_text()

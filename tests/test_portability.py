@@ -83,8 +83,8 @@ def test_evaluation_json_is_identical_with_the_flag_on_and_off(monkeypatch, smok
     out = {}
     for on in (True, False):
         force_avx512_bf16(monkeypatch, on)
-        evaluate(res / "models/muse/target", res / "data/muse", "muse", ["fp4", "nf4"], meta,
-                 cfg["evaluation"], "biology", 0.25, tmp_path / str(on), reference_dir=res / "models/muse/target")
+        evaluate(res / "models/muse/target/seed0", res / "data/muse", "muse", ["fp4", "nf4"], meta,
+                 cfg["evaluation"], "biology", 0.25, tmp_path / str(on), reference_dir=res / "models/muse/target/seed0")
         out[on] = {a: json.loads((tmp_path / str(on) / f"{a}.json").read_text()) for a in ("fp4", "nf4")}
     for attack in ("fp4", "nf4"):
         flagged, plain = out[True][attack], out[False][attack]

@@ -20,10 +20,10 @@ REPO = Path(__file__).resolve().parents[1]
 PROFILES = REPO / "profiles"
 INSTALL = REPO / "scripts" / "install-slurm-profile.sh"
 
-GPU_RULES = ["train_model", "unlearn", "relearn", "evaluate", "evaluate_reference", "lmc"]
+GPU_RULES = ["train_model", "unlearn", "relearn", "evaluate", "evaluate_reference", "lmc", "calibration_point"]
 CPU_RULES = ["prepare_data", "train_tokenizer", "aggregate", "figures", "summary", "report_tables",
              "lmc_figure", "ablation", "report_findings", "report_provenance", "report_grade_distance",
-             "report_tofu_table"]
+             "report_tofu_table", "calibrate", "report_calibration_table", "report_calibration_figure"]
 ALL_RULES = CPU_RULES + GPU_RULES
 
 
@@ -284,13 +284,13 @@ def test_install_with_unlearn_gpus_shards_the_unlearn_rule(tmp_path):
         assert cfg["set-resources"][rule]["gpu"] == 1, rule
     assert install("p", "b", "--unlearn-gpus", "0", xdg=tmp_path / "x").returncode != 0
     # the workflow turns 4 GPUs per job into torchrun with 4 ranks (dry run of a paper config, one run)
-    target = "results/unlearned/muse_news/npo/adam/seed0"
+    target = "results/unlearned/muse_news/npo/adam/x1/seed0"
     r = snakemake(target, "-n", "-p", "--profile", str(profile), "--configfile", "configs/paper-muse-news.yaml",
                   cwd=REPO, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     assert "torchrun --standalone --nproc-per-node 4 --no-python -- unlearning --threads 1 unlearn" in r.stdout
     # an optimizer that cannot shard fails before any job, naming the entry
-    r = snakemake("results/unlearned/muse_news/npo/adamw8bit/seed0", "-n", "--profile", str(profile),
+    r = snakemake("results/unlearned/muse_news/npo/adamw8bit/x1/seed0", "-n", "--profile", str(profile),
                   "--configfile", "configs/paper-muse-news.yaml", cwd=REPO, timeout=300)
     assert r.returncode != 0
     assert "optimizers.adamw8bit: type 'adamw8bit' cannot run sharded" in r.stdout + r.stderr

@@ -3,6 +3,7 @@ a killed job leaves nothing that looks finished and the rerun gives identical re
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -44,8 +45,15 @@ def core(jobs):
     return {(r, w) for r, w in jobs if r not in REPORTING and not r.startswith(("report", "lmc", "ablation", "paper"))}
 
 
-def branch(bench, method, opt, rules=("unlearn", "relearn", "evaluate")):
-    return {(r, f"bench={bench}, method={method}, optimizer={opt}, seed=0") for r in rules}
+# configs/smoke.yaml's calibration grid: every entry unlearns at these multipliers (seed 0)
+GRID = ("0.5", "1")
+
+
+def branch(bench, method, opt, scales=GRID):
+    """One entry's jobs: its calibration grid points and choice, then the study's run (seed 0)."""
+    run = f"bench={bench}, method={method}, optimizer={opt}"
+    return ({(r, f"{run}, scale={x}, seed=0") for r in ("unlearn", "calibration_point") for x in scales}
+            | {("calibrate", run)} | {(r, f"{run}, seed=0") for r in ("relearn", "evaluate")})
 
 
 def test_nothing_to_do_after_a_complete_run(smoke_copy):
@@ -79,9 +87,11 @@ def test_editing_a_metric_module_replans_evaluation_not_unlearning(smoke_copy):
     module = smoke_copy / "src" / "unlearning" / "eval" / "muse.py"
     module.write_text(module.read_text() + "\n# edited\n")
     jobs = core(planned(smoke_copy))
-    assert {r for r, _ in jobs} == {"evaluate", "evaluate_reference"}
+    # the evaluations, the calibration's (same metric code) and so the choices; no unlearning
+    assert {r for r, _ in jobs} == {"evaluate", "evaluate_reference", "calibration_point", "calibrate"}
     assert len([j for j in jobs if j[0] == "evaluate"]) == 4 + 3 + 2  # every unlearned model (muse, wmdp, tofu)
     assert len([j for j in jobs if j[0] == "evaluate_reference"]) == 6  # target, retrain x 3 benches
+    assert len([j for j in jobs if j[0] == "calibration_point"]) == 2 * (4 + 3 + 2)
 
 
 def test_editing_an_objective_replans_its_method_only(smoke_copy):
@@ -95,11 +105,11 @@ def _tree_bytes(root: Path) -> dict[str, bytes]:
 
 
 def test_killed_unlearning_job_leaves_nothing_finished_and_rerun_is_identical(smoke_copy):
-    target = smoke_copy / "results" / "unlearned" / "wmdp" / "npo" / "zo" / "seed0"
+    target = smoke_copy / "results" / "unlearned" / "wmdp" / "npo" / "zo" / "x1" / "seed0"
     evals = smoke_copy / "results" / "eval" / "wmdp" / "npo" / "zo" / "seed0"
     before = _tree_bytes(evals)
     assert before
-    log = smoke_copy / "results" / "logs" / "unlearn" / "wmdp" / "npo" / "zo" / "seed0.log"
+    log = smoke_copy / "results" / "logs" / "unlearn" / "wmdp" / "npo" / "zo" / "x1" / "seed0.log"
     log.unlink()
     cmd = [sys.executable, "-m", "snakemake", "--cores", "1", "--configfile", "configs/smoke.yaml",
            "--forcerun", str(target.relative_to(smoke_copy))]
@@ -119,3 +129,75 @@ def test_killed_unlearning_job_leaves_nothing_finished_and_rerun_is_identical(sm
     snakemake(smoke_copy, "--unlock")
     snakemake(smoke_copy, "--cores", "2", "--rerun-incomplete")
     assert _tree_bytes(evals) == before
+
+
+def _set_calibration(study: Path, **changes) -> None:
+    cfg_path = study / "configs" / "smoke.yaml"
+    cfg = yaml.safe_load(cfg_path.read_text())
+    cfg["calibration"] = changes.pop("whole") if "whole" in changes else {**cfg["calibration"], **changes}
+    cfg_path.write_text(yaml.safe_dump(cfg))
+
+
+def _choice(study: Path, bench: str, method: str, opt: str) -> float:
+    return json.loads((study / "results" / "calibration" / bench / method / opt / "choice.json").read_text())["scale"]
+
+
+def _executed(res) -> set[tuple[str, str]]:
+    """(rule, wildcards) of the jobs a real run executed (from Snakemake's job announcements)."""
+    jobs, rule = set(), None
+    for line in (res.stdout + res.stderr).splitlines():
+        m = re.match(r"^(?:local)?(?:rule|checkpoint) (\w+):", line.strip())
+        if m:
+            rule = m.group(1)
+            jobs.add((rule, ""))
+        m = re.match(r"^wildcards: (.*)$", line.strip())
+        if m and rule:
+            jobs.discard((rule, ""))
+            jobs.add((rule, m.group(1)))
+    return jobs
+
+
+def test_widening_one_grid_reruns_its_calibration_and_not_its_unchanged_branch(smoke_copy):
+    before = {m: _choice(smoke_copy, "muse", m, "signadam") for m in ("graddiff", "npo")}
+    _set_calibration(smoke_copy, grids={"signadam": [0.5, 1, 2]})
+    calib = {("calibrate", f"bench=muse, method={m}, optimizer=signadam") for m in ("graddiff", "npo")}
+    new_point = {(r, f"bench=muse, method={m}, optimizer=signadam, scale=2, seed=0")
+                 for r in ("unlearn", "calibration_point") for m in ("graddiff", "npo")}
+    assert core(planned(smoke_copy)) == new_point | calib
+    ran = core(_executed(snakemake(smoke_copy, "--cores", "2")))
+    after = {m: _choice(smoke_copy, "muse", m, "signadam") for m in ("graddiff", "npo")}
+    # the old grid points are not recomputed; the study's runs rerun only where the choice moved
+    moved = {m for m in after if after[m] != before[m]}
+    assert ran == new_point | calib | set().union(*(branch("muse", m, "signadam", scales=()) - calib
+                                                   for m in moved))
+    assert core(planned(smoke_copy)) == set()
+
+
+def test_a_choice_that_moves_reruns_its_branch_and_reuses_the_grid_point(smoke_copy):
+    # the smoke model's KnowMem is 0 at every grid point (a tie), and ties go to the smaller multiplier
+    points = json.loads((smoke_copy / "results/calibration/muse/graddiff/adam/choice.json").read_text())["points"]
+    assert {(p["forget"], p["utility"]) for p in points} == {(0.0, 0.0)}
+    _set_calibration(smoke_copy, grids={"adam": [0.25, 0.5, 1]})
+    ran = core(_executed(snakemake(smoke_copy, "--cores", "2")))
+    assert _choice(smoke_copy, "muse", "graddiff", "adam") == 0.25
+    # the study's seed-0 run is the calibration's grid point at 0.25: unlearned once, then attacked
+    run = "bench=muse, method=graddiff, optimizer=adam"
+    assert {j for j in ran if j[1].startswith(run)} == {
+        ("unlearn", f"{run}, scale=0.25, seed=0"), ("calibration_point", f"{run}, scale=0.25, seed=0"),
+        ("calibrate", run), ("relearn", f"{run}, seed=0"), ("evaluate", f"{run}, seed=0")}
+    rec = json.loads((smoke_copy / "results/eval/muse/graddiff/adam/seed0/none.json").read_text())
+    assert rec["lr_multiplier"] == 0.25
+
+
+def test_turning_calibration_off_reuses_the_x1_grid_points(smoke_copy):
+    chosen = {(b, m, o): _choice(smoke_copy, b, m, o)
+              for b, m, o in [("muse", "graddiff", "adam"), ("muse", "graddiff", "signadam"),
+                              ("muse", "npo", "adam"), ("muse", "npo", "signadam"), ("wmdp", "npo", "adam"),
+                              ("wmdp", "npo", "zo"), ("wmdp", "npo", "hybrid"), ("tofu", "npo", "adam"),
+                              ("tofu", "npo", "zo")]}
+    _set_calibration(smoke_copy, whole=False)
+    jobs = core(planned(smoke_copy))
+    # no unlearning: every entry's x1 grid point exists; only runs whose choice was not x1 move
+    expected = set().union(*({(r, f"bench={b}, method={m}, optimizer={o}, seed=0") for r in ("relearn", "evaluate")}
+                             for (b, m, o), x in chosen.items() if x != 1.0))
+    assert jobs == expected

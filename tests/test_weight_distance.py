@@ -64,14 +64,17 @@ def test_pairs_are_of_different_grades_within_benchmark_method_seed():
 
 def test_stage_writes_a_tidy_table(tmp_path):
     t, a, b = _save(tmp_path, "t", T), _save(tmp_path, "a", A), _save(tmp_path, "b", B)
-    runs = [_run("sophia", "second", path=str(a)), _run("signadam", "compressed", path=str(b))]
+    runs = [{**_run("sophia", "second", path=str(a)), "target": str(t)},
+            {**_run("signadam", "compressed", path=str(b)), "target": str(t)}]
     out = tmp_path / "tables" / "grade_distance.csv"
-    assert grade_distance(runs, {"muse": str(t)}, out) == 1
+    assert grade_distance(runs, out) == 1
     df = pd.read_csv(out)
     assert list(df.columns) == COLUMNS and len(df) == 4
     row = df[df.metric == "rel_distance"].iloc[0]
     pair = (row.optimizer_a, row.grade_a, row.optimizer_b, row.grade_b)
     assert pair == ("sophia", "second", "signadam", "compressed")
     assert row.value == pytest.approx(math.sqrt(32) / 5)
-    with pytest.raises(ValueError, match="muse"):
-        grade_distance(runs, {}, out)
+    with pytest.raises(ValueError, match="no target"):
+        grade_distance([{**r, "target": None} for r in runs], out)
+    with pytest.raises(ValueError, match="different targets"):
+        grade_distance([runs[0], {**runs[1], "target": str(a)}], out)

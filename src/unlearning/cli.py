@@ -64,14 +64,26 @@ def _cmd_relearn(a: argparse.Namespace) -> None:
 def _cmd_grade_distance(a: argparse.Namespace) -> None:
     from .stages.distance import grade_distance
 
-    grade_distance(a.runs, a.targets, a.out)
+    grade_distance(a.runs, a.out)
 
 
 def _cmd_evaluate(a: argparse.Namespace) -> None:
     from .stages import evaluate
 
     evaluate(a.model, a.data, a.kind, a.attacks, a.meta, a.params, a.subject, a.relearn_fraction,
-             a.out, relearn_root=a.relearned, reference_dir=a.reference)
+             a.out, relearn_root=a.relearned, reference_dir=a.reference, only=a.metrics)
+
+
+def _cmd_calibrate(a: argparse.Namespace) -> None:
+    from .stages.calibrate import calibrate
+
+    calibrate(a.points, a.retrain, a.target, a.kind, a.params, a.meta, a.out)
+
+
+def _cmd_calibration_report(a: argparse.Namespace) -> None:
+    from .report.calibration import report
+
+    report(a.choices, a.csv, a.figures)
 
 
 def _cmd_aggregate(a: argparse.Namespace) -> None:
@@ -101,7 +113,7 @@ def _cmd_provenance(a: argparse.Namespace) -> None:
 def _cmd_report_tables(a: argparse.Namespace) -> None:
     from .report.tables import report_tables
 
-    report_tables(a.table, a.main_csv, a.main_md, a.quantization, a.relearning)
+    report_tables(a.table, a.main_csv, a.main_md, a.quantization, a.relearning, calibration=a.calibration)
 
 
 def _cmd_tofu_table(a: argparse.Namespace) -> None:
@@ -134,7 +146,8 @@ def _cmd_findings(a: argparse.Namespace) -> None:
 
     write_findings(a.tables, a.optimizers, a.methods, a.reference, a.out, barriers=a.barriers or (),
                    ablation=a.ablation, figures=a.figures or (), figure_names=a.figure_names or (),
-                   provenance=a.provenance, grade_distance=a.grade_distance, relearn_report=a.relearn_report)
+                   provenance=a.provenance, grade_distance=a.grade_distance, relearn_report=a.relearn_report,
+                   calibration=a.calibration)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -199,13 +212,29 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--relearn-fraction", type=float, required=True)
     s.add_argument("--relearned", default=None, help="folder holding relearn{steps}/ checkpoints")
     s.add_argument("--reference", default=None, help="target model, for qcode_change")
+    s.add_argument("--metrics", nargs="+", default=None, help="compute only these metrics (default all)")
     s.add_argument("--out", required=True, help="folder receiving {attack}.json")
+
+    s = stage("calibrate", _cmd_calibrate, "choose a learning-rate multiplier from the calibration's grid points")
+    s.add_argument("--points", nargs="+", required=True,
+                   help="SCALE=JSON: each grid point's unattacked evaluation (one per calibration seed)")
+    s.add_argument("--retrain", nargs="*", default=[], help="the retrain model's unattacked evaluations")
+    s.add_argument("--target", nargs="*", default=[], help="the target model's unattacked evaluations")
+    s.add_argument("--kind", required=True, choices=KINDS)
+    s.add_argument("--params", type=_json, required=True, help="the calibration config entry")
+    s.add_argument("--meta", type=_json, required=True, help="benchmark/method/optimizer/grade")
+    s.add_argument("--out", required=True, help="choice JSON")
+
+    s = stage("calibration-report", _cmd_calibration_report,
+              "the calibration table (CSV) and tuning-curve figures from the choices")
+    s.add_argument("--choices", nargs="+", required=True)
+    s.add_argument("--csv", default=None, help="the calibration table (CSV)")
+    s.add_argument("--figures", nargs="*", default=[], help="BENCH=PNG: one figure per benchmark (SVG beside it)")
 
     s = stage("grade-distance", _cmd_grade_distance,
               "how far apart the unlearned weights of optimizers of different grades are (CSV)")
     s.add_argument("--runs", type=_json, required=True,
-                   help="JSON list of {benchmark, method, optimizer, grade, seed, path}")
-    s.add_argument("--targets", type=_json, required=True, help="JSON {benchmark: target model folder}")
+                   help="JSON list of {benchmark, method, optimizer, grade, seed, path, target}")
     s.add_argument("--out", required=True, help="CSV")
 
     s = stage("aggregate", _cmd_aggregate, "tidy table from evaluation JSON files")
@@ -239,6 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--main-md", required=True)
     s.add_argument("--quantization", required=True)
     s.add_argument("--relearning", required=True)
+    s.add_argument("--calibration", default=None, help="the calibration table (CSV), if calibrated")
 
     s = stage("lmc", _cmd_lmc, "loss along linear paths from the reference solution to each other one")
     s.add_argument("--models", nargs="+", required=True, help="optimizer=folder of each unlearned model")
@@ -279,6 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--figure-names", nargs="*", default=[], help="their names there")
     s.add_argument("--relearn-report", type=int, default=None,
                    help="relearning step count the findings judge (default the longest)")
+    s.add_argument("--calibration", default=None, help="the calibration table (CSV), if calibrated")
     s.add_argument("--out", required=True)
     return p
 

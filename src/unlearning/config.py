@@ -75,7 +75,36 @@ def validate(config: dict, schema: dict | None = None) -> dict:
     _check_model(config["model"])
     _check_ablation(config)
     _check_relearn_report(config["attacks"]["relearn"])
+    _check_per_seed(config)
+    _check_calibration(config)
     return config
+
+
+def _check_per_seed(config: dict) -> None:
+    """A role trained per seed must be trained here: a hub or folder model cannot be retrained."""
+    for role in config["training"]["per_seed"]:
+        for bench, entry in config["benchmarks"].items():
+            if isinstance(entry.get(role), str):
+                raise ConfigError(f"training.per_seed: {role} of benchmark {bench} is copied from "
+                                  f"benchmarks.{bench}.{role} ({entry[role]}), so it cannot be trained per seed")
+
+
+def _check_calibration(config: dict) -> None:
+    cal = config["calibration"]
+    if cal is False:
+        return
+    known = set(config["optimizers"]) | set(ablation_optimizers(config))
+    unknown = sorted(set(cal["grids"]) - known)
+    if unknown:
+        raise ConfigError(f"calibration.grids: unknown optimizer {unknown[0]!r}; "
+                          f"configured: {', '.join(sorted(known))}")
+    if cal["criterion"] == "forget_at_most" and "threshold" not in cal:
+        raise ConfigError("calibration.threshold: required by criterion forget_at_most")
+    if cal["criterion"] == "match_retrain":
+        for bench, entry in config["benchmarks"].items():
+            if entry.get("retrain") is False:
+                raise ConfigError(f"calibration.criterion: match_retrain needs a retrain model, and benchmark "
+                                  f"{bench} has none (benchmarks.{bench}.retrain: false); use forget_at_most")
 
 
 def _check_relearn_report(relearn: dict) -> None:

@@ -6,7 +6,7 @@ rule relearn:
     checkpoints of one run under a constant rate without warmup, else a run per count (temp() unless
     `attacks.relearn.keep_checkpoints`)."""
     input:
-        model=f"{R}/unlearned/{{bench}}/{{method}}/{{optimizer}}/seed{{seed}}",
+        model=study_model,
         data=f"{R}/data/{{bench}}",
         code=src(
             "attacks/relearn.py",

@@ -12,6 +12,7 @@ from snakemake.settings.types import DeploymentMethod
 # its torch-free modules.
 try:
     import unlearning
+    from unlearning import calibration as CAL
     from unlearning import registry
     from unlearning.config import (
         ConfigError,
@@ -102,6 +103,7 @@ wildcard_constraints:
     method="(?!none/)[a-z][a-z0-9_]*",
     optimizer="[a-z][a-z0-9_]*",
     role="target|retrain",
+    scale=r"[0-9][0-9.e+-]*",
     seed=r"\d+",
 
 
@@ -197,6 +199,18 @@ def auc_retrain_arg(bench):
     return f"--auc-retrain {auc[bench]}" if bench in auc else ""
 
 
+def model_dir(bench, role, seed):
+    """Folder of the ``role`` model (target/retrain) that the unlearning runs of ``seed`` start from
+    or are compared with: one per seed for the roles of `training.per_seed`, else one for all."""
+    return f"{R}/models/{bench}/{role}/seed{CAL.model_seed(config, role, seed)}"
+
+
+def training_params(wc):
+    """What training a model reads: `training` at the model's seed (`per_seed` only picks the models)."""
+    training = {k: v for k, v in config["training"].items() if k != "per_seed"}
+    return as_json({**training, "seed": int(wc.seed)})
+
+
 def model_source(bench, role):
     """Hub id or folder the target/retrain model is copied from; None when trained here."""
     value = config["benchmarks"][bench].get(role)
@@ -234,16 +248,86 @@ def reference_roles(bench):
 
 
 def reference_evals(bench):
-    roles = reference_roles(bench)
-    seed = config["training"]["seed"]
+    """The reference models' evaluations: every target and retrain model the study's runs use."""
     return [
-        f"{R}/eval/{bench}/none/{role}/seed{seed}/{a}.json" for role in roles for a in attacks_for_reference(config)
+        f"{R}/eval/{bench}/none/{role}/seed{ms}/{a}.json"
+        for role in reference_roles(bench)
+        for ms in CAL.model_seeds(config, role, config["seeds"])
+        for a in attacks_for_reference(config)
     ]
+
+
+# ------------------------------------------------------------------------------------ calibration
+
+
+def chosen_scale(bench, method, optimizer):
+    """The learning-rate multiplier the study runs for this entry: the calibration's choice (a
+    checkpoint: the DAG below it is planned once it ran), or 1 when calibration is off."""
+    if not CAL.enabled(config):
+        return CAL.tag(1)
+    choice = checkpoints.calibrate.get(bench=bench, method=method, optimizer=optimizer).output[0]
+    return CAL.tag(json.loads(Path(choice).read_text(encoding="utf-8"))["scale"])
+
+
+def unlearned_model(bench, method, optimizer, seed):
+    """The study's unlearned model of one run: the unlearning at the chosen multiplier. With
+    calibration, the grid point of a calibration seed at the chosen multiplier is that seed's run."""
+    return f"{R}/unlearned/{bench}/{method}/{optimizer}/x{chosen_scale(bench, method, optimizer)}/seed{seed}"
+
+
+def study_model(wc):
+    return unlearned_model(wc.bench, wc.method, wc.optimizer, wc.seed)
+
+
+def calibration_combos():
+    """(bench, method, optimizer) of every calibrated entry: the study's and the ablation's."""
+    combos = [
+        (b, m, o) for b in config["benchmarks"] for m in methods_for(config, b) for o in optimizers_for(config, b)
+    ]
+    if ABLATION:
+        combos += [(ABLATION["benchmark"], ABLATION["method"], o) for o in ABLATION_OPTS]
+    return combos
+
+
+def calibration_points(wc):
+    """SCALE -> [unattacked criterion evaluation per calibration seed] of one entry's grid."""
+    return {
+        CAL.tag(x): [
+            f"{R}/calibration/{wc.bench}/{wc.method}/{wc.optimizer}/x{CAL.tag(x)}/seed{s}/none.json"
+            for s in CAL.seeds(config)
+        ]
+        for x in CAL.grid(config, wc.optimizer)
+    }
+
+
+def calibration_reference(wc, role):
+    """The ``role`` model's unattacked evaluations at the calibration seeds (the criterion's levels)."""
+    if role not in reference_roles(wc.bench):
+        return []
+    return [
+        f"{R}/eval/{wc.bench}/none/{role}/seed{ms}/none.json" for ms in CAL.model_seeds(config, role, CAL.seeds(config))
+    ]
+
+
+def calibration_choices(bench=None):
+    return [f"{R}/calibration/{b}/{m}/{o}/choice.json" for b, m, o in calibration_combos() if bench in (None, b)]
+
+
+def calibration_table():
+    """The calibration table as an input of the reports that mark its choices (none without calibration)."""
+    return [f"{R}/tables/calibration.csv"] if CAL.enabled(config) else []
+
+
+def calibration_outputs():
+    if not CAL.enabled(config):
+        return []
+    return [f"{R}/tables/calibration.csv", *(f"{R}/figures/{b}/calibration.png" for b in config["benchmarks"])]
 
 
 def all_outputs():
     return [
         *(f"{R}/tables/{b}.csv" for b in config["benchmarks"]),
+        *calibration_outputs(),
         f"{R}/summary.md",
         f"{R}/tables/grade_distance.csv",  # workflow/rules/distance.smk
         *report_outputs(),
@@ -253,8 +337,11 @@ def all_outputs():
 # ------------------------------------------------------------------------------------ report
 
 
-def distance_runs():
-    """Every unlearning run with its grade and model folder (the grade-distance stage's --runs)."""
+def distance_runs(models=None):
+    """Every unlearning run with its grade, model folder and target folder (the grade-distance stage's
+    --runs). ``models``: the runs' model folders in runs() order (the rule's input; read from the
+    calibration's choices when not given)."""
+    models = models or [unlearned_model(b, m, o, s) for b, m, o, s in runs()]
     return [
         {
             "benchmark": b,
@@ -262,9 +349,10 @@ def distance_runs():
             "optimizer": o,
             "grade": GRADE[config["optimizers"][o]["type"]],
             "seed": int(s),
-            "path": f"{R}/unlearned/{b}/{m}/{o}/seed{s}",
+            "path": str(path),
+            "target": model_dir(b, "target", s),
         }
-        for b, m, o, s in runs()
+        for (b, m, o, s), path in zip(runs(), models)
     ]
 
 
@@ -306,12 +394,13 @@ def lmc_jobs(bench):
     return [(m, s) for m in methods_for(config, bench) for s in config["seeds"]]
 
 
+def lmc_optimizers(wc):
+    """The optimizers on the LMC paths of one benchmark, method and seed."""
+    return [o for b, m, o, s in runs() if (b, m, str(s)) == (wc.bench, wc.method, wc.seed)]
+
+
 def lmc_models(wc):
-    return {
-        o: f"{R}/unlearned/{wc.bench}/{wc.method}/{o}/seed{wc.seed}"
-        for b, m, o, s in runs()
-        if (b, m, str(s)) == (wc.bench, wc.method, wc.seed)
-    }
+    return [unlearned_model(wc.bench, wc.method, o, wc.seed) for o in lmc_optimizers(wc)]
 
 
 def report_figures(bench):
@@ -321,6 +410,8 @@ def report_figures(bench):
 def readme_figures():
     """(source PNG, name in results/README/) of the figures shown in the README."""
     figs = [(p, f"{b}_{Path(p).name}") for b in config["benchmarks"] for p in report_figures(b)]
+    if CAL.enabled(config):
+        figs += [(p, f"{b}_{Path(p).name}") for b in config["benchmarks"] for p in [f"{R}/figures/{b}/calibration.png"]]
     if ABLATION:
         figs.append((f"{R}/ablation/ablation.png", "ablation.png"))
     return figs

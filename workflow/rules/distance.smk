@@ -6,8 +6,8 @@ rule report_grade_distance:
     their unlearned weights are relative to the target (||w_a - w_b|| / ||w_a - w_target||, update
     cosine, share of bit-identical weights), so a grade that collapses onto another is visible."""
     input:
-        models=[r["path"] for r in distance_runs()],
-        targets=[f"{R}/models/{b}/target" for b in config["benchmarks"]],
+        models=lambda wc: [r["path"] for r in distance_runs()],
+        targets=lambda wc: sorted({r["target"] for r in distance_runs()}),
         code=src("weight_distance.py", "models.py", "registry.py", "stages/distance.py"),
     output:
         f"{R}/tables/grade_distance.csv",
@@ -17,7 +17,6 @@ rule report_grade_distance:
         CONDA_ENV
     threads: 1
     params:
-        runs=lambda wc: as_json(distance_runs()),
-        targets=as_json({b: f"{R}/models/{b}/target" for b in config["benchmarks"]}),
+        runs=lambda wc, input: as_json(distance_runs(input.models)),
     shell:
-        "unlearning grade-distance --runs {params.runs:q} --targets {params.targets:q} --out {output} > {log} 2>&1"
+        "unlearning grade-distance --runs {params.runs:q} --out {output} > {log} 2>&1"

@@ -2,12 +2,12 @@ rule evaluate:
     """Score one unlearned model with no attack, under each quantization (applied at load) and after
     each relearning step count; writes one JSON per attack."""
     input:
-        model=f"{R}/unlearned/{{bench}}/{{method}}/{{optimizer}}/seed{{seed}}",
+        model=study_model,
         relearned=[
             f"{R}/attacked/{{bench}}/{{method}}/{{optimizer}}/seed{{seed}}/relearn{s}"
             for s in sorted(config["attacks"]["relearn"]["steps"])
         ],
-        target=f"{R}/models/{{bench}}/target",
+        target=lambda wc: model_dir(wc.bench, "target", wc.seed),
         data=f"{R}/data/{{bench}}",
         code=EVAL_CODE,
     output:
@@ -47,8 +47,8 @@ rule evaluate:
 rule evaluate_reference:
     """Score the target and retrain models (the Original and Retrain rows), also quantized."""
     input:
-        model=f"{R}/models/{{bench}}/{{role}}",
-        target=f"{R}/models/{{bench}}/target",
+        model=f"{R}/models/{{bench}}/{{role}}/seed{{seed}}",
+        target=lambda wc: model_dir(wc.bench, "target", wc.seed),
         data=f"{R}/data/{{bench}}",
         code=EVAL_CODE,
     output:

@@ -1,5 +1,6 @@
 rule train_model:
-    """Target (forget + retain) and retrain (retain only) models, trained from scratch; or copied from
+    """Target (forget + retain) and retrain (retain only) models, trained from scratch at seed {seed}
+    (`training.seed`, or each unlearning seed for the roles of `training.per_seed`); or copied from
     the hub id / folder that `benchmarks.<bench>.target` / `.retrain` names."""
     input:
         data=f"{R}/data/{{bench}}",
@@ -7,18 +8,18 @@ rule train_model:
         tokenizer=lambda wc: [] if model_source(wc.bench, wc.role) else f"{R}/models/{wc.bench}/tokenizer",
         code=src("models.py", "train.py", "stages/common.py", "stages/models.py"),
     output:
-        directory(f"{R}/models/{{bench}}/{{role}}"),
+        directory(f"{R}/models/{{bench}}/{{role}}/seed{{seed}}"),
     log:
-        f"{R}/logs/train_model/{{bench}}/{{role}}.log",
+        f"{R}/logs/train_model/{{bench}}/{{role}}/seed{{seed}}.log",
     benchmark:
-        f"{R}/benchmarks/train_model/{{bench}}/{{role}}.tsv"
+        f"{R}/benchmarks/train_model/{{bench}}/{{role}}/seed{{seed}}.tsv"
     conda:
         CONDA_ENV
     threads: 1
     params:
         kind=kind,
         arch=as_json(config["model"]),
-        training=as_json(config["training"]),
+        training=training_params,
         source=lambda wc: f"--source {model_source(wc.bench, wc.role)}" if model_source(wc.bench, wc.role) else "",
         tokenizer=lambda wc: model_source(wc.bench, wc.role) or f"{R}/models/{wc.bench}/tokenizer",
     shell:

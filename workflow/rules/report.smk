@@ -11,6 +11,7 @@ rule report_tables:
     """Main table (CSV + markdown, mean and 95% CI over seeds), quantization and relearning tables."""
     input:
         table=f"{R}/tables/{{bench}}.csv",
+        calibration=calibration_table(),
         code=src(*report_code("tables")),
     output:
         main=report(
@@ -37,9 +38,11 @@ rule report_tables:
     conda:
         CONDA_ENV
     threads: 1
+    params:
+        calibration=lambda wc, input: f"--calibration {input.calibration}" if input.calibration else "",
     shell:
         "unlearning report-tables --table {input.table} --main-csv {output.main} --main-md {output.md}"
-        " --quantization {output.quant} --relearning {output.relearn} > {log} 2>&1"
+        " --quantization {output.quant} --relearning {output.relearn} {params.calibration} > {log} 2>&1"
 
 
 rule report_tofu_table:
@@ -69,7 +72,7 @@ rule lmc:
     """Loss on forget and retain data along (1-a) theta_ref + a theta_other, from the reference
     optimizer's solution to every other optimizer's of the same benchmark, method and seed."""
     input:
-        models=lambda wc: list(lmc_models(wc).values()),
+        models=lmc_models,
         data=f"{R}/data/{{bench}}",
         code=src("lmc.py", "models.py", "train.py", "data/io.py"),
     output:
@@ -83,13 +86,13 @@ rule lmc:
     threads: 1
     params:
         kind=kind,
-        models=lambda wc: " ".join(f"{o}={p}" for o, p in lmc_models(wc).items()),
+        models=lambda wc, input: " ".join(f"{o}={p}" for o, p in zip(lmc_optimizers(wc), input.models)),
         meta=lambda wc: as_json(
             {
                 "benchmark": wc.bench,
                 "method": wc.method,
                 "seed": int(wc.seed),
-                "grades": {o: grade_of(o) for o in lmc_models(wc)},
+                "grades": {o: grade_of(o) for o in lmc_optimizers(wc)},
             }
         ),
         ref=REF_OPT,
@@ -170,6 +173,7 @@ rule report_findings:
         figures=[p for p, _ in readme_figures()],
         provenance=f"{R}/tables/provenance.csv",
         grade_distance=f"{R}/tables/grade_distance.csv",
+        calibration=calibration_table(),
         code=src(*report_code("findings")),
     output:
         md=report(f"{README_DIR}/findings.md", caption="../report/findings.rst", category="0. Findings"),
@@ -186,9 +190,10 @@ rule report_findings:
         ablation=f"--ablation {R}/ablation/table.csv" if ABLATION else "",
         names=" ".join(n for _, n in readme_figures()),
         relearn_report=relearn_report_arg(),
+        calibration=lambda wc, input: f"--calibration {input.calibration}" if input.calibration else "",
     shell:
         "unlearning findings --tables {input.tables} --barriers {input.barriers} {params.ablation}"
         " --optimizers {params.optimizers:q} --methods {params.methods:q} --reference {params.ref}"
         " --figures {input.figures} --figure-names {params.names} --provenance {input.provenance}"
-        " --grade-distance {input.grade_distance} {params.relearn_report}"
+        " --grade-distance {input.grade_distance} {params.relearn_report} {params.calibration}"
         " --out {output.md} > {log} 2>&1"

@@ -1,7 +1,8 @@
 rule unlearn:
-    """Unlearn the forget set from the target with one method, one optimizer entry and one seed."""
+    """Unlearn the forget set from the target with one method, one optimizer entry and one seed, at
+    {scale} times the entry's learning rate(s) (a calibration grid point, or 1 without calibration)."""
     input:
-        target=f"{R}/models/{{bench}}/target",
+        target=lambda wc: model_dir(wc.bench, "target", wc.seed),
         data=f"{R}/data/{{bench}}",
         code=lambda wc: [
             *src(
@@ -15,11 +16,11 @@ rule unlearn:
             *optimizer_code(wc),
         ],
     output:
-        directory(f"{R}/unlearned/{{bench}}/{{method}}/{{optimizer}}/seed{{seed}}"),
+        directory(f"{R}/unlearned/{{bench}}/{{method}}/{{optimizer}}/x{{scale}}/seed{{seed}}"),
     log:
-        f"{R}/logs/unlearn/{{bench}}/{{method}}/{{optimizer}}/seed{{seed}}.log",
+        f"{R}/logs/unlearn/{{bench}}/{{method}}/{{optimizer}}/x{{scale}}/seed{{seed}}.log",
     benchmark:
-        f"{R}/benchmarks/unlearn/{{bench}}/{{method}}/{{optimizer}}/seed{{seed}}.tsv"
+        f"{R}/benchmarks/unlearn/{{bench}}/{{method}}/{{optimizer}}/x{{scale}}/seed{{seed}}.tsv"
     conda:
         CONDA_ENV
     threads: 1
@@ -27,7 +28,14 @@ rule unlearn:
         kind=kind,
         method=lambda wc: as_json(config["methods"][wc.method]),
         optimizer=lambda wc: as_json(config["optimizers"][wc.optimizer]),
-        run=lambda wc: as_json({**config["unlearning"], "seed": int(wc.seed), "max_len": config["model"]["max_len"]}),
+        run=lambda wc: as_json(
+            {
+                **config["unlearning"],
+                "seed": int(wc.seed),
+                "max_len": config["model"]["max_len"],
+                "lr_multiplier": float(wc.scale),
+            }
+        ),
         # Not passed to the stage (it reads the registry itself): recorded so that editing the registry
         # entry of a type this entry uses reruns its branches.
         registry=registry_entries,

@@ -70,10 +70,11 @@ def summary(tables: Sequence[str | Path], out: str | Path, provenance: str | Pat
     return text
 
 
-def main_table(df: pd.DataFrame) -> pd.DataFrame:
+def main_table(df: pd.DataFrame, calibration: dict | None = None) -> pd.DataFrame:
     """Wide table: one row per reference model and (method, optimizer); for every attack and metric
     the mean over seeds (``{metric}@{attack}``) and the 95% CI half-width (``..._ci95``, empty with
-    one seed)."""
+    one seed). With ``calibration`` (report.calibration.choices), the learning-rate multiplier each
+    row ran at and whether its calibration met the criterion (``lr_multiplier``, ``calibration``)."""
     keys = ["method", "optimizer", "attack", "metric"]
     s = summarise(df, keys).set_index(keys)
     grades = dict(zip(df.optimizer, df.grade))
@@ -84,6 +85,10 @@ def main_table(df: pd.DataFrame) -> pd.DataFrame:
         seeds = df[(df.method == method) & (df.optimizer == opt)].seed.nunique()
         row = {"row": row_label(method, opt), "method": method, "optimizer": opt, "grade": grades[opt],
                "n_seeds": seeds}
+        if calibration is not None:
+            choice = calibration.get((df.benchmark.iloc[0], method, opt))
+            row["lr_multiplier"] = choice["scale"] if choice else math.nan
+            row["calibration"] = choice["status"] if choice else ""
         for a in attacks:
             for m in metrics:
                 key = (method, opt, a, m)
@@ -97,8 +102,12 @@ def main_table(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def main_table_markdown(df: pd.DataFrame, wide: pd.DataFrame | None = None) -> str:
-    """The main table as markdown, one table per attack (rows as in ``main_table``)."""
+    """The main table as markdown, one table per attack (rows as in ``main_table``; a row whose
+    calibration did not meet the criterion is marked)."""
+    from .calibration import NOT_REACHED_MARK, NOT_REACHED_NOTE
+
     wide = main_table(df) if wide is None else wide
+    calibrated = "calibration" in wide.columns
     bench = df.benchmark.iloc[0]
     n = int(wide.n_seeds.max())
     note = (f"Mean ± 95% confidence-interval half-width over {n} seeds (Student t)." if n > 1 else
@@ -106,6 +115,11 @@ def main_table_markdown(df: pd.DataFrame, wide: pd.DataFrame | None = None) -> s
     parts = [f"# {bench}: main table", "", note,
              "Rows: the original (target) model, the retrain model, then each method's optimizers in "
              "grade order (second, first, compressed, zeroth, hybrid). Attack `none` is before any attack.", ""]
+    if calibrated:
+        parts += ["Learning rates calibrated (results/tables/calibration.csv): column `lr x` is the multiplier "
+                  "of the entry's configured learning rate that every seed ran.", ""]
+        if (wide.calibration == "not reached").any():
+            parts += [NOT_REACHED_NOTE, ""]
     for a in attack_order(df.attack.unique()):
         cols = [c for c in wide.columns if c.endswith(f"@{a}")]
         if not cols:
@@ -113,11 +127,17 @@ def main_table_markdown(df: pd.DataFrame, wide: pd.DataFrame | None = None) -> s
         metrics = [c.split("@")[0] for c in cols]
         sub = wide[wide[cols].notna().any(axis=1)]
         title = "before attack" if a == "none" else f"after {a}"
-        parts += [f"## {title}", "", "| row | grade | " + " | ".join(metrics) + " |",
-                  "|---|---|" + "---:|" * len(metrics)]
+        lr_head, lr_rule = ("lr x | ", "---:|") if calibrated else ("", "")
+        parts += [f"## {title}", "", "| row | grade | " + lr_head + " | ".join(metrics) + " |",
+                  "|---|---|" + lr_rule + "---:|" * len(metrics)]
         for _, r in sub.iterrows():
             cells = [fmt(r[c], r[f"{c}_ci95"]) for c in cols]
-            parts.append(f"| {r['row']} | {r['grade']} | " + " | ".join(cells) + " |")
+            name = r["row"]
+            lr_cell = ""
+            if calibrated:
+                name += f" {NOT_REACHED_MARK}" if r["calibration"] == "not reached" else ""
+                lr_cell = (f"{r['lr_multiplier']:g} | " if r["lr_multiplier"] == r["lr_multiplier"] else " | ")
+            parts.append(f"| {name} | {r['grade']} | {lr_cell}" + " | ".join(cells) + " |")
         parts.append("")
     return "\n".join(parts) + "\n"
 
@@ -161,10 +181,13 @@ def relearning_table(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def report_tables(table: str | Path, out_main_csv: str | Path, out_main_md: str | Path,
-                  out_quant: str | Path, out_relearn: str | Path) -> None:
-    """The main table (CSV + markdown), the quantization table and the relearning-curve table."""
+                  out_quant: str | Path, out_relearn: str | Path, calibration: str | Path | None = None) -> None:
+    """The main table (CSV + markdown), the quantization table and the relearning-curve table;
+    ``calibration``: the calibration table (CSV), whose choices the main table shows."""
+    from .calibration import choices
+
     df = pd.read_csv(table)
-    wide = main_table(df)
+    wide = main_table(df, choices(calibration) if calibration is not None else None)
     atomic_csv(wide, out_main_csv)
     atomic_text(main_table_markdown(df, wide), out_main_md)
     atomic_csv(quantization_table(df), out_quant)

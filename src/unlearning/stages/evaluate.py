@@ -18,13 +18,16 @@ def _cap(records: list, n: int) -> list:
 
 
 def score(model: Any, tok: Any, data_dir: str | Path, kind: str, params: dict, subject: str,
-          relearned: list[str], items: dict[str, list[float]] | None = None) -> dict[str, float]:
+          relearned: list[str], items: dict[str, list[float]] | None = None,
+          only: set[str] | None = None) -> dict[str, float]:
     """Every metric of the benchmark ``kind`` for one loaded model (0-100 scale; ``mink_auc`` 0-1).
 
     ``relearned`` are the forget texts the relearning attack trains on; forget metrics are also
     reported on the items they contain (``*_relearned``) and on the rest (``*_heldout``).
     ``items`` receives per-item values that a metric derived at aggregation needs (TOFU: the raw
     forget truth ratios, from which Forget Quality is computed against the retain model's).
+    ``only`` names the metrics wanted (default all): a MUSE or WMDP metric not named is not computed
+    (the calibration reads two); TOFU's come together and are filtered.
     """
     from .. import eval as E
 
@@ -39,13 +42,15 @@ def score(model: Any, tok: Any, data_dir: str | Path, kind: str, params: dict, s
             out[f"{name}_relearned"] = sum(inside) / len(inside)
             out[f"{name}_heldout"] = sum(outside) / len(outside)
 
+    def wanted(name: str) -> bool:
+        return only is None or name in only
+
     if kind == "muse":
-        vm = _cap(load_split(data_dir, kind, "verbmem/forget.jsonl"), cap)
-        vm_scores = E.verbmem_scores(model, tok, vm, max_new_tokens=params["verbmem_max_new_tokens"],
-                                     batch_size=bs)
-        out["verbmem_f"] = sum(vm_scores) / len(vm_scores)
-        split("verbmem_f", vm, "prompt", vm_scores)
+        if wanted("verbmem_f"):
+            _verbmem(model, tok, data_dir, kind, params, out, split)
         for which in ("forget", "retain"):
+            if not wanted(f"knowmem_{which[0]}"):
+                continue
             qa = _cap(load_split(data_dir, kind, f"knowmem/{which}_qa.jsonl"), cap)
             icl = load_split(data_dir, kind, f"knowmem/{which}_qa_icl.jsonl")
             km = E.knowmem_scores(model, tok, qa, icl, max_new_tokens=params["knowmem_max_new_tokens"],
@@ -53,25 +58,28 @@ def score(model: Any, tok: Any, data_dir: str | Path, kind: str, params: dict, s
             out[f"knowmem_{which[0]}"] = sum(km) / len(km)
             if which == "forget":
                 split("knowmem_f", qa, "question", km)
-        forget = texts(data_dir, kind, "privleak/forget.jsonl")
-        holdout = texts(data_dir, kind, "privleak/holdout.jsonl")
-        f_scores = E.mink_scores(model, tok, forget, k=params["mink_k"], batch_size=bs)
-        h_scores = E.mink_scores(model, tok, holdout, k=params["mink_k"], batch_size=bs)
-        out["mink_auc"] = E.auc(f_scores, h_scores)
+        if wanted("mink_auc"):
+            forget = texts(data_dir, kind, "privleak/forget.jsonl")
+            holdout = texts(data_dir, kind, "privleak/holdout.jsonl")
+            f_scores = E.mink_scores(model, tok, forget, k=params["mink_k"], batch_size=bs)
+            h_scores = E.mink_scores(model, tok, holdout, k=params["mink_k"], batch_size=bs)
+            out["mink_auc"] = E.auc(f_scores, h_scores)
     elif kind == "wmdp":
-        qs = _cap(load_split(data_dir, kind, "questions/forget.jsonl"), cap)
         bos = params.get("mc_bos", True)
-        correct = [int(c) for c in E.mc_correct(model, tok, qs, subject, batch_size=bs, bos=bos)]
-        out["wmdp_acc"] = 100.0 * sum(correct) / len(correct)
-        split("wmdp_acc", qs, "question", [100.0 * c for c in correct])
-        util = _cap(load_split(data_dir, kind, "questions/utility.jsonl"), cap)
-        by_subject: dict[str, list[dict]] = {}
-        for q in util:
-            by_subject.setdefault(q["subject"], []).append(q)
-        hits = []
-        for subj, group in sorted(by_subject.items()):
-            hits += [int(c) for c in E.mc_correct(model, tok, group, subj, batch_size=bs, bos=bos)]
-        out["mmlu_acc"] = 100.0 * sum(hits) / len(hits)
+        if wanted("wmdp_acc"):
+            qs = _cap(load_split(data_dir, kind, "questions/forget.jsonl"), cap)
+            correct = [int(c) for c in E.mc_correct(model, tok, qs, subject, batch_size=bs, bos=bos)]
+            out["wmdp_acc"] = 100.0 * sum(correct) / len(correct)
+            split("wmdp_acc", qs, "question", [100.0 * c for c in correct])
+        if wanted("mmlu_acc"):
+            util = _cap(load_split(data_dir, kind, "questions/utility.jsonl"), cap)
+            by_subject: dict[str, list[dict]] = {}
+            for q in util:
+                by_subject.setdefault(q["subject"], []).append(q)
+            hits = []
+            for subj, group in sorted(by_subject.items()):
+                hits += [int(c) for c in E.mc_correct(model, tok, group, subj, batch_size=bs, bos=bos)]
+            out["mmlu_acc"] = 100.0 * sum(hits) / len(hits)
     elif kind == "tofu":
         from ..eval.tofu import FORGET_TRUTH_RATIOS, tofu_scores
 
@@ -83,11 +91,24 @@ def score(model: Any, tok: Any, data_dir: str | Path, kind: str, params: dict, s
         out.update(metrics)
         for name in ("tofu_prob_f", "tofu_rouge_f"):
             split(name, sets["forget"], "question", per_item[name])
-        if items is not None:
+        if items is not None and only is None:
             items[FORGET_TRUTH_RATIOS] = per_item[FORGET_TRUTH_RATIOS]
+        if only is not None:
+            out = {k: v for k, v in out.items() if k.removesuffix("_relearned").removesuffix("_heldout") in only}
     else:
         raise ValueError(f"unknown benchmark kind {kind!r}")
     return out
+
+
+def _verbmem(model: Any, tok: Any, data_dir: str | Path, kind: str, params: dict, out: dict,
+             split: Any) -> None:
+    from .. import eval as E
+
+    vm = _cap(load_split(data_dir, kind, "verbmem/forget.jsonl"), params["max_questions"])
+    vm_scores = E.verbmem_scores(model, tok, vm, max_new_tokens=params["verbmem_max_new_tokens"],
+                                 batch_size=params["batch_size"])
+    out["verbmem_f"] = sum(vm_scores) / len(vm_scores)
+    split("verbmem_f", vm, "prompt", vm_scores)
 
 
 # Optimizer statistics of an unlearning run (stages/unlearn.py's run_metrics) reported with its
@@ -106,14 +127,27 @@ def run_statistics(model_dir: str | Path) -> dict[str, float]:
     return {k: scale * float(info[k]) for k, scale in RUN_STATISTICS.items() if k in info}
 
 
+def run_multiplier(model_dir: str | Path) -> dict:
+    """``{"lr_multiplier": x}``: the calibration multiplier of an unlearned model's learning rate
+    (its unlearning.json); nothing for reference models."""
+    import json
+
+    path = Path(model_dir) / "unlearning.json"
+    if not path.exists():
+        return {}
+    return {"lr_multiplier": float(json.loads(path.read_text(encoding="utf-8")).get("lr_multiplier", 1.0))}
+
+
 def evaluate(model_dir: str | Path, data_dir: str | Path, kind: str, attacks: list[str], meta: dict,
              params: dict, subject: str, relearn_fraction: float, out_dir: str | Path,
-             relearn_root: str | Path | None = None, reference_dir: str | Path | None = None) -> None:
+             relearn_root: str | Path | None = None, reference_dir: str | Path | None = None,
+             only: list[str] | None = None) -> None:
     """Score one model under each attack and write ``out_dir/{attack}.json``.
 
     Quantization attacks load the weights through bitsandbytes; ``relearn{steps}`` attacks read the
     checkpoints under ``relearn_root``. With ``reference_dir`` (the target) each quantization attack
     also records ``qcode_change``, the percentage of quantization codes unlearning changed.
+    ``only``: compute just these metrics (the calibration's criterion metrics), see ``score``.
     """
     import math
 
@@ -141,7 +175,8 @@ def evaluate(model_dir: str | Path, data_dir: str | Path, kind: str, attacks: li
         else:
             raise ValueError(f"unknown attack {attack!r}")
         items: dict[str, list[float]] = {}
-        metrics = score(model, tok, data_dir, kind, params, subject, relearned, items)
+        metrics = score(model, tok, data_dir, kind, params, subject, relearned, items,
+                        only=set(only) if only else None)
         if attack == "none":
             metrics.update(run_statistics(model_dir))
         if attack in qcodes:
@@ -151,7 +186,7 @@ def evaluate(model_dir: str | Path, data_dir: str | Path, kind: str, attacks: li
             raise ValueError(f"non-finite metrics for {meta} under {attack}: {bad}")
         # No timings here: the same config and seed must give byte-identical JSON (Snakemake's
         # benchmark files record time). Per-item values (``items``) only where a benchmark has them.
-        record = {**meta, "attack": attack, "metrics": metrics, "env": env}
+        record = {**meta, "attack": attack, "metrics": metrics, "env": env, **run_multiplier(model_dir)}
         if items:
             record["items"] = items
         write_json(Path(out_dir) / f"{attack}.json", record)

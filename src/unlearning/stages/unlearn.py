@@ -50,7 +50,9 @@ def unlearn(target_dir: str | Path, data_dir: str | Path, kind: str, method: dic
     log.info("forget set: %d examples (%s chunking) -> %d steps per epoch at batch %d; %d steps",
              n_examples, chunking, per_epoch, run["batch_size"], steps)
     _seed_spec(spec, run["seed"])
-    _scale_lr(spec, lr_scale)
+    # the method's lr_scale, times the calibration grid's multiplier (workflow/rules/calibrate.smk)
+    multiplier = float(run.get("lr_multiplier", 1.0))
+    _scale_lr(spec, lr_scale * multiplier)
     t0 = time.time()
     kw = dict(objective=objective, opt_spec=spec, steps=steps, batch_size=run["batch_size"],
               max_len=run["max_len"], seed=run["seed"], chunking=chunking)
@@ -66,7 +68,8 @@ def unlearn(target_dir: str | Path, data_dir: str | Path, kind: str, method: dic
             "forget_examples": n_examples, "seconds": time.time() - t0, "final_loss": trace[-1]["loss"],
             **run_metrics(trace)}
     write_json(Path(out_dir) / "unlearning.json", {**info, "trace": trace, "method": method,
-                                                    "optimizer": optimizer, "seed": run["seed"]})
+                                                    "optimizer": optimizer, "lr_multiplier": multiplier,
+                                                    "optimizer_as_run": spec, "seed": run["seed"]})
     return info
 
 

@@ -1,0 +1,146 @@
+"""The calibration's outputs a reader checks: results/tables/calibration.csv (one row per grid point)
+and, per benchmark, the tuning curves (forget metric against utility, one line per optimizer, the
+chosen point marked, the target's and retrain model's levels drawn)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Sequence
+
+import pandas as pd
+
+from ..calibration import status
+from .files import atomic_csv
+from .style import colour, grid, label, pyplot, save
+
+COLUMNS = ["benchmark", "method", "optimizer", "grade", "scale", "forget_metric", "forget", "utility_metric",
+           "utility", "qualifies", "chosen", "status", "gap", "at_grid_edge", "threshold", "retrain_forget",
+           "target_forget", "criterion", "seeds"]
+
+
+def load(choices: Sequence[str | Path]) -> list[dict]:
+    """The choice records (stages/calibrate.py), in the order given."""
+    return [json.loads(Path(p).read_text(encoding="utf-8")) for p in choices]
+
+
+def table(records: Sequence[dict]) -> pd.DataFrame:
+    """Tidy: one row per benchmark, method, optimizer and grid multiplier; ``chosen`` marks the
+    multiplier the study runs and ``status`` whether it met the criterion (``not reached``: the
+    closest point, taken because none did)."""
+    rows = []
+    for r in records:
+        for p in r["points"]:
+            rows.append({
+                "benchmark": r["benchmark"], "method": r["method"], "optimizer": r["optimizer"],
+                "grade": r["grade"], "scale": p["scale"], "forget_metric": r["forget_metric"],
+                "forget": p["forget"], "utility_metric": r["utility_metric"], "utility": p["utility"],
+                "qualifies": p["qualifies"], "chosen": p["scale"] == r["scale"], "status": status(r),
+                "gap": r["gap"], "at_grid_edge": r["at_grid_edge"], "threshold": r["threshold"],
+                "retrain_forget": r["retrain_forget"], "target_forget": r["target_forget"],
+                "criterion": r["criterion"], "seeds": " ".join(str(s) for s in p["seeds"]),
+            })
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def choices(csv: str | Path | pd.DataFrame | None) -> dict[tuple[str, str, str], dict]:
+    """(benchmark, method, optimizer) -> the chosen point's row of a calibration table (CSV path or
+    DataFrame): ``scale``, ``status``, ``at_grid_edge``, ``forget``, ``utility``... Empty for None."""
+    if csv is None:
+        return {}
+    df = pd.read_csv(csv) if not isinstance(csv, pd.DataFrame) else csv
+    picked = df[df.chosen.astype(bool)]
+    return {(r.benchmark, r.method, r.optimizer): r._asdict() for r in picked.itertuples(index=False)}
+
+
+NOT_REACHED_MARK = "†"
+NOT_REACHED_NOTE = (f"{NOT_REACHED_MARK} calibration not reached: no grid multiplier met the criterion, and the "
+                    "one with the lowest forget metric was run (results/tables/calibration.csv).")
+
+
+def mark(name: str, choice: dict | None) -> str:
+    """``name`` with the not-reached mark when its calibration did not meet the criterion."""
+    return f"{name} {NOT_REACHED_MARK}" if choice is not None and choice["status"] == "not reached" else name
+
+
+def markdown(csv: str | Path | pd.DataFrame) -> str:
+    """The choices as markdown, one table per benchmark and method."""
+    df = pd.read_csv(csv) if not isinstance(csv, pd.DataFrame) else csv
+    parts = []
+    for (bench, method), g in df[df.chosen.astype(bool)].groupby(["benchmark", "method"], sort=False):
+        first = g.iloc[0]
+        ceiling = f"{first.forget_metric} <= {first.threshold:.1f}"
+        if first.criterion == "match_retrain":
+            ceiling += f" (retrain {first.retrain_forget:.1f} + margin)"
+        parts += [f"**{bench} / {method}**: criterion {ceiling}, best {first.utility_metric}; target "
+                  f"{first.forget_metric} {first.target_forget:.1f}.", "",
+                  f"| optimizer | grade | multiplier | grid | {first.forget_metric} | {first.utility_metric} "
+                  "| criterion |", "|---|---|---:|---|---:|---:|---|"]
+        for r in g.itertuples(index=False):
+            grid = ", ".join(f"{x:g}" for x in sorted(df[(df.benchmark == bench) & (df.method == method)
+                                                         & (df.optimizer == r.optimizer)].scale))
+            edge = ", grid edge" if r.at_grid_edge else ""
+            parts.append(f"| {r.optimizer} | {r.grade} | x{r.scale:g} | {grid} | {r.forget:.1f} | {r.utility:.1f} "
+                         f"| {r.status}{edge} |")
+        parts.append("")
+    return "\n".join(parts)
+
+
+def figure(records: Sequence[dict], png: str | Path, svg: str | Path | None = None) -> None:
+    """Tuning curves of one benchmark: a panel per method, a line per optimizer through its grid
+    points (ordered by multiplier, each labelled with it), the chosen point filled (a cross where it
+    did not meet the criterion), the ceiling shaded and the target and retrain levels drawn."""
+    plt = pyplot()
+    methods = sorted({r["method"] for r in records})
+    fig, axes = grid(plt, 1, len(methods), w=4.4, h=3.6)
+    for j, method in enumerate(methods):
+        ax = axes[0][j]
+        recs = [r for r in records if r["method"] == method]
+        first = recs[0]
+        for r in recs:
+            c = colour(r["optimizer"], r["grade"])
+            pts = sorted(r["points"], key=lambda p: p["scale"])
+            ax.plot([p["forget"] for p in pts], [p["utility"] for p in pts], color=c, lw=1, marker="o", ms=3,
+                    mfc="white", label=r["optimizer"])
+            for p in pts:
+                ax.annotate(f"x{p['scale']:g}", (p["forget"], p["utility"]), fontsize=6, color=c,
+                            xytext=(2, 2), textcoords="offset points")
+            best = next(p for p in pts if p["scale"] == r["scale"])
+            ax.plot(best["forget"], best["utility"], color=c, marker="o" if r["reached"] else "X", ms=8,
+                    ls="", mec="k", mew=0.6)
+        if first.get("retrain_forget") is not None:
+            ax.axvline(first["retrain_forget"], color="#8c8c8c", ls="--", lw=1, label="retrain")
+        if first.get("target_forget") is not None:
+            ax.axvline(first["target_forget"], color="#222222", ls=":", lw=1, label="target")
+            if first.get("target_utility") is not None:
+                ax.axhline(first["target_utility"], color="#222222", ls=":", lw=0.6)
+        ax.axvspan(ax.get_xlim()[0], first["threshold"], color="#2ca02c", alpha=0.08, lw=0,
+                   label="meets the criterion")
+        ax.set_xlabel(label(first["forget_metric"]) + "  (lower = more forgotten)")
+        ax.set_ylabel(label(first["utility_metric"]) + "  (higher = better)")
+        ax.set_title(method)
+        ax.grid(alpha=0.3)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False,
+               title="optimizer (filled: chosen;\nX: criterion not reached)")
+    fig.suptitle(f"{records[0]['benchmark']}: learning-rate calibration (grid multipliers, unattacked, "
+                 "mean over calibration seeds)", y=1.03)
+    fig.tight_layout()
+    save(fig, png, svg)
+    plt.close(fig)
+
+
+def report(choices: Sequence[str | Path], csv: str | Path | None, figures: Sequence[str] = ()) -> pd.DataFrame:
+    """Write the calibration table to ``csv`` (when given) and, for each ``BENCH=PNG`` of ``figures``,
+    that benchmark's tuning curves (SVG beside the PNG)."""
+    records = load(choices)
+    df = table(records)
+    if csv is not None:
+        atomic_csv(df, csv)
+    for item in figures:
+        bench, _, png = item.partition("=")
+        recs = [r for r in records if r["benchmark"] == bench]
+        if not recs:
+            raise ValueError(f"calibration-report: no choices for benchmark {bench!r}")
+        figure(recs, png, Path(png).with_suffix(".svg"))
+    return df

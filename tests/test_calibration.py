@@ -1,0 +1,216 @@
+"""Learning-rate calibration: the criterion on hand-made grids, the config's checks, the choose stage,
+and the reports that show the choices."""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+
+import pandas as pd
+import pytest
+import yaml
+
+from unlearning import calibration as C
+from unlearning.config import ConfigError, validate
+from unlearning.report import calibration as report
+from unlearning.report.findings import findings, findings_markdown
+from unlearning.report.tables import main_table, main_table_markdown
+from unlearning.stages.calibrate import calibrate
+
+from conftest import ROOT
+
+
+def pt(scale, forget, utility):
+    return {"scale": scale, "forget": forget, "utility": utility}
+
+
+# ----------------------------------------------------------------------------------------- criterion
+
+
+def test_best_utility_among_the_points_that_reach_the_ceiling():
+    grid = [pt(0.3, 40.0, 90.0), pt(1, 15.0, 70.0), pt(3, 5.0, 60.0), pt(10, 1.0, 10.0)]
+    c = C.choose(grid, ceiling=18.9)
+    assert c == {"scale": 1.0, "reached": True, "gap": pytest.approx(15.0 - 18.9), "at_grid_edge": False}
+
+
+def test_a_point_exactly_at_the_ceiling_qualifies():
+    assert C.choose([pt(1, 18.9, 50.0), pt(3, 2.0, 40.0)], ceiling=18.9)["scale"] == 1.0
+
+
+def test_none_reaches_takes_the_lowest_forget_and_says_how_far():
+    grid = [pt(0.3, 95.0, 80.0), pt(1, 60.0, 75.0), pt(3, 30.0, 50.0)]
+    c = C.choose(grid, ceiling=18.9)
+    assert c["scale"] == 3.0 and c["reached"] is False
+    assert c["gap"] == pytest.approx(30.0 - 18.9)
+    assert c["at_grid_edge"] is True
+
+
+def test_ties_go_to_better_utility_then_lower_forget_then_smaller_multiplier():
+    # equal utility: the lower forget metric
+    assert C.choose([pt(1, 10.0, 50.0), pt(3, 4.0, 50.0)], ceiling=20)["scale"] == 3.0
+    # equal utility and forget: the smaller multiplier
+    assert C.choose([pt(3, 4.0, 50.0), pt(1, 4.0, 50.0)], ceiling=20)["scale"] == 1.0
+    # none reaches, equal forget: the better utility, then the smaller multiplier
+    assert C.choose([pt(1, 30.0, 40.0), pt(3, 30.0, 45.0)], ceiling=20)["scale"] == 3.0
+    assert C.choose([pt(3, 30.0, 45.0), pt(1, 30.0, 45.0)], ceiling=20)["scale"] == 1.0
+
+
+def test_a_single_point_is_never_at_a_grid_edge_and_bad_points_are_refused():
+    assert C.choose([pt(1, 50.0, 50.0)], ceiling=20)["at_grid_edge"] is False
+    with pytest.raises(ValueError, match="no grid points"):
+        C.choose([], ceiling=20)
+    with pytest.raises(ValueError, match="no finite forget"):
+        C.choose([pt(1, math.nan, 50.0)], ceiling=20)
+
+
+def test_threshold_from_the_retrain_model_or_fixed():
+    assert C.threshold({"criterion": "match_retrain", "margin": 5.0}, 13.9) == pytest.approx(18.9)
+    assert C.threshold({"criterion": "forget_at_most", "threshold": 30.0, "margin": 5.0}, None) == 30.0
+    with pytest.raises(ValueError, match="retrain"):
+        C.threshold({"criterion": "match_retrain", "margin": 5.0}, None)
+
+
+# ----------------------------------------------------------------------------------------- config
+
+
+def default_config() -> dict:
+    return validate(yaml.safe_load((ROOT / "config.yaml").read_text()))
+
+
+def test_grids_multipliers_tags_and_model_seeds():
+    cfg = default_config()
+    assert C.grid(cfg, "adam") == [0.3, 1.0, 3.0]
+    assert C.grid(cfg, "zo") == [0.3, 1.0, 3.0, 10.0]
+    assert [C.tag(x) for x in (0.3, 1.0, 3, 10.0, 1e-5)] == ["0.3", "1", "3", "10", "1e-05"]
+    # targets per seed, one retrain model
+    assert C.model_seed(cfg, "target", 2) == 2 and C.model_seed(cfg, "retrain", 2) == 0
+    assert C.model_seeds(cfg, "retrain", [0, 1, 2]) == [0]
+    off = copy.deepcopy(cfg)
+    off["calibration"] = False
+    assert C.grid(off, "zo") == [1.0] and C.seeds(off) == [] and not C.enabled(off)
+
+
+def test_calibration_is_off_unless_configured():
+    cfg = validate(yaml.safe_load((ROOT / "configs" / "tofu.yaml").read_text()))
+    assert cfg["calibration"] is False and cfg["training"]["per_seed"] == []
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"calibration": {"grids": {"nosuch": [1]}}}, "calibration.grids: unknown optimizer 'nosuch'"),
+    ({"calibration": {"criterion": "forget_at_most"}}, "calibration.threshold: required"),
+    ({"calibration": {"grid": [0, 1]}}, "calibration"),
+    ({"benchmarks": {"wmdp": {"kind": "wmdp", "retrain": False}}}, "calibration.criterion: match_retrain needs"),
+    ({"benchmarks": {"muse": {"kind": "muse", "target": "some/hub-model"}}}, "training.per_seed: target"),
+])
+def test_bad_calibration_config_is_one_line_naming_the_key(change, message):
+    cfg = yaml.safe_load((ROOT / "config.yaml").read_text())
+    for key, value in change.items():
+        if key == "benchmarks":
+            cfg["benchmarks"] = {**cfg["benchmarks"], **value}
+        else:
+            cfg[key] = {**cfg[key], **value}
+    with pytest.raises(ConfigError, match=message) as err:
+        validate(cfg)
+    assert "\n" not in str(err.value)
+
+
+# ----------------------------------------------------------------------------------------- stage
+
+
+def _eval(path, seed, **metrics):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"benchmark": "muse", "seed": seed, "attack": "none", "metrics": metrics}))
+    return str(path)
+
+
+def test_choose_stage_averages_seeds_and_records_every_point(tmp_path):
+    points = []
+    for scale, values in {"0.3": [(60, 90), (50, 80)], "1": [(20, 70), (10, 60)], "3": [(2, 30), (4, 20)]}.items():
+        for seed, (f, u) in enumerate(values):
+            p = _eval(tmp_path / f"x{scale}" / f"seed{seed}.json", seed, knowmem_f=f, knowmem_r=u)
+            points.append(f"{scale}={p}")
+    retrain = [_eval(tmp_path / "retrain.json", 0, knowmem_f=13.9, knowmem_r=66.0)]
+    target = [_eval(tmp_path / "target.json", 0, knowmem_f=96.5, knowmem_r=80.0)]
+    meta = {"benchmark": "muse", "method": "graddiff", "optimizer": "adam", "grade": "first"}
+    rec = calibrate(points, retrain, target, "muse", {"criterion": "match_retrain", "margin": 5.0}, meta,
+                    tmp_path / "choice.json")
+    assert json.loads((tmp_path / "choice.json").read_text()) == rec
+    assert [(p["scale"], p["forget"], p["utility"], p["seeds"]) for p in rec["points"]] == [
+        (0.3, 55.0, 85.0, [0, 1]), (1.0, 15.0, 65.0, [0, 1]), (3.0, 3.0, 25.0, [0, 1])]
+    assert rec["threshold"] == pytest.approx(18.9)
+    assert (rec["scale"], rec["reached"], rec["at_grid_edge"]) == (1.0, True, False)
+    assert [p["qualifies"] for p in rec["points"]] == [False, True, True]
+    assert (rec["retrain_forget"], rec["target_forget"], rec["target_utility"]) == (13.9, 96.5, 80.0)
+    with pytest.raises(ValueError, match="no metric knowmem_r"):
+        bad = _eval(tmp_path / "bad.json", 0, knowmem_f=1.0)
+        calibrate([f"1={bad}"], retrain, target, "muse", {"criterion": "match_retrain", "margin": 5.0}, meta,
+                  tmp_path / "c2.json")
+
+
+# ----------------------------------------------------------------------------------------- reports
+
+
+def _choice(opt, grade, points, scale, reached, method="graddiff"):
+    return {"benchmark": "muse", "method": method, "optimizer": opt, "grade": grade, "criterion": "match_retrain",
+            "margin": 5.0, "forget_metric": "knowmem_f", "utility_metric": "knowmem_r", "retrain_forget": 13.9,
+            "retrain_utility": 66.0, "target_forget": 96.5, "target_utility": 80.0, "threshold": 18.9,
+            "scale": scale, "reached": reached, "gap": 0.0, "at_grid_edge": False,
+            "points": [{**pt(s, f, u), "seeds": [0], "qualifies": f <= 18.9} for s, f, u in points]}
+
+
+@pytest.fixture
+def choices(tmp_path):
+    recs = [_choice("adam", "first", [(0.3, 40, 90), (1, 10, 70)], 1.0, True),
+            _choice("zo", "zeroth", [(1, 95, 80), (10, 60, 40)], 10.0, False)]
+    paths = []
+    for r in recs:
+        p = tmp_path / f"{r['optimizer']}.json"
+        p.write_text(json.dumps(r))
+        paths.append(p)
+    return paths
+
+
+def test_calibration_table_and_figure(choices, tmp_path):
+    df = report.report(choices, tmp_path / "calibration.csv", [f"muse={tmp_path / 'cal.png'}"])
+    assert list(df.columns) == report.COLUMNS
+    assert len(df) == 4
+    chosen = df[df.chosen]
+    assert list(chosen.optimizer) == ["adam", "zo"] and list(chosen.scale) == [1.0, 10.0]
+    assert list(chosen.status) == ["reached", "not reached"]
+    assert pd.read_csv(tmp_path / "calibration.csv").shape == df.shape
+    assert (tmp_path / "cal.png").stat().st_size > 0 and (tmp_path / "cal.svg").exists()
+    with pytest.raises(ValueError, match="no choices for benchmark 'wmdp'"):
+        report.report(choices, None, [f"wmdp={tmp_path / 'w.png'}"])
+    md = report.markdown(df)
+    assert "| zo | zeroth | x10 | 1, 10 | 60.0 | 40.0 | not reached |" in md
+
+
+def _tidy(values: dict) -> pd.DataFrame:
+    rows = []
+    for (opt, grade, seed), (f, u) in values.items():
+        method = "none" if grade == "reference" else "graddiff"
+        for metric, v in (("knowmem_f", f), ("knowmem_r", u)):
+            for attack in ("none", "nf4"):
+                rows.append({"benchmark": "muse", "method": method, "optimizer": opt, "grade": grade, "seed": seed,
+                             "attack": attack, "metric": metric, "value": v + seed})
+    return pd.DataFrame(rows)
+
+
+def test_tables_and_findings_mark_a_choice_that_did_not_reach(choices, tmp_path):
+    df = _tidy({(o, g, s): fu for o, g, fu in [("target", "reference", (96, 80)), ("retrain", "reference", (14, 66)),
+                                               ("adam", "first", (10, 70)), ("zo", "zeroth", (60, 40))]
+                for s in (0, 1, 2)})
+    cal = report.table(report.load(choices))
+    wide = main_table(df, report.choices(cal))
+    assert dict(zip(wide.optimizer, wide.calibration)) == {"target": "", "retrain": "", "adam": "reached",
+                                                            "zo": "not reached"}
+    md = main_table_markdown(df, wide)
+    assert "| graddiff / zo † | zeroth | 10 | " in md and "| graddiff / adam | first | 1 | " in md
+    assert report.NOT_REACHED_NOTE in md
+    optimizers = {"adam": {"type": "adam"}, "zo": {"type": "adazo"}}
+    found = findings({"muse": df}, optimizers, {"graddiff": {"objective": "grad_diff"}}, "adam")
+    text = findings_markdown({"muse": df}, found, calibration=cal)
+    assert "## Learning rates (calibration)" in text
+    assert "| muse / graddiff / knowmem_f / nf4 | zo † |" in text
+    assert "with a side whose calibration was not reached" in text

@@ -1,0 +1,111 @@
+# Learning-rate calibration (config `calibration`; src/unlearning/calibration.py): each entry unlearns at
+# every multiplier of its grid (rule unlearn, {scale}), the criterion's two metrics are measured without
+# attack, and the checkpoint `calibrate` picks the multiplier every seed of the study then runs
+# (common.smk's unlearned_model). A grid point of a study seed at the chosen multiplier is that run.
+
+
+rule calibration_point:
+    """The criterion's forget and utility metrics of one grid point (no attack, nothing else)."""
+    input:
+        model=f"{R}/unlearned/{{bench}}/{{method}}/{{optimizer}}/x{{scale}}/seed{{seed}}",
+        data=f"{R}/data/{{bench}}",
+        code=EVAL_CODE,
+    output:
+        f"{R}/calibration/{{bench}}/{{method}}/{{optimizer}}/x{{scale}}/seed{{seed}}/none.json",
+    log:
+        f"{R}/logs/calibration_point/{{bench}}/{{method}}/{{optimizer}}/x{{scale}}/seed{{seed}}.log",
+    benchmark:
+        f"{R}/benchmarks/calibration_point/{{bench}}/{{method}}/{{optimizer}}/x{{scale}}/seed{{seed}}.tsv"
+    conda:
+        CONDA_ENV
+    threads: 1
+    params:
+        kind=kind,
+        metrics=lambda wc: " ".join(CAL.CRITERION_METRICS[kind(wc)]),
+        meta=lambda wc: as_json(
+            {
+                "benchmark": wc.bench,
+                "method": wc.method,
+                "optimizer": wc.optimizer,
+                "grade": grade_of(wc.optimizer),
+                "seed": int(wc.seed),
+            }
+        ),
+        evaluation=eval_params,
+        subject=lambda wc: mc_subject(bench_cfg(wc)),
+        fraction=config["attacks"]["relearn"]["fraction"],
+        out=lambda wc, output: parent(output[0]),
+    shell:
+        "unlearning --threads {threads} evaluate --model {input.model} --data {input.data} --kind {params.kind}"
+        " --attacks none --metrics {params.metrics} --meta {params.meta:q} --params {params.evaluation:q}"
+        " --subject {params.subject:q} --relearn-fraction {params.fraction} --out {params.out} > {log} 2>&1"
+
+
+checkpoint calibrate:
+    """One entry's choice: every grid point's metrics (mean over the calibration seeds), the criterion's
+    ceiling from the retrain model, the chosen multiplier and whether it met the criterion."""
+    input:
+        points=lambda wc: [p for paths in calibration_points(wc).values() for p in paths],
+        retrain=lambda wc: calibration_reference(wc, "retrain"),
+        target=lambda wc: calibration_reference(wc, "target"),
+        code=src("calibration.py", "stages/calibrate.py", "stages/common.py"),
+    output:
+        f"{R}/calibration/{{bench}}/{{method}}/{{optimizer}}/choice.json",
+    log:
+        f"{R}/logs/calibrate/{{bench}}/{{method}}/{{optimizer}}.log",
+    conda:
+        CONDA_ENV
+    threads: 1
+    params:
+        kind=kind,
+        points=lambda wc: " ".join(f"{x}={p}" for x, paths in calibration_points(wc).items() for p in paths),
+        # the criterion only: the grid and seeds enter as the input files, so editing one entry's grid
+        # reruns only that entry's choice
+        criterion=as_json(
+            {k: v for k, v in (config["calibration"] or {}).items() if k in ("criterion", "margin", "threshold")}
+        ),
+        meta=lambda wc: as_json(
+            {"benchmark": wc.bench, "method": wc.method, "optimizer": wc.optimizer, "grade": grade_of(wc.optimizer)}
+        ),
+    shell:
+        "unlearning calibrate --points {params.points} --retrain {input.retrain} --target {input.target}"
+        " --kind {params.kind} --params {params.criterion:q} --meta {params.meta:q} --out {output} > {log} 2>&1"
+
+
+rule report_calibration_table:
+    """results/tables/calibration.csv: every grid point of every entry, the choice marked."""
+    input:
+        choices=calibration_choices(),
+        code=src(*report_code("calibration")),
+    output:
+        f"{R}/tables/calibration.csv",
+    log:
+        f"{R}/logs/report_calibration_table.log",
+    conda:
+        CONDA_ENV
+    threads: 1
+    shell:
+        "unlearning calibration-report --choices {input.choices} --csv {output} > {log} 2>&1"
+
+
+rule report_calibration_figure:
+    """Tuning curves of one benchmark: forget against utility per optimizer, the choice marked."""
+    input:
+        choices=lambda wc: calibration_choices(wc.bench),
+        code=src(*report_code("calibration")),
+    output:
+        png=report(
+            f"{R}/figures/{{bench}}/calibration.png",
+            caption="../report/calibration.rst",
+            category="0. Calibration",
+            subcategory="{bench}",
+        ),
+        svg=f"{R}/figures/{{bench}}/calibration.svg",
+    log:
+        f"{R}/logs/report_calibration_figure/{{bench}}.log",
+    conda:
+        CONDA_ENV
+    threads: 1
+    shell:
+        "unlearning calibration-report --choices {input.choices}"
+        " --figures {wildcards.bench}={output.png} > {log} 2>&1"
