@@ -7,6 +7,7 @@ import re
 import pytest
 import yaml
 
+from unlearning import calibration as C
 from unlearning.config import methods_for, optimizers_for, validate
 
 from conftest import ROOT, make_study, snakemake
@@ -33,7 +34,15 @@ def test_dry_run_job_counts_equal_the_grid(study, name):
                for b in cfg["benchmarks"])
     if cfg.get("ablation"):  # the hybrid ablation's own runs (findings A1, A2)
         runs += len(cfg["ablation"]["optimizers"]) * len(cfg["ablation"].get("seeds") or cfg["seeds"])
-    assert counts["unlearn"] == counts["relearn"] == counts["evaluate"] == runs
+    assert counts["relearn"] == counts["evaluate"] == runs
+    # calibration: every entry unlearns at each grid multiplier (seed 0); the other seeds' runs at the
+    # chosen multiplier are planned once the `calibrate` checkpoint has run
+    entries = [(b, o) for b in cfg["benchmarks"] for _ in methods_for(cfg, b) for o in optimizers_for(cfg, b)]
+    if cfg.get("ablation"):
+        entries += [(cfg["ablation"]["benchmark"], o) for o in cfg["ablation"]["optimizers"]]
+    points = sum(len(C.grid(cfg, o)) * len(C.seeds(cfg)) for _, o in entries)
+    assert counts["calibrate"] == len(entries)
+    assert counts["unlearn"] == counts["calibration_point"] == points
     refs = sum(1 + (b.get("retrain") is not False) for b in cfg["benchmarks"].values())
     assert counts["train_model"] == counts["evaluate_reference"] == refs
     assert counts["prepare_data"] == len(cfg["benchmarks"])

@@ -3,6 +3,8 @@ to a copy of the smoke config) and `snakemake --report` with every figure and ta
 
 from __future__ import annotations
 
+import json
+
 import pandas as pd
 import pytest
 import yaml
@@ -31,6 +33,34 @@ def test_report_outputs_of_the_smoke_study(smoke_run):
     assert (res / "tables" / "tofu" / "tofu.md").exists() and not (res / "tables" / "tofu" / "muse.csv").exists()
     md = (res / "README" / "findings.md").read_text()
     assert "| Q1 |" in md and "not tested (optimizer not configured)" in md
+
+
+def test_calibration_outputs_of_the_smoke_study(smoke_run):
+    """configs/smoke.yaml calibrates every entry over multipliers 0.5 and 1 (seed 0)."""
+    res = smoke_run / "results"
+    cal = pd.read_csv(res / "tables" / "calibration.csv")
+    entries = cal[["benchmark", "method", "optimizer"]].drop_duplicates()
+    assert len(entries) == 4 + 3 + 2 and len(cal) == 2 * len(entries)
+    assert set(cal.scale) == {0.5, 1.0} and cal.groupby(["benchmark", "method", "optimizer"]).chosen.sum().eq(1).all()
+    assert set(cal.forget_metric) == {"knowmem_f", "wmdp_acc", "tofu_rouge_f"}
+    for bench in ("muse", "wmdp", "tofu"):
+        assert (res / "figures" / bench / "calibration.png").exists()
+        assert (res / "README" / f"{bench}_calibration.png").exists()
+    for r in cal[cal.chosen].itertuples():
+        choice = json.loads((res / "calibration" / r.benchmark / r.method / r.optimizer / "choice.json").read_text())
+        assert choice["scale"] == r.scale
+        # the study's run of the calibration seed is the grid point at the choice
+        rec = json.loads((res / "eval" / r.benchmark / r.method / r.optimizer / "seed0" / "none.json").read_text())
+        assert rec["lr_multiplier"] == r.scale
+        info = json.loads((res / "unlearned" / r.benchmark / r.method / r.optimizer / f"x{r.scale:g}" / "seed0"
+                           / "unlearning.json").read_text())
+        assert info["lr_multiplier"] == r.scale
+        point = json.loads((res / "calibration" / r.benchmark / r.method / r.optimizer / f"x{r.scale:g}" / "seed0"
+                            / "none.json").read_text())
+        assert point["metrics"][r.forget_metric] == rec["metrics"][r.forget_metric]
+    wide = pd.read_csv(res / "tables" / "main" / "muse.csv")
+    assert {"lr_multiplier", "calibration"} <= set(wide.columns)
+    assert "## Learning rates (calibration)" in (res / "README" / "findings.md").read_text()
 
 
 def test_ablation_and_html_report(smoke_copy):

@@ -16,6 +16,8 @@ rule calibration_point:
         f"{R}/logs/calibration_point/{{bench}}/{{method}}/{{optimizer}}/x{{scale}}/seed{{seed}}.log",
     benchmark:
         f"{R}/benchmarks/calibration_point/{{bench}}/{{method}}/{{optimizer}}/x{{scale}}/seed{{seed}}.tsv"
+    # scheduling only: a choice unblocks its entry's seeds, attacks and evaluations
+    priority: 5
     conda:
         CONDA_ENV
     threads: 1
@@ -53,6 +55,7 @@ checkpoint calibrate:
         f"{R}/calibration/{{bench}}/{{method}}/{{optimizer}}/choice.json",
     log:
         f"{R}/logs/calibrate/{{bench}}/{{method}}/{{optimizer}}.log",
+    priority: 5
     conda:
         CONDA_ENV
     threads: 1

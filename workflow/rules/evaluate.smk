@@ -57,6 +57,8 @@ rule evaluate_reference:
         f"{R}/logs/evaluate/{{bench}}/none/{{role}}/seed{{seed}}.log",
     benchmark:
         f"{R}/benchmarks/evaluate/{{bench}}/none/{{role}}/seed{{seed}}.tsv"
+    # scheduling only: the calibration's choices wait for the retrain model's evaluation
+    priority: 10
     conda:
         CONDA_ENV
     threads: 1

@@ -13,6 +13,8 @@ rule train_model:
         f"{R}/logs/train_model/{{bench}}/{{role}}/seed{{seed}}.log",
     benchmark:
         f"{R}/benchmarks/train_model/{{bench}}/{{role}}/seed{{seed}}.tsv"
+    # scheduling only: every later job waits for a model, so train them first (no idle core at the end)
+    priority: 20
     conda:
         CONDA_ENV
     threads: 1

@@ -1,0 +1,112 @@
+"""Do two runs of one study that differ only in the CPU's float kernels agree? Prints one JSON object.
+
+    # the default study twice, once on torch's AVX2 kernels (as on an AVX2-only CPU), once on the default
+    ATEN_CPU_CAPABILITY=avx2 .venv/bin/snakemake --cores 2 ...    # in one study folder
+    .venv/bin/snakemake --cores 2 ...                             # in another
+    python benchmarks/float_paths.py --a FOLDER_A/results --b FOLDER_B/results
+
+Compares the findings' verdicts (results/README/findings.md) and, for every benchmark, method,
+optimizer, attack and metric of the tidy tables, the two runs' means over seeds against their 95%
+confidence intervals: ``inside_a`` counts the metrics whose run-B mean lies inside run A's interval
+(and ``inside_b`` the converse), ``overlap`` those whose two intervals overlap. The evaluation JSON
+files' recorded CPU capability (``env.torch_cpu_capability``) says which kernels each run used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import re
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from unlearning.report.stats import summarise  # noqa: E402
+
+_VERDICT = re.compile(r"^\| (\w+) \| (.+?) \| \*\*(.+?)\*\* \| (.+?) \|$")
+KEYS = ["benchmark", "method", "optimizer", "attack", "metric"]
+
+
+def verdicts(results: Path) -> dict[str, dict]:
+    """Finding id -> verdict and comparison counts, from ``results/README/findings.md``."""
+    out = {}
+    for line in (results / "README" / "findings.md").read_text(encoding="utf-8").splitlines():
+        m = _VERDICT.match(line.strip())
+        if m:
+            out[m.group(1)] = {"verdict": m.group(3), "comparisons": m.group(4)}
+    return out
+
+
+def capabilities(results: Path) -> list[str]:
+    """The distinct torch CPU capabilities the run's evaluations recorded."""
+    caps = set()
+    for path in (results / "eval").rglob("*.json"):
+        caps.add(json.loads(path.read_text(encoding="utf-8")).get("env", {}).get("torch_cpu_capability", "?"))
+    return sorted(caps)
+
+
+def metric_agreement(a: Path, b: Path) -> dict:
+    """Per-metric means and intervals of the two runs' tidy tables, and how often they agree."""
+    rows = []
+    for table in sorted((a / "tables").glob("*.csv")):
+        other = b / "tables" / table.name
+        df_a = pd.read_csv(table)
+        if "value" not in df_a.columns or not other.exists():
+            continue
+        sa = summarise(df_a, KEYS).set_index(KEYS)
+        sb = summarise(pd.read_csv(other), KEYS).set_index(KEYS)
+        for key in sa.index.intersection(sb.index):
+            ma, ha, mb, hb = sa.loc[key, "mean"], sa.loc[key, "ci95"], sb.loc[key, "mean"], sb.loc[key, "ci95"]
+            rows.append({**dict(zip(KEYS, key)), "mean_a": ma, "ci95_a": ha, "mean_b": mb, "ci95_b": hb,
+                         "diff": mb - ma})
+    df = pd.DataFrame(rows)
+    if df.empty:
+        return {"metrics": 0}
+    width = df[["ci95_a", "ci95_b"]].fillna(0.0)
+    inside_a = (df["diff"].abs() <= width.ci95_a)
+    inside_b = (df["diff"].abs() <= width.ci95_b)
+    overlap = (df["diff"].abs() <= width.ci95_a + width.ci95_b)
+    worst = df.assign(excess=df["diff"].abs() - (width.ci95_a + width.ci95_b)).sort_values("excess")
+    outside = worst[worst.excess > 0]
+    return {
+        "metrics": int(len(df)),
+        "inside_a": int(inside_a.sum()),
+        "inside_b": int(inside_b.sum()),
+        "overlap": int(overlap.sum()),
+        "identical": int((df["diff"] == 0).sum()),
+        "largest_abs_diff": float(df["diff"].abs().max()),
+        "outside_both_intervals": [
+            {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()}
+            for r in outside.tail(20).to_dict("records")
+        ],
+    }
+
+
+def compare(a: Path, b: Path) -> dict:
+    va, vb = verdicts(a), verdicts(b)
+    agree = {k: va[k]["verdict"] == vb.get(k, {}).get("verdict") for k in va}
+    return {
+        "a": str(a), "b": str(b),
+        "cpu_capability": {"a": capabilities(a), "b": capabilities(b)},
+        "verdicts": {k: {"a": va[k], "b": vb.get(k)} for k in va},
+        "verdicts_agree": all(agree.values()) and set(va) == set(vb),
+        "verdicts_differing": sorted(k for k, ok in agree.items() if not ok),
+        "per_metric": metric_agreement(a, b),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--a", type=Path, required=True, help="results folder of the first run")
+    p.add_argument("--b", type=Path, required=True, help="results folder of the second run")
+    a = p.parse_args(argv)
+    print(json.dumps(compare(a.a, a.b), indent=2, default=float))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
