@@ -4,8 +4,9 @@
 What is inserted is the "Verdicts" table of results/README/findings.md (rule report_findings), which
 is generated from the tidy tables; nothing here is typed by hand. Only the default study (config.yaml)
 feeds README: its results folder (`results`, schema default `results`) is read from config.yaml, so a
-study run with another config (its own folder, e.g. results/paper-muse-news) never changes README. The rest of findings.md (summary
-tables, figures, the evidence per finding) stays there, committed, and README links to it. Run after
+study run with another config (its own folder, e.g. results/paper-muse-news) never changes README.
+The rest of findings.md (summary tables, figures, the evidence per finding) stays there, committed,
+and README links to it. Run after
 `snakemake --cores 2`:
 
     .venv/bin/python scripts/update_readme_results.py

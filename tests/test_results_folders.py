@@ -133,7 +133,8 @@ def test_two_studies_run_side_by_side_but_not_the_same_study_twice(tmp_path):
 
 def test_readme_results_come_from_the_default_study_only(tmp_path):
     """scripts/update_readme_results.py reads config.yaml's folder, not another study's."""
-    spec = importlib.util.spec_from_file_location("update_readme_results", REPO / "scripts" / "update_readme_results.py")
+    script = REPO / "scripts" / "update_readme_results.py"
+    spec = importlib.util.spec_from_file_location("update_readme_results", script)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     (tmp_path / "workflow" / "schemas").mkdir(parents=True)
@@ -146,7 +147,8 @@ def test_readme_results_come_from_the_default_study_only(tmp_path):
     (tmp_path / "config.yaml").write_text("benchmarks: {}\n")  # no `results`: the schema's default
     mod.ROOT = tmp_path
     assert mod.main() == 0
-    assert (tmp_path / "README.md").read_text() == f"intro\n{mod.START}\n### Verdicts\n\ndefault verdict\n{mod.END}\ntail\n"
+    expected = f"intro\n{mod.START}\n### Verdicts\n\ndefault verdict\n{mod.END}\ntail\n"
+    assert (tmp_path / "README.md").read_text() == expected
     (tmp_path / "config.yaml").write_text("results: results/paper-muse-news\n")
     assert mod.main() == 0
     assert "paper verdict" in (tmp_path / "README.md").read_text()
