@@ -4,7 +4,8 @@
 # One-time step; run it again to change them (the previous file is kept as config.yaml.bak).
 #
 #   bash scripts/install-slurm-profile.sh ACCOUNT PARTITION [GPU_MODEL] [--gpu-partition NAME]
-#                                         [--unlearn-gpus N] [--dest DIR]
+#                                         [--unlearn-gpus N] [--gpu-models M1,M2,..]
+#                                         [--gpu-constraints C1,C2,..] [--dest DIR]
 #
 #   ACCOUNT        SLURM account to charge (sbatch -A); see `sacctmgr show assoc user=$USER`
 #   PARTITION      partition for every job (sbatch -p); see `sinfo -s`
@@ -13,16 +14,21 @@
 #   --gpu-partition NAME   a separate partition for the GPU rules (many clusters have one)
 #   --unlearn-gpus N       GPUs per unlearning job (default 1); N > 1 shards each run over N GPUs
 #                  (torchrun + FSDP2) and asks for 30000 * N MB of host memory (docs/clusters.md)
+#   --gpu-models M1,M2,..  GPU type per attempt (instead of GPU_MODEL): a GPU job's first try asks
+#                  for M1, its retry after a failure (e.g. out of GPU memory) for M2, and so on; later
+#                  tries keep the last (e.g. a100,h100)
+#   --gpu-constraints C1,C2,..  node feature per attempt for the GPU rules (sbatch -C), the same way
+#                  (e.g. a100_40g,a100_80g where cards are told apart by features, not GPU types)
 #   --dest DIR     install into DIR instead (DIR/config.yaml)
 #
 # Then, from the repository root:   snakemake --profile slurm [--configfile configs/...]
 # The source is profiles/slurm/config.yaml minus its test-cluster block (real clusters have accounting,
 # so the plugin checks job status with sacct).
 set -euo pipefail
-usage() { sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 die() { echo "install-slurm-profile.sh: error: $*" >&2; exit 1; }
 
-pos=(); gpu_partition=""; dest=""; unlearn_gpus=1
+pos=(); gpu_partition=""; dest=""; unlearn_gpus=1; gpu_models=""; gpu_constraints=""
 while [ $# -gt 0 ]; do
   case "$1" in
     -h|--help) usage ;;
@@ -30,6 +36,10 @@ while [ $# -gt 0 ]; do
     --gpu-partition=*) gpu_partition=${1#*=}; shift ;;
     --unlearn-gpus) [ $# -ge 2 ] || die "--unlearn-gpus needs a value"; unlearn_gpus=$2; shift 2 ;;
     --unlearn-gpus=*) unlearn_gpus=${1#*=}; shift ;;
+    --gpu-models) [ $# -ge 2 ] || die "--gpu-models needs a value"; gpu_models=$2; shift 2 ;;
+    --gpu-models=*) gpu_models=${1#*=}; shift ;;
+    --gpu-constraints) [ $# -ge 2 ] || die "--gpu-constraints needs a value"; gpu_constraints=$2; shift 2 ;;
+    --gpu-constraints=*) gpu_constraints=${1#*=}; shift ;;
     --dest) [ $# -ge 2 ] || die "--dest needs a value"; dest=$2; shift 2 ;;
     --dest=*) dest=${1#*=}; shift ;;
     -*) die "unknown option $1 (see --help)" ;;
@@ -44,6 +54,22 @@ name_re='^[A-Za-z0-9][A-Za-z0-9_.-]*$'
 [ -z "$gpu_model" ] || [[ $gpu_model =~ $name_re ]] || die "GPU model '$gpu_model': letters, digits, _ . - only"
 [ -z "$gpu_partition" ] || [[ $gpu_partition =~ $name_re ]] || die "GPU partition '$gpu_partition': letters, digits, _ . - only"
 [[ $unlearn_gpus =~ ^[1-9][0-9]*$ ]] || die "--unlearn-gpus '$unlearn_gpus': a positive integer"
+[ -z "$gpu_models" ] || [ -z "$gpu_model" ] || die "give GPU_MODEL or --gpu-models, not both"
+
+# A comma list as a Snakemake resource expression of `attempt`: the attempt-th item, the last one after.
+per_attempt() {  # OPTION LIST
+  local items=() item quoted=""
+  [[ $2 =~ ^[^,]+(,[^,]+)*$ ]] || die "$1 '$2': a comma-separated list without empty items"
+  IFS=, read -r -a items <<<"$2"
+  for item in "${items[@]}"; do
+    [[ $item =~ $name_re ]] || die "$1 '$2': letters, digits, _ . - only, separated by commas"
+    quoted+="${quoted:+, }'$item'"
+  done
+  echo "[$quoted][min(attempt, ${#items[@]}) - 1]"
+}
+models_expr=""; constraints_expr=""
+[ -z "$gpu_models" ] || models_expr=$(per_attempt --gpu-models "$gpu_models")
+[ -z "$gpu_constraints" ] || constraints_expr=$(per_attempt --gpu-constraints "$gpu_constraints")
 
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 src="$repo/profiles/slurm/config.yaml"
@@ -58,7 +84,7 @@ trap 'rm -f "$tmp"' EXIT
   echo "# Account '$account', partition '$partition'${gpu_model:+, GPU model '$gpu_model'}${gpu_partition:+, GPU partition '$gpu_partition'}."
   echo "# Re-run that script to change them; edit resources here or in the repository's profile."
   awk -v acc="$account" -v part="$partition" -v model="$gpu_model" -v gpart="$gpu_partition" \
-      -v ugpus="$unlearn_gpus" '
+      -v ugpus="$unlearn_gpus" -v models="$models_expr" -v constraints="$constraints_expr" '
     /^# --- test cluster only/ { skip = 1; next }
     /^  [a-z_]+:$/ { rule = $1 }
     rule == "unlearn:" && ugpus > 1 && /^    mem_mb:/ { print "    mem_mb: \"" 30000 * ugpus " * attempt\""; next }
@@ -73,6 +99,8 @@ trap 'rm -f "$tmp"' EXIT
     /^    gpu: 1/ {
       if (rule == "unlearn:" && ugpus > 1) print "    gpu: " ugpus; else print
       if (model != "") print "    gpu_model: \"" model "\""
+      if (models != "") print "    gpu_model: \"" models "\""
+      if (constraints != "") print "    constraint: \"" constraints "\""
       if (gpart != "") print "    slurm_partition: \"" gpart "\""
       next
     }

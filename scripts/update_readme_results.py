@@ -2,8 +2,11 @@
 """Copy the verdicts of the default study's findings into README.md (between the results markers).
 
 What is inserted is the "Verdicts" table of results/README/findings.md (rule report_findings), which
-is generated from the tidy tables; nothing here is typed by hand. The rest of findings.md (summary
-tables, figures, the evidence per finding) stays there, committed, and README links to it. Run after
+is generated from the tidy tables; nothing here is typed by hand. Only the default study (config.yaml)
+feeds README: its results folder (`results`, schema default `results`) is read from config.yaml, so a
+study run with another config (its own folder, e.g. results/paper-muse-news) never changes README.
+The rest of findings.md (summary tables, figures, the evidence per finding) stays there, committed,
+and README links to it. Run after
 `snakemake --cores 2`:
 
     .venv/bin/python scripts/update_readme_results.py
@@ -14,6 +17,8 @@ from __future__ import annotations
 import re
 import sys
 from pathlib import Path
+
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 START, END = "<!-- results:start -->", "<!-- results:end -->"
@@ -26,9 +31,16 @@ def verdicts(findings: str) -> str | None:
     return f"#{SECTION}\n\n{m.group(1).strip()}" if m else None
 
 
+def default_results(root: Path) -> Path:
+    """The default study's results folder: config.yaml's `results`, else the schema's default."""
+    config = yaml.safe_load((root / "config.yaml").read_text(encoding="utf-8")) or {}
+    schema = yaml.safe_load((root / "workflow" / "schemas" / "config.schema.yaml").read_text(encoding="utf-8"))
+    return root / config.get("results", schema["properties"]["results"]["default"])
+
+
 def main() -> int:
     readme = ROOT / "README.md"
-    findings = ROOT / "results" / "README" / "findings.md"
+    findings = default_results(ROOT) / "README" / "findings.md"
     if not findings.exists():
         print(f"error: {findings} not found; run the default study first (snakemake --cores 2)", file=sys.stderr)
         return 1

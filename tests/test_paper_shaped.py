@@ -69,7 +69,7 @@ def test_paper_muse_news_runs_every_stage_on_local_stand_ins(tmp_path, snapshots
                                                                  .read_text())["ablation"]["optimizers"].items()
                                                   if k in ("hybrid_2to1", "hybrid_n10")}},
     })
-    res = study / "results"
+    res = study / cfg["results"]
     # hub loading: the sharded snapshot was read and saved in our layout
     assert len(list(snapshots["target"].glob("model-*.safetensors"))) > 1
     assert (res / "models" / "muse_news" / "target" / "seed0" / "config.json").exists()
@@ -101,7 +101,7 @@ def test_paper_wmdp_bio_runs_every_stage_on_local_stand_ins(tmp_path, snapshots)
         "unlearning": {"steps": 3},
         "attacks": {"quantization": ["nf4"], "relearn": {"steps": [2, 3], "report": 3}},
     })
-    res = study / "results"
+    res = study / cfg["results"]
     df = pd.read_csv(res / "tables" / "wmdp_bio.csv")
     assert {"wmdp_acc", "mmlu_acc"} <= set(df.metric)
     assert {"none", "nf4", "relearn2", "relearn3"} <= set(df.attack)
@@ -123,6 +123,6 @@ def test_the_other_paper_configs_run_on_local_stand_ins(tmp_path, snapshots, nam
         "benchmarks": {bench: {**overrides, **models}}, "unlearning": {"steps": 3},
         "attacks": {"quantization": ["nf4"], "relearn": {"steps": [2], "report": 2}},
     })
-    df = pd.read_csv(study / "results" / "tables" / f"{bench}.csv")
+    df = pd.read_csv(study / cfg["results"] / "tables" / f"{bench}.csv")
     assert {"none", "nf4", "relearn2"} <= set(df.attack)
     assert set(df[df.method != "none"].optimizer) == set(overrides["optimizers"])

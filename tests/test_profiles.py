@@ -23,7 +23,8 @@ INSTALL = REPO / "scripts" / "install-slurm-profile.sh"
 GPU_RULES = ["train_model", "unlearn", "relearn", "evaluate", "evaluate_reference", "lmc", "calibration_point"]
 CPU_RULES = ["prepare_data", "train_tokenizer", "aggregate", "figures", "summary", "report_tables",
              "lmc_figure", "ablation", "report_findings", "report_provenance", "report_grade_distance",
-             "report_tofu_table", "calibrate", "report_calibration_table", "report_calibration_figure"]
+             "report_tofu_table", "calibrate", "report_calibration_table", "report_calibration_figure",
+             "copy_model"]
 ALL_RULES = CPU_RULES + GPU_RULES
 
 
@@ -147,7 +148,7 @@ def test_slurm_rule_names_match_workflow():
     """Every rule the profile sizes exists in workflow/rules (once the workflow is there)."""
     smk = list((REPO / "workflow" / "rules").glob("*.smk")) + [REPO / "Snakefile"]
     text = "\n".join(p.read_text() for p in smk if p.is_file())
-    defined = set(re.findall(r"^\s*rule (\w+)\s*:", text, re.M)) | set(
+    defined = set(re.findall(r"^\s*(?:rule|checkpoint) (\w+)\s*:", text, re.M)) | set(
         re.findall(r"^\s*name:\s*['\"](\w+)['\"]", text, re.M)
     )
     if not defined:
@@ -284,13 +285,63 @@ def test_install_with_unlearn_gpus_shards_the_unlearn_rule(tmp_path):
         assert cfg["set-resources"][rule]["gpu"] == 1, rule
     assert install("p", "b", "--unlearn-gpus", "0", xdg=tmp_path / "x").returncode != 0
     # the workflow turns 4 GPUs per job into torchrun with 4 ranks (dry run of a paper config, one run)
-    target = "results/unlearned/muse_news/npo/adam/x1/seed0"
+    results = yaml.safe_load((REPO / "configs" / "paper-muse-news.yaml").read_text())["results"]
+    target = f"{results}/unlearned/muse_news/npo/adam/x1/seed0"
     r = snakemake(target, "-n", "-p", "--profile", str(profile), "--configfile", "configs/paper-muse-news.yaml",
                   cwd=REPO, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     assert "torchrun --standalone --nproc-per-node 4 --no-python -- unlearning --threads 1 unlearn" in r.stdout
     # an optimizer that cannot shard fails before any job, naming the entry
-    r = snakemake("results/unlearned/muse_news/npo/adamw8bit/x1/seed0", "-n", "--profile", str(profile),
+    r = snakemake(f"{results}/unlearned/muse_news/npo/adamw8bit/x1/seed0", "-n", "--profile", str(profile),
                   "--configfile", "configs/paper-muse-news.yaml", cwd=REPO, timeout=300)
     assert r.returncode != 0
     assert "optimizers.adamw8bit: type 'adamw8bit' cannot run sharded" in r.stdout + r.stderr
+
+
+# --- storage and larger cards on retry (issue 16) ---------------------------------------------------
+def test_rules_that_write_models_request_disk_for_them():
+    """disk_mb covers the models a job writes (7B in bf16: 13.5 GB each; README, "Storage")."""
+    per_rule = load("slurm")["set-resources"]
+    for rule in ("train_model", "copy_model", "unlearn"):
+        assert evaluate(per_rule[rule]["disk_mb"], 1) >= 13500, rule
+    steps = max(len(yaml.safe_load(p.read_text())["attacks"]["relearn"]["steps"])
+                for p in (REPO / "configs").glob("paper-*.yaml"))
+    assert evaluate(per_rule["relearn"]["disk_mb"], 1) >= 13500 * steps
+    # a copy is a CPU job: small memory, no GPU (it downloads and writes files)
+    assert not {"gpu", "gpu_model", "gres"} & set(per_rule["copy_model"])
+    assert evaluate(per_rule["copy_model"]["mem_mb"], 1) <= 8000
+
+
+def test_gpu_retry_moves_to_the_larger_card(tmp_path):
+    """--gpu-models/--gpu-constraints: attempt 1 asks for the first card, the retry for the next
+    (a real run of the installed profile, local executor; the job fails unless it got the larger card)."""
+    xdg = tmp_path / "xdg"
+    r = install("proj123", "batch", "--gpu-models", "a100,h100", "--gpu-constraints", "gpu40g,gpu80g,gpu141g",
+                xdg=xdg)
+    assert r.returncode == 0, r.stderr
+    profile = xdg / "snakemake" / "slurm"
+    cfg = yaml.safe_load((profile / "config.yaml").read_text())
+    for rule in GPU_RULES:
+        spec = cfg["set-resources"][rule]
+        assert [evaluate(spec["gpu_model"], a) for a in (1, 2, 3)] == ["a100", "h100", "h100"], rule
+        assert [evaluate(spec["constraint"], a) for a in (1, 2, 3)] == ["gpu40g", "gpu80g", "gpu141g"], rule
+    for rule in CPU_RULES:
+        assert not {"gpu_model", "constraint"} & set(cfg["set-resources"][rule]), rule
+    wf = stub_workflow(
+        tmp_path / "wf",
+        "if [ {resources.gpu_model} != h100 ]; then echo 'simulated CUDA out of memory' >&2; exit 1; fi; "
+        "echo {resources.gpu_model} {resources.constraint} > {output}",
+    )
+    r = snakemake("--profile", str(profile), "--executor", "local", "--cores", "1", "results/unlearn.txt", cwd=wf)
+    assert r.returncode == 0, r.stderr + r.stdout
+    assert "simulated CUDA out of memory" in r.stderr + r.stdout
+    assert (wf / "results" / "unlearn.txt").read_text().split() == ["h100", "gpu80g"]
+
+
+@pytest.mark.parametrize("args", [["a", "b", "a100", "--gpu-models", "a100,h100"], ["a", "b", "--gpu-models", "a100,"],
+                                  ["a", "b", "--gpu-constraints", "x;y"]])
+def test_install_rejects_bad_card_lists(tmp_path, args):
+    r = install(*args, xdg=tmp_path)
+    assert r.returncode != 0
+    assert "install-slurm-profile.sh: error" in r.stderr
+    assert not (tmp_path / "snakemake").exists()

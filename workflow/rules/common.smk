@@ -39,7 +39,7 @@ except ConfigError as err:
     print(f"config error: {err}", file=sys.stderr)
     sys.exit(1)
 
-R = "results"
+R = config["results"]  # the study's results folder (schema key `results`)
 # The library's sources, listed as inputs so that editing a module replans the jobs that use it.
 SRC = Path(workflow.basedir) / "src" / "unlearning"
 # The checkout of the package that runs (the one imported here, installed editable); normally this one.
@@ -464,3 +464,20 @@ def unlearn_launcher(wildcards, resources):
         raise WorkflowError(f"unlearn with {n} ranks (profile set-resources unlearn gpu/ranks): {err}") from None
     # `--`: the stage's own options (--run ...) must not be parsed as torchrun's (--run-path)
     return f"torchrun --standalone --nproc-per-node {n} --no-python -- unlearning"
+
+
+def model_role_constraint(copied: bool) -> str:
+    """The `role` wildcard pattern of copy_model (copied=True) or train_model: the roles the config
+    copies from a hub id / folder, or trains, each tied to its benchmark by a lookbehind on the path
+    (`.../models/<bench>/<role>/seed<N>`), so that exactly one of the two rules makes each model."""
+    import re
+
+    pairs = [
+        (bench, role)
+        for bench in sorted(config["benchmarks"])
+        for role in ("target", "retrain")
+        if config["benchmarks"][bench].get(role) is not False  # no retrain model (WMDP at paper scale)
+        and (model_source(bench, role) is not None) == copied
+    ]
+    # (?!) matches nothing: no model of that kind in this study.
+    return "|".join(f"(?<=/{re.escape(b)}/){role}" for b, role in pairs) or "(?!)"

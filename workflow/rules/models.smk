@@ -1,11 +1,15 @@
+# Target and retrain models: trained here (train_model, a GPU job at paper scale) or copied byte for
+# byte from the hub id / folder that `benchmarks.<bench>.target` / `.retrain` names (copy_model, a
+# CPU job: no GPU, little memory). The config decides which rule makes each (bench, role):
+# model_role_constraint builds each rule's `role` pattern from it, so exactly one rule matches a path.
+
+
 rule train_model:
     """Target (forget + retain) and retrain (retain only) models, trained from scratch at seed {seed}
-    (`training.seed`, or each unlearning seed for the roles of `training.per_seed`); or copied from
-    the hub id / folder that `benchmarks.<bench>.target` / `.retrain` names."""
+    (`training.seed`, or each unlearning seed for the roles of `training.per_seed`)."""
     input:
         data=f"{R}/data/{{bench}}",
-        # A model copied from the hub brings its own tokenizer; only models trained here need ours.
-        tokenizer=lambda wc: [] if model_source(wc.bench, wc.role) else f"{R}/models/{wc.bench}/tokenizer",
+        tokenizer=f"{R}/models/{{bench}}/tokenizer",
         code=src("models.py", "train.py", "stages/common.py", "stages/models.py"),
     output:
         directory(f"{R}/models/{{bench}}/{{role}}/seed{{seed}}"),
@@ -13,6 +17,8 @@ rule train_model:
         f"{R}/logs/train_model/{{bench}}/{{role}}/seed{{seed}}.log",
     benchmark:
         f"{R}/benchmarks/train_model/{{bench}}/{{role}}/seed{{seed}}.tsv"
+    wildcard_constraints:
+        role=model_role_constraint(copied=False),
     # scheduling only: every later job waits for a model, so train them first (no idle core at the end)
     priority: 20
     conda:
@@ -22,9 +28,34 @@ rule train_model:
         kind=kind,
         arch=as_json(config["model"]),
         training=training_params,
-        source=lambda wc: f"--source {model_source(wc.bench, wc.role)}" if model_source(wc.bench, wc.role) else "",
-        tokenizer=lambda wc: model_source(wc.bench, wc.role) or f"{R}/models/{wc.bench}/tokenizer",
     shell:
         "unlearning --threads {threads} model --data {input.data} --kind {params.kind} --role {wildcards.role}"
-        " --tokenizer {params.tokenizer} --arch {params.arch:q} --training {params.training:q}"
-        " {params.source} --out {output} > {log} 2>&1"
+        " --tokenizer {input.tokenizer} --arch {params.arch:q} --training {params.training:q}"
+        " --out {output} > {log} 2>&1"
+
+
+rule copy_model:
+    """Target / retrain model copied byte for byte from the hub id or folder named by
+    `benchmarks.<bench>.<role>` (it brings its own tokenizer; nothing is loaded or converted)."""
+    input:
+        data=f"{R}/data/{{bench}}",
+        code=src("models.py", "stages/models.py"),
+    output:
+        directory(f"{R}/models/{{bench}}/{{role}}/seed{{seed}}"),
+    log:
+        f"{R}/logs/copy_model/{{bench}}/{{role}}/seed{{seed}}.log",
+    benchmark:
+        f"{R}/benchmarks/copy_model/{{bench}}/{{role}}/seed{{seed}}.tsv"
+    wildcard_constraints:
+        role=model_role_constraint(copied=True),
+    conda:
+        CONDA_ENV
+    threads: 1
+    params:
+        kind=kind,
+        source=lambda wc: model_source(wc.bench, wc.role),
+    # --arch/--training are {}: a copy reads neither, so editing `model`/`training` does not re-copy.
+    shell:
+        "unlearning --threads {threads} model --data {input.data} --kind {params.kind} --role {wildcards.role}"
+        " --tokenizer {params.source:q} --arch '{{}}' --training '{{}}' --source {params.source:q}"
+        " --out {output} > {log} 2>&1"

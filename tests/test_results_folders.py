@@ -1,0 +1,154 @@
+"""Each study its own results folder (schema key `results`), and studies side by side in one checkout.
+
+The workflow's plans are dry runs of the real Snakefile (no job runs); the side-by-side runs use a tiny
+Snakefile that, like workflow/rules/common.smk, puts every file under `config["results"]`, so that they
+show what Snakemake's lock (.snakemake/locks: the input and output files of a run, not the folder) allows.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from unlearning.config import ConfigError, validate
+
+REPO = Path(__file__).resolve().parents[1]
+STUDIES = sorted(REPO.glob("configs/paper-*.yaml")) + [REPO / "configs" / "tofu.yaml"]
+
+
+def _config(path: Path) -> dict:
+    return validate(yaml.safe_load(path.read_text()))
+
+
+def test_default_studies_write_results_and_the_others_their_own_folder():
+    assert _config(REPO / "config.yaml")["results"] == "results"
+    assert _config(REPO / "configs" / "smoke.yaml")["results"] == "results"
+    folders = {p.stem: _config(p)["results"] for p in STUDIES}
+    assert folders == {p.stem: f"results/{p.stem}" for p in STUDIES}
+
+
+@pytest.mark.parametrize("bad", ["/scratch/results", "../elsewhere", "results/../results", "", "a b"])
+def test_results_folder_must_be_a_plain_relative_path(bad):
+    cfg = yaml.safe_load((REPO / "configs" / "smoke.yaml").read_text())
+    with pytest.raises(ConfigError, match="results"):
+        validate({**cfg, "results": bad})
+
+
+def _dry_run(configfile: str) -> tuple[list[str], dict[str, int]]:
+    """(every output, log and benchmark file of the plan, jobs per rule) of a dry run."""
+    r = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--configfile", configfile],
+                       cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    files = [f for m in re.finditer(r"^\s+(?:output|log|benchmark): (.*)$", r.stdout, re.M)
+             for f in m.group(1).split(", ")]
+    rules: dict[str, int] = {}
+    for m in re.finditer(r"^(?:local)?rule (\w+):", r.stdout, re.M):
+        rules[m.group(1)] = rules.get(m.group(1), 0) + 1
+    return files, rules
+
+
+@pytest.fixture(scope="module")
+def plans() -> dict[str, tuple[list[str], dict[str, int]]]:
+    return {name: _dry_run(f"configs/{name}.yaml") for name in ("smoke", "paper-wmdp")}
+
+
+def test_a_study_plans_only_inside_its_folder(plans):
+    files, _ = plans["paper-wmdp"]
+    assert files and all(f.startswith("results/paper-wmdp/") for f in files), files[:5]
+    assert "results/paper-wmdp/README/findings.md" in files
+    # the default study's folder, which README.md shows, is written only by the default study
+    default, _ = plans["smoke"]
+    assert "results/README/findings.md" in default
+    assert not [f for f in default if f.startswith(tuple(f"results/{p.stem}/" for p in STUDIES))]
+    assert not set(files) & set(default)
+
+
+def test_hub_models_are_copied_on_the_cpu_and_others_trained(plans):
+    # paper-wmdp: the target is a hub id (copied), the benchmark has no retrain model
+    files, rules = plans["paper-wmdp"]
+    cfg = _config(REPO / "configs" / "paper-wmdp.yaml")
+    assert "train_model" not in rules and "train_tokenizer" not in rules
+    assert rules["copy_model"] == len(cfg["benchmarks"])
+    assert not [f for f in files if "/retrain/" in f]
+    # the smoke study trains every model here
+    _, rules = plans["smoke"]
+    assert "copy_model" not in rules and rules["train_model"] > 0
+
+
+STUB = """
+R = config["results"]
+rule all:
+    input: f"{R}/done.txt"
+rule work:
+    input: "shared-input.txt"
+    output: f"{R}/done.txt"
+    shell: "while [ ! -e {R}.go ]; do sleep 0.1; done; echo {R} > {output}"
+"""
+
+
+def test_two_studies_run_side_by_side_but_not_the_same_study_twice(tmp_path):
+    """Snakemake locks the files a run reads and writes, not the directory: the same study started
+    twice is refused, a study with another results folder runs beside it. Snakemake 9's file backend
+    then deletes every lock of the directory when that second run ends (persistence/file.py
+    _delete_locks: rmtree of .snakemake/locks), which docs/clusters.md warns about."""
+    (tmp_path / "Snakefile").write_text(STUB)
+    (tmp_path / "shared-input.txt").write_text("read by both studies\n")
+    locks = tmp_path / ".snakemake" / "locks"
+
+    def snakemake(results: str):
+        cmd = [sys.executable, "-m", "snakemake", "--cores", "1", "--config", f"results={results}"]
+        return subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+    first = snakemake("results/a")  # waits for results/a.go inside its job, holding its lock
+    try:
+        deadline = time.time() + 120
+        while not list(locks.glob("*.output.lock")) and time.time() < deadline:
+            time.sleep(0.2)
+        assert first.poll() is None, first.stdout.read()
+        again, _ = snakemake("results/a").communicate(timeout=120)
+        assert "cannot be locked" in again.lower(), again
+        (tmp_path / "results").mkdir(exist_ok=True)
+        (tmp_path / "results" / "b.go").touch()
+        out, _ = snakemake("results/b").communicate(timeout=120)
+        assert (tmp_path / "results" / "b" / "done.txt").read_text() == "results/b\n", out
+        assert first.poll() is None  # the first study still runs, untouched
+        assert not locks.exists(), "Snakemake now keeps other runs' locks: update docs/clusters.md"
+        (tmp_path / "results" / "a.go").touch()
+        out, _ = first.communicate(timeout=120)
+        assert first.returncode == 0, out
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait()
+    assert (tmp_path / "results" / "a" / "done.txt").read_text() == "results/a\n"
+    assert sorted(p.name for p in (tmp_path / "results").iterdir()) == ["a", "a.go", "b", "b.go"]
+
+
+def test_readme_results_come_from_the_default_study_only(tmp_path):
+    """scripts/update_readme_results.py reads config.yaml's folder, not another study's."""
+    script = REPO / "scripts" / "update_readme_results.py"
+    spec = importlib.util.spec_from_file_location("update_readme_results", script)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    (tmp_path / "workflow" / "schemas").mkdir(parents=True)
+    (tmp_path / "workflow" / "schemas" / "config.schema.yaml").write_text(
+        (REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    for folder, verdict in [("results", "default verdict"), ("results/paper-muse-news", "paper verdict")]:
+        (tmp_path / folder / "README").mkdir(parents=True)
+        (tmp_path / folder / "README" / "findings.md").write_text(f"# F\n\n## Verdicts\n\n{verdict}\n\n## Next\n")
+    (tmp_path / "README.md").write_text(f"intro\n{mod.START}\nold\n{mod.END}\ntail\n")
+    (tmp_path / "config.yaml").write_text("benchmarks: {}\n")  # no `results`: the schema's default
+    mod.ROOT = tmp_path
+    assert mod.main() == 0
+    expected = f"intro\n{mod.START}\n### Verdicts\n\ndefault verdict\n{mod.END}\ntail\n"
+    assert (tmp_path / "README.md").read_text() == expected
+    (tmp_path / "config.yaml").write_text("results: results/paper-muse-news\n")
+    assert mod.main() == 0
+    assert "paper verdict" in (tmp_path / "README.md").read_text()
