@@ -84,14 +84,17 @@ def dry_run_resources(out: str) -> dict[str, dict[str, str]]:
 # --- layout -----------------------------------------------------------------------------------------
 
 
-def test_profiles_exist_and_no_default_profile():
+def test_profiles_exist_and_the_default_profile_names_no_key_of_another():
     assert (PROFILES / "local" / "config.yaml").is_file()
     assert (PROFILES / "slurm" / "config.yaml").is_file()
-    # a profiles/default is loaded implicitly and replaces whole keys of the profile the user names
-    assert not (PROFILES / "default").exists()
+    # profiles/default is loaded implicitly and replaces whole keys of the profile the user names: it
+    # may only hold scheduling keys that no named profile sets
+    default = load("default")
+    assert set(default) == {"scheduler-subsample"}
+    assert not set(default) & (set(load("local")) | set(load("slurm")))
 
 
-@pytest.mark.parametrize("name", ["local", "slurm"])
+@pytest.mark.parametrize("name", ["local", "slurm", "default"])
 def test_profile_is_scheduling_only(name):
     cfg = load(name)
     forbidden = {"config", "configfile", "configfiles", "directory", "snakefile", "software-deployment-method", "sdm"}

@@ -12,7 +12,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 # What a study folder needs of the repository.
-STUDY_FILES = ["Snakefile", "config.yaml", "workflow", "src", "configs", "envs"]
+STUDY_FILES = ["Snakefile", "config.yaml", "workflow", "src", "configs", "envs", "profiles"]
 
 
 def make_study(dst: str | Path, repo: Path = REPO) -> Path:
