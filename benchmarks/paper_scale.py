@@ -154,16 +154,35 @@ def step_flop_units(spec: dict) -> float:
     return 18.0
 
 
-def gpu_hours(config: dict, arch: dict, tflops: float) -> dict:
+def unlearning_steps(config: dict, steps_per_epoch: int | None) -> int:
+    """Steps of one unlearning run: `unlearning.steps`, or `epochs` x the forget set's steps per epoch
+    (data dependent: given by the caller; the lab's MUSE-News about 102 at batch 4, Books about 139)."""
+    u = config["unlearning"]
+    if u.get("epochs") is not None:
+        if steps_per_epoch is None:
+            raise ValueError("unlearning.epochs is set: give --steps-per-epoch (the forget set's steps per epoch)")
+        return max(1, round(float(u["epochs"]) * steps_per_epoch))
+    return int(u.get("steps", 60))  # 60: the schema's default
+
+
+def gpu_hours(config: dict, arch: dict, tflops: float, steps_per_epoch: int | None = None) -> dict:
     """Modelled GPU-hours of a study's unlearning and relearning runs at ``tflops`` sustained FLOP/s
-    (evaluation and quantization attacks excluded)."""
+    (evaluation and quantization attacks excluded); with `calibration`, every grid point is an
+    unlearning run as well (less the calibration seeds' runs the study reuses)."""
     p = n_params(arch)
     batch, seq = config["unlearning"]["batch_size"], config["model"]["max_len"]
     seeds, methods = len(config["seeds"]), len(config["methods"])
-    unlearn = 0.0
-    for spec in config["optimizers"].values():
-        steps = spec.get("steps", config["unlearning"]["steps"])
-        unlearn += methods * seeds * steps * step_flop_units(spec) * p * batch * seq
+    cal = config.get("calibration") or {}
+    # calibration grid points: unlearning runs too, less the ones the study reuses (config `calibration`)
+    cal_seeds = cal.get("seeds", [0]) if cal else []
+    reused = len(set(cal_seeds) & set(config["seeds"]))
+    unlearn, unlearn_jobs = 0.0, 0
+    for name, spec in config["optimizers"].items():
+        steps = spec.get("steps", unlearning_steps(config, steps_per_epoch))
+        grid = cal.get("grids", {}).get(name, cal.get("grid", [0.3, 1, 3])) if cal else []
+        jobs = seeds + len(grid) * len(cal_seeds) - (reused if cal else 0)
+        unlearn_jobs += methods * jobs
+        unlearn += methods * jobs * steps * step_flop_units(spec) * p * batch * seq
     relearn_cfg = config.get("attacks", {}).get("relearn") or {}
     runs = methods * seeds * len(config["optimizers"])
     relearn_steps = max(relearn_cfg.get("steps", [0]) or [0])
@@ -171,11 +190,11 @@ def gpu_hours(config: dict, arch: dict, tflops: float) -> dict:
     hours = {"unlearn": unlearn / (tflops * 1e12) / 3600, "relearn": relearn / (tflops * 1e12) / 3600}
     # disk: every unlearned model and the target/retrain copies, in bf16; relearned checkpoints too
     # when kept (one per relearning step count); data, logs and tables are small beside them
-    models_kept = runs * (1 + (len(relearn_cfg.get("steps", [])) if relearn_cfg.get("keep_checkpoints") else 0))
-    disk_gb = (models_kept + 2) * 2 * p / 1e9
-    return {"runs": runs, **{k: round(v, 1) for k, v in hours.items()}, "total": round(sum(hours.values()), 1),
-            "disk_gb": round(disk_gb), "disk_gb_with_relearn_checkpoints":
-            round((runs * (1 + len(relearn_cfg.get("steps", []))) + 2) * 2 * p / 1e9)}
+    kept = len(relearn_cfg.get("steps", [])) if relearn_cfg.get("keep_checkpoints") else 0
+    disk_gb = (unlearn_jobs + runs * kept + 2) * 2 * p / 1e9
+    return {"runs": runs, "unlearn_jobs": unlearn_jobs, **{k: round(v, 1) for k, v in hours.items()},
+            "total": round(sum(hours.values()), 1), "disk_gb": round(disk_gb), "disk_gb_with_relearn_checkpoints":
+            round((unlearn_jobs + runs * len(relearn_cfg.get("steps", [])) + 2) * 2 * p / 1e9)}
 
 
 # ------------------------------------------------------------------------------------------ measurement
@@ -262,6 +281,8 @@ def main() -> None:
                     help="print modelled GPU-hours of these study configs (at --tflops) and exit")
     ap.add_argument("--tflops", type=float, default=400.0,
                     help="sustained bf16 TFLOP/s for --gpu-hours (default 400: ~40%% of an H100's dense peak)")
+    ap.add_argument("--steps-per-epoch", type=int, default=None,
+                    help="for --gpu-hours of a config with unlearning.epochs: the forget set's steps per epoch")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.arch not in ARCHS:
@@ -273,7 +294,7 @@ def main() -> None:
             with open(path) as f:
                 cfg = yaml.safe_load(f)
             print(json.dumps({"config": path, "arch": a.arch, "tflops": a.tflops, "modelled": True,
-                              **gpu_hours(cfg, ARCHS[a.arch], a.tflops)}))
+                              **gpu_hours(cfg, ARCHS[a.arch], a.tflops, a.steps_per_epoch)}))
         return
     if a.fit_table:
         out = {"arch": a.arch, "params": n_params(ARCHS[a.arch]), "modelled": True, "rows": fit_table(ARCHS[a.arch])}

@@ -45,6 +45,10 @@ def test_gpu_hours_count_runs_and_scale_with_steps():
     p = ps.n_params(ps.ARCHS["llama2-7b"])
     want = 2 * (100 * 18 + 50 * 12) * p * 4 * 2048 / 400e12 / 3600
     assert h["runs"] == 4 and h["unlearn"] == pytest.approx(want, abs=0.05)
+    # calibration over 3 multipliers at seed 0: 2 extra runs per entry and method (seed 0's is reused)
+    c = ps.gpu_hours({**cfg, "calibration": {"grid": [0.5, 1, 2], "grids": {}, "seeds": [0]}},
+                     ps.ARCHS["llama2-7b"], tflops=400)
+    assert c["unlearn_jobs"] == 2 * 4 and c["unlearn"] == pytest.approx(2 * want, abs=0.05)
 
 
 def test_cpu_measurement_at_small_shape_matches_the_model(tmp_path):

@@ -1,9 +1,11 @@
-"""Do two runs of one study that differ only in the CPU's float kernels agree? Prints one JSON object.
+"""Do two runs of one study agree (e.g. on two CPU float paths)? Their verdicts, and every metric's
+means against the 95% intervals; prints one JSON object (or, with --table, the verdicts side by side).
 
     # the default study twice, once on torch's AVX2 kernels (as on an AVX2-only CPU), once on the default
     ATEN_CPU_CAPABILITY=avx2 .venv/bin/snakemake --cores 2 ...    # in one study folder
     .venv/bin/snakemake --cores 2 ...                             # in another
-    python benchmarks/float_paths.py --a FOLDER_A/results --b FOLDER_B/results
+    python benchmarks/compare_runs.py --a FOLDER_A/results --b FOLDER_B/results
+    python benchmarks/compare_runs.py --table nominal=DIR calibrated=DIR avx2=DIR   # verdicts side by side
 
 Compares the findings' verdicts (results/README/findings.md) and, for every benchmark, method,
 optimizer, attack and metric of the tidy tables, the two runs' means over seeds against their 95%
@@ -99,11 +101,28 @@ def compare(a: Path, b: Path) -> dict:
     }
 
 
+def verdict_table(runs: dict[str, Path]) -> str:
+    """Markdown: one row per finding, one verdict column per labelled run."""
+    found = {label: verdicts(path) for label, path in runs.items()}
+    ids = list(next(iter(found.values())))
+    lines = ["| finding | " + " | ".join(runs) + " |", "|---|" + "---|" * len(runs)]
+    for i in ids:
+        lines.append(f"| {i} | " + " | ".join(found[label].get(i, {}).get("verdict", "–") for label in runs) + " |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--a", type=Path, required=True, help="results folder of the first run")
-    p.add_argument("--b", type=Path, required=True, help="results folder of the second run")
+    p.add_argument("--a", type=Path, help="results folder of the first run")
+    p.add_argument("--b", type=Path, help="results folder of the second run")
+    p.add_argument("--table", nargs="+", metavar="LABEL=RESULTS",
+                   help="print the findings' verdicts of these runs side by side (markdown) instead")
     a = p.parse_args(argv)
+    if a.table:
+        print(verdict_table({k: Path(v) for k, _, v in (t.partition("=") for t in a.table)}))
+        return 0
+    if not (a.a and a.b):
+        p.error("give --a and --b, or --table")
     print(json.dumps(compare(a.a, a.b), indent=2, default=float))
     return 0
 
