@@ -120,8 +120,11 @@ def figure(records: Sequence[dict], png: str | Path, svg: str | Path | None = No
         ax.set_ylabel(label(first["utility_metric"]) + "  (higher = better)")
         ax.set_title(method)
         ax.grid(alpha=0.3)
-    handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False,
+    legend: dict = {}  # every panel's lines, once each (the ablation's entries run on one method only)
+    for ax in axes[0]:
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            legend.setdefault(lab, h)
+    fig.legend(list(legend.values()), list(legend), loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False,
                title="optimizer (filled: chosen;\nX: criterion not reached)")
     fig.suptitle(f"{records[0]['benchmark']}: learning-rate calibration (grid multipliers, unattacked, "
                  "mean over calibration seeds)", y=1.03)
