@@ -23,12 +23,11 @@ pytestmark = pytest.mark.e2e
 REPORTING = {"aggregate", "figures", "summary", "all"}
 
 
-def planned(study: Path, configfile: str = "configs/smoke.yaml") -> set[tuple[str, str]]:
-    """(rule, wildcards) of every job a dry run would execute."""
-    res = snakemake(study, "-n", "--cores", "1", configfile=configfile)
+def jobs_in(output: str) -> set[tuple[str, str]]:
+    """(rule, wildcards) of every job Snakemake announced in ``output`` (a dry run's plan or a run's log)."""
     jobs, rule = set(), None
-    for line in (res.stdout + res.stderr).splitlines():
-        m = re.match(r"^(?:local)?rule (\w+):", line.strip())
+    for line in output.splitlines():
+        m = re.match(r"^(?:local)?(?:rule|checkpoint) (\w+):", line.strip())
         if m:
             rule = m.group(1)
             jobs.add((rule, ""))
@@ -38,6 +37,12 @@ def planned(study: Path, configfile: str = "configs/smoke.yaml") -> set[tuple[st
             jobs.discard((rule, ""))
             jobs.add((rule, m.group(1)))
     return jobs
+
+
+def planned(study: Path, configfile: str = "configs/smoke.yaml") -> set[tuple[str, str]]:
+    """(rule, wildcards) of every job a dry run would execute."""
+    res = snakemake(study, "-n", "--cores", "1", configfile=configfile)
+    return jobs_in(res.stdout + res.stderr)
 
 
 def core(jobs):
@@ -87,8 +92,10 @@ def test_editing_a_metric_module_replans_evaluation_not_unlearning(smoke_copy):
     module = smoke_copy / "src" / "unlearning" / "eval" / "muse.py"
     module.write_text(module.read_text() + "\n# edited\n")
     jobs = core(planned(smoke_copy))
-    # the evaluations, the calibration's (same metric code) and so the choices; no unlearning
-    assert {r for r, _ in jobs} == {"evaluate", "evaluate_reference", "calibration_point", "calibrate"}
+    # the evaluations, the calibration's (same metric code) and so the choices; no unlearning. The
+    # relearning jobs are listed pending the recomputed choices (a dry run cannot know that a choice
+    # stays; test_widening_one_grid... shows that a real run then skips them)
+    assert {r for r, _ in jobs} == {"evaluate", "evaluate_reference", "calibration_point", "calibrate", "relearn"}
     assert len([j for j in jobs if j[0] == "evaluate"]) == 4 + 3 + 2  # every unlearned model (muse, wmdp, tofu)
     assert len([j for j in jobs if j[0] == "evaluate_reference"]) == 6  # target, retrain x 3 benches
     assert len([j for j in jobs if j[0] == "calibration_point"]) == 2 * (4 + 3 + 2)
@@ -143,18 +150,8 @@ def _choice(study: Path, bench: str, method: str, opt: str) -> float:
 
 
 def _executed(res) -> set[tuple[str, str]]:
-    """(rule, wildcards) of the jobs a real run executed (from Snakemake's job announcements)."""
-    jobs, rule = set(), None
-    for line in (res.stdout + res.stderr).splitlines():
-        m = re.match(r"^(?:local)?(?:rule|checkpoint) (\w+):", line.strip())
-        if m:
-            rule = m.group(1)
-            jobs.add((rule, ""))
-        m = re.match(r"^wildcards: (.*)$", line.strip())
-        if m and rule:
-            jobs.discard((rule, ""))
-            jobs.add((rule, m.group(1)))
-    return jobs
+    """(rule, wildcards) of the jobs a real run executed."""
+    return jobs_in(res.stdout + res.stderr)
 
 
 def test_widening_one_grid_reruns_its_calibration_and_not_its_unchanged_branch(smoke_copy):
@@ -163,7 +160,10 @@ def test_widening_one_grid_reruns_its_calibration_and_not_its_unchanged_branch(s
     calib = {("calibrate", f"bench=muse, method={m}, optimizer=signadam") for m in ("graddiff", "npo")}
     new_point = {(r, f"bench=muse, method={m}, optimizer=signadam, scale=2, seed=0")
                  for r in ("unlearn", "calibration_point") for m in ("graddiff", "npo")}
-    assert core(planned(smoke_copy)) == new_point | calib
+    # the plan: the new grid points, the two choices, and (until the choices exist) the study's runs
+    # of that entry, which a dry run cannot tell apart from runs whose choice moves
+    pending = set().union(*(branch("muse", m, "signadam", scales=()) - calib for m in ("graddiff", "npo")))
+    assert core(planned(smoke_copy)) == new_point | calib | pending
     ran = core(_executed(snakemake(smoke_copy, "--cores", "2")))
     after = {m: _choice(smoke_copy, "muse", m, "signadam") for m in ("graddiff", "npo")}
     # the old grid points are not recomputed; the study's runs rerun only where the choice moved

@@ -194,6 +194,7 @@ benchmarks:
 attacks:
   quantization: []          # quantized loading is the local smoke test's business
   relearn: {steps: [1]}
+calibration: {grid: [1]}    # one grid point: the calibrate checkpoint runs under SLURM, two jobs more
 """
 TABLE_COLUMNS = ["benchmark", "method", "optimizer", "grade", "seed", "attack", "metric", "value"]
 
