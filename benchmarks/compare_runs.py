@@ -57,7 +57,7 @@ def metric_agreement(a: Path, b: Path) -> dict:
     for table in sorted((a / "tables").glob("*.csv")):
         other = b / "tables" / table.name
         df_a = pd.read_csv(table)
-        if "value" not in df_a.columns or not other.exists():
+        if not {*KEYS, "value"} <= set(df_a.columns) or not other.exists():  # the benchmarks' tidy tables only
             continue
         sa = summarise(df_a, KEYS).set_index(KEYS)
         sb = summarise(pd.read_csv(other), KEYS).set_index(KEYS)
@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="print the findings' verdicts of these runs side by side (markdown) instead")
     a = p.parse_args(argv)
     if a.table:
-        print(verdict_table({k: Path(v) for k, _, v in (t.partition("=") for t in a.table)}))
+        print(verdict_table({k: Path(v) for k, _, v in (t.rpartition("=") for t in a.table)}))
         return 0
     if not (a.a and a.b):
         p.error("give --a and --b, or --table")

@@ -58,6 +58,9 @@ def test_calibration_outputs_of_the_smoke_study(smoke_run):
         point = json.loads((res / "calibration" / r.benchmark / r.method / r.optimizer / f"x{r.scale:g}" / "seed0"
                             / "none.json").read_text())
         assert point["metrics"][r.forget_metric] == rec["metrics"][r.forget_metric]
+        # only what the criterion reads is computed (plus its relearned/held-out parts)
+        assert {m.removesuffix("_relearned").removesuffix("_heldout") for m in point["metrics"]} <= {
+            r.forget_metric, r.utility_metric, "sophia_unclipped", "adazo_move_over_lr"}
     wide = pd.read_csv(res / "tables" / "main" / "muse.csv")
     assert {"lr_multiplier", "calibration"} <= set(wide.columns)
     assert "## Learning rates (calibration)" in (res / "README" / "findings.md").read_text()
