@@ -64,7 +64,8 @@ SPECS = {
 HYBRID_STEPS = 4  # adam and hybrid run this many steps (FO ZO FO ZO) for hybrid_time_ratio
 
 
-def _rss_kb(field: str) -> int:
+def rss_kb(field: str) -> int:
+    """A /proc/self/status memory field (VmRSS, VmHWM) in KiB."""
     with open("/proc/self/status") as f:
         for line in f:
             if line.startswith(field + ":"):
@@ -160,7 +161,7 @@ def worker(size: str, name: str, steps: int, device: str) -> dict:
         base = torch.cuda.memory_allocated()
         torch.cuda.reset_peak_memory_stats()
     else:
-        base = _rss_kb("VmRSS") * 1024
+        base = rss_kb("VmRSS") * 1024
         if not _reset_peak_rss():
             raise RuntimeError("cannot reset the peak-RSS mark (/proc/self/clear_refs); CPU memory not measurable")
     times = []
@@ -173,7 +174,7 @@ def worker(size: str, name: str, steps: int, device: str) -> dict:
     if dev.type == "cuda":
         peak_abs = torch.cuda.max_memory_allocated()
     else:
-        peak_abs = _rss_kb("VmHWM") * 1024
+        peak_abs = rss_kb("VmHWM") * 1024
     out = {"name": name, "grade": GRADES.get(spec["type"]) if spec else "inference", "size": size,
            "params": n_params, "step_s": round(statistics.median(times[1:] if len(times) > 1 else times), 4),
            "step_min_s": round(min(times[1:] if len(times) > 1 else times), 4),

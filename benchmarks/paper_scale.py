@@ -40,6 +40,8 @@ import subprocess
 import sys
 import time
 
+from optimizers import rss_kb  # benchmarks/optimizers.py: the same /proc reader
+
 ARCHS = {
     # LlamaConfig kwargs. llama2-7b: meta-llama/Llama-2-7b-hf's config.json (the paper's MUSE/TOFU model).
     "llama2-7b": dict(vocab_size=32000, hidden_size=4096, intermediate_size=11008, num_hidden_layers=32,
@@ -198,14 +200,6 @@ def gpu_hours(config: dict, arch: dict, tflops: float, steps_per_epoch: int | No
 
 
 # ------------------------------------------------------------------------------------------ measurement
-def _rss_kb(field: str) -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise RuntimeError(f"{field} not in /proc/self/status")
-
-
 def worker(arch_name: str, opt: str, steps: int, batch: int, seq: int, device: str, checkpointing: bool) -> dict:
     import copy
 
@@ -223,7 +217,7 @@ def worker(arch_name: str, opt: str, steps: int, batch: int, seq: int, device: s
         torch.set_num_threads(1)
         with open("/proc/self/clear_refs", "w") as f:  # peak RSS from here on (weights included)
             f.write("5")
-        base = _rss_kb("VmRSS") * 1024  # the interpreter and libraries: not part of the model
+        base = rss_kb("VmRSS") * 1024  # the interpreter and libraries: not part of the model
     arch = ARCHS[arch_name]
     torch.manual_seed(0)
     with torch.device(dev):
@@ -255,7 +249,7 @@ def worker(arch_name: str, opt: str, steps: int, batch: int, seq: int, device: s
         if dev.type == "cuda":
             torch.cuda.synchronize()
         times.append(time.perf_counter() - t0)
-    peak = torch.cuda.max_memory_allocated() if dev.type == "cuda" else _rss_kb("VmHWM") * 1024
+    peak = torch.cuda.max_memory_allocated() if dev.type == "cuda" else rss_kb("VmHWM") * 1024
     modelled = model_bytes(arch, opt, batch=batch, seq=seq, weight_bytes=2 if dtype == torch.bfloat16 else 4,
                            checkpointing=checkpointing)
     return {"arch": arch_name, "optimizer": opt, "params": sum(p.numel() for p in params), "device": str(dev),

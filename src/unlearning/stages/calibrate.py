@@ -14,11 +14,15 @@ from .common import write_json
 log = logging.getLogger(__name__)
 
 
-def _metric(path: str | Path, name: str) -> float:
-    rec = json.loads(Path(path).read_text(encoding="utf-8"))
-    if name not in rec["metrics"]:
-        raise ValueError(f"{path}: no metric {name} (the calibration's criterion reads it)")
-    return float(rec["metrics"][name])
+def _levels(paths: Sequence[str | Path], names: Sequence[str]) -> tuple[list[dict], dict[str, float | None]]:
+    """The evaluation records of ``paths`` (each read once) and the mean of each metric of ``names``
+    over them (None for no paths); a record without one of them is an error naming the file."""
+    recs = [json.loads(Path(p).read_text(encoding="utf-8")) for p in paths]
+    for path, rec in zip(paths, recs):
+        missing = [n for n in names if n not in rec["metrics"]]
+        if missing:
+            raise ValueError(f"{path}: no metric {missing[0]} (the calibration's criterion reads it)")
+    return recs, {n: _mean([float(r["metrics"][n]) for r in recs]) for n in names}
 
 
 def _mean(values: Sequence[float]) -> float | None:
@@ -37,18 +41,15 @@ def calibrate(points: Sequence[str], retrain: Sequence[str], target: Sequence[st
         if not path:
             raise ValueError(f"calibrate --points: expected SCALE=PATH, got {item!r}")
         by_scale[float(scale)].append(path)
+    names = (forget_name, utility_name)
     grid = []
     for scale in sorted(by_scale):
-        paths = by_scale[scale]
-        grid.append({
-            "scale": scale,
-            "forget": _mean([_metric(p, forget_name) for p in paths]),
-            "utility": _mean([_metric(p, utility_name) for p in paths]),
-            "seeds": [json.loads(Path(p).read_text(encoding="utf-8"))["seed"] for p in paths],
-        })
-    retrain_forget = _mean([_metric(p, forget_name) for p in retrain])
-    target_forget = _mean([_metric(p, forget_name) for p in target])
-    ceiling = C.threshold(params, retrain_forget)
+        recs, level = _levels(by_scale[scale], names)
+        grid.append({"scale": scale, "forget": level[forget_name], "utility": level[utility_name],
+                     "seeds": [r["seed"] for r in recs]})
+    retrain_level = _levels(retrain, names)[1]
+    target_level = _levels(target, names)[1]
+    ceiling = C.threshold(params, retrain_level[forget_name])
     choice = C.choose(grid, ceiling)
     for p in grid:
         p["qualifies"] = p["forget"] <= ceiling
@@ -58,10 +59,10 @@ def calibrate(points: Sequence[str], retrain: Sequence[str], target: Sequence[st
         "margin": params.get("margin"),
         "forget_metric": forget_name,
         "utility_metric": utility_name,
-        "retrain_forget": retrain_forget,
-        "retrain_utility": _mean([_metric(p, utility_name) for p in retrain]),
-        "target_forget": target_forget,
-        "target_utility": _mean([_metric(p, utility_name) for p in target]),
+        "retrain_forget": retrain_level[forget_name],
+        "retrain_utility": retrain_level[utility_name],
+        "target_forget": target_level[forget_name],
+        "target_utility": target_level[utility_name],
         "threshold": ceiling,
         **choice,
         "points": grid,

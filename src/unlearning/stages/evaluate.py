@@ -116,26 +116,23 @@ def _verbmem(model: Any, tok: Any, data_dir: str | Path, kind: str, params: dict
 RUN_STATISTICS = {"sophia_unclipped": 100.0, "adazo_move_over_lr": 1.0}
 
 
-def run_statistics(model_dir: str | Path) -> dict[str, float]:
-    """``RUN_STATISTICS`` found in ``model_dir/unlearning.json`` (none for reference models)."""
+def unlearning_info(model_dir: str | Path) -> dict:
+    """The run record ``model_dir/unlearning.json`` of an unlearned model (empty for reference models)."""
     import json
 
     path = Path(model_dir) / "unlearning.json"
-    if not path.exists():
-        return {}
-    info = json.loads(path.read_text(encoding="utf-8"))
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+
+
+def run_statistics(info: dict) -> dict[str, float]:
+    """``RUN_STATISTICS`` found in an unlearning record (``unlearning_info``)."""
     return {k: scale * float(info[k]) for k, scale in RUN_STATISTICS.items() if k in info}
 
 
-def run_multiplier(model_dir: str | Path) -> dict:
-    """``{"lr_multiplier": x}``: the calibration multiplier of an unlearned model's learning rate
-    (its unlearning.json); nothing for reference models."""
-    import json
-
-    path = Path(model_dir) / "unlearning.json"
-    if not path.exists():
-        return {}
-    return {"lr_multiplier": float(json.loads(path.read_text(encoding="utf-8")).get("lr_multiplier", 1.0))}
+def run_multiplier(info: dict) -> dict:
+    """``{"lr_multiplier": x}``: the calibration multiplier of the run's learning rate, from its
+    unlearning record; nothing for reference models (empty record)."""
+    return {"lr_multiplier": float(info.get("lr_multiplier", 1.0))} if info else {}
 
 
 def evaluate(model_dir: str | Path, data_dir: str | Path, kind: str, attacks: list[str], meta: dict,
@@ -162,6 +159,7 @@ def evaluate(model_dir: str | Path, data_dir: str | Path, kind: str, attacks: li
     quants = [a for a in attacks if a in QUANTS]
     qcodes = qcode_changes(reference_dir, model_dir, quants) if quants and reference_dir is not None else {}
     env = environment()
+    info = unlearning_info(model_dir)
     for attack in attacks:
         t0 = time.time()
         if attack == "none":
@@ -178,7 +176,7 @@ def evaluate(model_dir: str | Path, data_dir: str | Path, kind: str, attacks: li
         metrics = score(model, tok, data_dir, kind, params, subject, relearned, items,
                         only=set(only) if only else None)
         if attack == "none":
-            metrics.update(run_statistics(model_dir))
+            metrics.update(run_statistics(info))
         if attack in qcodes:
             metrics["qcode_change"] = qcodes[attack]
         bad = {k: v for k, v in metrics.items() if not math.isfinite(v)}
@@ -186,7 +184,7 @@ def evaluate(model_dir: str | Path, data_dir: str | Path, kind: str, attacks: li
             raise ValueError(f"non-finite metrics for {meta} under {attack}: {bad}")
         # No timings here: the same config and seed must give byte-identical JSON (Snakemake's
         # benchmark files record time). Per-item values (``items``) only where a benchmark has them.
-        record = {**meta, "attack": attack, "metrics": metrics, "env": env, **run_multiplier(model_dir)}
+        record = {**meta, "attack": attack, "metrics": metrics, "env": env, **run_multiplier(info)}
         if items:
             record["items"] = items
         write_json(Path(out_dir) / f"{attack}.json", record)
