@@ -10,8 +10,10 @@ means against the 95% intervals; prints one JSON object (or, with --table, the v
 Compares the findings' verdicts (results/README/findings.md) and, for every benchmark, method,
 optimizer, attack and metric of the tidy tables, the two runs' means over seeds against their 95%
 confidence intervals: ``inside_a`` counts the metrics whose run-B mean lies inside run A's interval
-(and ``inside_b`` the converse), ``overlap`` those whose two intervals overlap. The evaluation JSON
-files' recorded CPU capability (``env.torch_cpu_capability``) says which kernels each run used.
+(and ``inside_b`` the converse), ``overlap`` those whose two intervals overlap, also split by whether
+the entry's calibration chose the same multipliers in both runs; ``calibration`` counts the choices
+(one per entry, or per entry and seed under ``calibration.seeds: each``) that differ. The evaluation
+JSON files' recorded CPU capability (``env.torch_cpu_capability``) says which kernels each run used.
 """
 
 from __future__ import annotations
@@ -51,8 +53,42 @@ def capabilities(results: Path) -> list[str]:
     return sorted(caps)
 
 
+def choices(results: Path) -> dict[tuple, float]:
+    """(benchmark, method, optimizer, seed) -> chosen multiplier, from the run's calibration table
+    (seed -1 where one choice served every seed); empty without calibration."""
+    path = results / "tables" / "calibration.csv"
+    if not path.exists():
+        return {}
+    df = pd.read_csv(path)
+    df = df[df.chosen.astype(bool)]
+    seed = df["seed"].fillna(-1).astype(int) if "seed" in df.columns else pd.Series(-1, index=df.index)
+    return {(r.benchmark, r.method, r.optimizer, int(s)): float(r.scale)
+            for r, s in zip(df.itertuples(index=False), seed)}
+
+
+def choice_agreement(a: Path, b: Path) -> dict:
+    """How many calibration choices the two runs share, and the entries where any differs."""
+    ca, cb = choices(a), choices(b)
+    keys = sorted(set(ca) & set(cb))
+    moved = [k for k in keys if ca[k] != cb[k]]
+    return {"choices": len(keys), "differing": len(moved),
+            "entries_differing": sorted({"/".join(k[:3]) for k in moved}),
+            "differing_choices": [{"entry": "/".join(k[:3]), "seed": k[3], "a": ca[k], "b": cb[k]} for k in moved]}
+
+
+def _summary(df: pd.DataFrame) -> dict:
+    width = df[["ci95_a", "ci95_b"]].fillna(0.0)
+    return {
+        "metrics": int(len(df)),
+        "inside_a": int((df["diff"].abs() <= width.ci95_a).sum()),
+        "inside_b": int((df["diff"].abs() <= width.ci95_b).sum()),
+        "overlap": int((df["diff"].abs() <= width.ci95_a + width.ci95_b).sum()),
+    }
+
+
 def metric_agreement(a: Path, b: Path) -> dict:
-    """Per-metric means and intervals of the two runs' tidy tables, and how often they agree."""
+    """Per-metric means and intervals of the two runs' tidy tables, and how often they agree (also
+    split by whether the entry's calibration chose the same multipliers in both runs)."""
     rows = []
     for table in sorted((a / "tables").glob("*.csv")):
         other = b / "tables" / table.name
@@ -74,11 +110,16 @@ def metric_agreement(a: Path, b: Path) -> dict:
     overlap = (df["diff"].abs() <= width.ci95_a + width.ci95_b)
     worst = df.assign(excess=df["diff"].abs() - (width.ci95_a + width.ci95_b)).sort_values("excess")
     outside = worst[worst.excess > 0]
+    moved = set(choice_agreement(a, b)["entries_differing"])
+    entry = df.benchmark + "/" + df.method + "/" + df.optimizer
+    split = ({"same_choices": _summary(df[~entry.isin(moved)]), "choice_differs": _summary(df[entry.isin(moved)])}
+             if moved else {})
     return {
         "metrics": int(len(df)),
         "inside_a": int(inside_a.sum()),
         "inside_b": int(inside_b.sum()),
         "overlap": int(overlap.sum()),
+        **split,
         "identical": int((df["diff"] == 0).sum()),
         "largest_abs_diff": float(df["diff"].abs().max()),
         "outside_both_intervals": [
@@ -97,6 +138,7 @@ def compare(a: Path, b: Path) -> dict:
         "verdicts": {k: {"a": va[k], "b": vb.get(k)} for k in va},
         "verdicts_agree": all(agree.values()) and set(va) == set(vb),
         "verdicts_differing": sorted(k for k, ok in agree.items() if not ok),
+        "calibration": choice_agreement(a, b),
         "per_metric": metric_agreement(a, b),
     }
 

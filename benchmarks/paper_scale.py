@@ -176,7 +176,7 @@ def gpu_hours(config: dict, arch: dict, tflops: float, steps_per_epoch: int | No
     seeds, methods = len(config["seeds"]), len(config["methods"])
     cal = config.get("calibration") or {}
     # calibration grid points: unlearning runs too, less the ones the study reuses (config `calibration`)
-    cal_seeds = cal.get("seeds", [0]) if cal else []
+    cal_seeds = [] if not cal else (config["seeds"] if cal.get("seeds") == "each" else cal.get("seeds", [0]))
     reused = len(set(cal_seeds) & set(config["seeds"]))
     unlearn, unlearn_jobs = 0.0, 0
     for name, spec in config["optimizers"].items():

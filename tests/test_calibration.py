@@ -83,9 +83,11 @@ def test_grids_multipliers_tags_and_model_seeds():
     assert C.grid(cfg, "adam") == [0.3, 1.0, 3.0]
     assert C.grid(cfg, "zo") == [0.3, 1.0, 3.0, 10.0]
     assert [C.tag(x) for x in (0.3, 1.0, 3, 10.0, 1e-5)] == ["0.3", "1", "3", "10", "1e-05"]
-    # targets per seed, one retrain model
-    assert C.model_seed(cfg, "target", 2) == 2 and C.model_seed(cfg, "retrain", 2) == 0
-    assert C.model_seeds(cfg, "retrain", [0, 1, 2]) == [0]
+    # a target and a retrain model per seed in the default study; a role not listed is trained once
+    assert C.model_seed(cfg, "target", 2) == 2 and C.model_seed(cfg, "retrain", 2) == 2
+    assert C.model_seeds(cfg, "retrain", [0, 1, 2]) == [0, 1, 2]
+    cfg["training"]["per_seed"] = ["target"]
+    assert C.model_seed(cfg, "retrain", 2) == 0 and C.model_seeds(cfg, "retrain", [0, 1, 2]) == [0]
     off = copy.deepcopy(cfg)
     off["calibration"] = False
     assert C.grid(off, "zo") == [1.0] and C.seeds(off) == [] and not C.enabled(off)
@@ -146,6 +148,68 @@ def test_choose_stage_averages_seeds_and_records_every_point(tmp_path):
         bad = _eval(tmp_path / "bad.json", 0, knowmem_f=1.0)
         calibrate([f"1={bad}"], retrain, target, "muse", {"criterion": "match_retrain", "margin": 5.0}, meta,
                   tmp_path / "c2.json")
+
+
+def test_each_seed_chooses_from_its_own_points_against_its_own_references(tmp_path):
+    """`calibration.seeds: each`: a seed's choice reads only its own grid points, its own target, and
+    the retrain model (one shared, or its own when trained per seed)."""
+    grid = {"0.3": [(60, 90), (16, 85), (50, 80)], "1": [(18, 70), (10, 60), (30, 75)],
+            "3": [(2, 30), (4, 20), (12, 40)]}
+    points = [f"{x}={_eval(tmp_path / f'x{x}' / f'seed{s}.json', s, knowmem_f=f, knowmem_r=u)}"
+              for x, values in grid.items() for s, (f, u) in enumerate(values)]
+    targets = [_eval(tmp_path / f"target{s}.json", s, knowmem_f=t, knowmem_r=80.0)
+               for s, t in enumerate((96.5, 72.2, 95.4))]
+    meta = {"benchmark": "muse", "method": "graddiff", "optimizer": "adam", "grade": "first"}
+    params = {"criterion": "match_retrain", "margin": 5.0, "per_seed": True}
+    shared = [_eval(tmp_path / "retrain0.json", 0, knowmem_f=13.9, knowmem_r=66.0)]
+    rec = calibrate(points, shared, targets, "muse", params, meta, tmp_path / "choice.json")
+    assert "scale" not in rec and sorted(rec["by_seed"]) == ["0", "1", "2"]
+    # seed 0: x1 (18 <= 18.9) has the best utility; seed 1: x0.3 already forgot (16); seed 2: only x3
+    # reaches; each against the one retrain model's ceiling and its own target
+    got = {s: (g["scale"], g["reached"], g["threshold"], g["target_forget"]) for s, g in rec["by_seed"].items()}
+    assert got == {"0": (1.0, True, pytest.approx(18.9), 96.5), "1": (0.3, True, pytest.approx(18.9), 72.2),
+                   "2": (3.0, True, pytest.approx(18.9), 95.4)}
+    assert [p["seeds"] for p in rec["by_seed"]["1"]["points"]] == [[1], [1], [1]]
+    assert [C.chosen(rec, s) for s in (0, 1, 2)] == [1.0, 0.3, 3.0]
+    assert [(g["seed"], g["scale"]) for g in C.groups(rec)] == [(0, 1.0), (1, 0.3), (2, 3.0)]
+    # a retrain model per seed sets each seed's own ceiling: seed 2's (6 + 5) is not reached (x3: 12)
+    own = [_eval(tmp_path / f"retrain{s}.json", s, knowmem_f=r, knowmem_r=66.0) for s, r in enumerate((13.9, 13.9, 6))]
+    rec = calibrate(points, own, targets, "muse", params, meta, tmp_path / "choice2.json")
+    assert (rec["by_seed"]["2"]["scale"], rec["by_seed"]["2"]["reached"]) == (3.0, False)
+    assert rec["by_seed"]["2"]["gap"] == pytest.approx(1.0) and rec["by_seed"]["0"]["scale"] == 1.0
+    with pytest.raises(ValueError, match="no target evaluation of seed 2"):
+        calibrate(points, shared, targets[:2], "muse", params, meta, tmp_path / "c3.json")
+    with pytest.raises(ValueError, match="seed 2 has no grid point at x3"):
+        calibrate(points[:-1], shared, targets, "muse", params, meta, tmp_path / "c4.json")
+    with pytest.raises(ValueError, match="no choice for seed 5"):
+        C.chosen(rec, 5)
+    # the reports: a row per seed and point, the seeds' multipliers side by side in the main table
+    df = report.table([rec])
+    assert list(df.columns) == report.COLUMNS and len(df) == 9
+    assert list(df[df.chosen].seed) == [0, 1, 2] and list(df[df.chosen].scale) == [1.0, 0.3, 3.0]
+    csv = tmp_path / "calibration.csv"
+    df.to_csv(csv, index=False)
+    picked = report.choices(csv)[("muse", "graddiff", "adam")]
+    assert (picked["scale"], picked["status"]) == ("1/0.3/3", "not reached")
+    assert "| adam | first | 2 | x3 | 0.3, 1, 3 | 12.0 | 40.0 | not reached, grid edge |" in report.markdown(csv)
+    report.figure([rec], tmp_path / "cal.png")
+    assert (tmp_path / "cal.png").stat().st_size > 0
+    tidy = _tidy({(o, g, s): fu for o, g, fu in [("target", "reference", (96, 80)), ("adam", "first", (10, 70))]
+                  for s in (0, 1, 2)})
+    md = main_table_markdown(tidy, main_table(tidy, report.choices(csv)))
+    assert "| graddiff / adam † | first | 1/0.3/3 | " in md and "each seed chose and ran, in seed order" in md
+
+
+def test_each_seed_calibrates_the_seeds_its_entry_runs():
+    cfg = default_config()
+    cfg["calibration"]["seeds"] = "each"
+    assert C.per_seed(cfg) and C.seeds(cfg) == [0, 1, 2] and C.seeds(cfg, [4, 3]) == [3, 4]
+    cfg["calibration"]["seeds"] = [0]
+    assert not C.per_seed(cfg) and C.seeds(cfg, [4, 3]) == [0]
+    raw = yaml.safe_load((ROOT / "config.yaml").read_text())
+    raw["calibration"]["seeds"] = "all"
+    with pytest.raises(ConfigError, match="calibration"):
+        validate(raw)
 
 
 # ----------------------------------------------------------------------------------------- reports

@@ -49,6 +49,10 @@ def test_gpu_hours_count_runs_and_scale_with_steps():
     c = ps.gpu_hours({**cfg, "calibration": {"grid": [0.5, 1, 2], "grids": {}, "seeds": [0]}},
                      ps.ARCHS["llama2-7b"], tflops=400)
     assert c["unlearn_jobs"] == 2 * 4 and c["unlearn"] == pytest.approx(2 * want, abs=0.05)
+    # each seed calibrating by itself: every seed runs the 3 multipliers, its run among them
+    e = ps.gpu_hours({**cfg, "calibration": {"grid": [0.5, 1, 2], "grids": {}, "seeds": "each"}},
+                     ps.ARCHS["llama2-7b"], tflops=400)
+    assert e["unlearn_jobs"] == 2 * 3 * 2 and e["unlearn"] == pytest.approx(3 * want, abs=0.05)
 
 
 def test_cpu_measurement_at_small_shape_matches_the_model(tmp_path):

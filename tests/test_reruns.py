@@ -201,3 +201,18 @@ def test_turning_calibration_off_reuses_the_x1_grid_points(smoke_copy):
     expected = set().union(*({(r, f"bench={b}, method={m}, optimizer={o}, seed=0") for r in ("relearn", "evaluate")}
                              for (b, m, o), x in chosen.items() if x != 1.0))
     assert jobs == expected
+
+
+def test_calibrating_each_seed_by_itself_reuses_every_grid_point(smoke_copy):
+    """`calibration.seeds: each` with the smoke study's one seed: the same grid points (seed 0's), so no
+    unlearning or evaluation reruns; the choices are remade per seed and the reports show them."""
+    before = {f: _choice(smoke_copy, *f) for f in [("muse", "graddiff", "adam"), ("wmdp", "npo", "zo")]}
+    _set_calibration(smoke_copy, seeds="each")
+    ran = _executed(snakemake(smoke_copy, "--cores", "2"))
+    assert {r for r, _ in core(ran)} == {"calibrate"}
+    for (b, m, o), scale in before.items():
+        rec = json.loads((smoke_copy / "results" / "calibration" / b / m / o / "choice.json").read_text())
+        assert list(rec["by_seed"]) == ["0"] and rec["by_seed"]["0"]["scale"] == scale
+    table = (smoke_copy / "results" / "tables" / "calibration.csv").read_text().splitlines()
+    assert table[0].split(",")[4] == "seed" and all(line.split(",")[4] == "0" for line in table[1:])
+    assert core(planned(smoke_copy)) == set()

@@ -38,9 +38,21 @@ def tag(scale: float | str) -> str:
     return f"{float(scale):g}"
 
 
-def seeds(config: dict) -> list[int]:
-    """Seeds every grid point runs (none when calibration is off)."""
-    return [int(s) for s in config["calibration"]["seeds"]] if enabled(config) else []
+def per_seed(config: dict) -> bool:
+    """Whether each study seed calibrates by itself (`calibration.seeds: each`): every seed unlearns at
+    every grid multiplier from its own target, its own points are judged against its own reference
+    models, and it runs its own choice, so the spread over seeds holds the choice's variance too."""
+    return enabled(config) and config["calibration"]["seeds"] == "each"
+
+
+def seeds(config: dict, study_seeds: Iterable[int] | None = None) -> list[int]:
+    """Seeds every grid point runs (none when calibration is off): `calibration.seeds`, or under
+    `each` the seeds the entry's study runs use (``study_seeds``, by default `seeds`)."""
+    if not enabled(config):
+        return []
+    if per_seed(config):
+        return sorted({int(s) for s in (config["seeds"] if study_seeds is None else study_seeds)})
+    return [int(s) for s in config["calibration"]["seeds"]]
 
 
 def model_seed(config: dict, role: str, seed: int | str) -> int:
@@ -92,6 +104,26 @@ def choose(points: Sequence[dict], ceiling: float) -> dict:
         "gap": float(best["forget"]) - float(ceiling),
         "at_grid_edge": len(scales) > 1 and best["scale"] in (scales[0], scales[-1]),
     }
+
+
+def groups(record: dict) -> list[dict]:
+    """The choices of one entry's record (stages/calibrate.py): the one choice every seed runs, or
+    under `calibration.seeds: each` one per seed (each with its ``seed``; ``seed`` is None otherwise).
+    Each has ``scale``, ``reached``, ``gap``, ``at_grid_edge``, ``threshold``, the reference levels
+    and the ``points`` it was chosen from."""
+    if "by_seed" in record:
+        return [{**g, "seed": int(s)} for s, g in sorted(record["by_seed"].items(), key=lambda kv: int(kv[0]))]
+    return [{**record, "seed": None}]
+
+
+def chosen(record: dict, seed: int | str) -> float:
+    """The multiplier a study run of ``seed`` runs, from its entry's record."""
+    if "by_seed" in record:
+        if str(int(seed)) not in record["by_seed"]:
+            raise ValueError(f"calibration of {record.get('optimizer')}: no choice for seed {seed} "
+                             f"(calibrated seeds: {', '.join(record['by_seed'])})")
+        return float(record["by_seed"][str(int(seed))]["scale"])
+    return float(record["scale"])
 
 
 def status(choice: dict | None) -> str:

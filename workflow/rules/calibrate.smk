@@ -1,7 +1,8 @@
 # Learning-rate calibration (config `calibration`; src/unlearning/calibration.py): each entry unlearns at
 # every multiplier of its grid (rule unlearn, {scale}), the criterion's two metrics are measured without
 # attack, and the checkpoint `calibrate` picks the multiplier every seed of the study then runs
-# (common.smk's unlearned_model). A grid point of a study seed at the chosen multiplier is that run.
+# (common.smk's unlearned_model), or under `calibration.seeds: each` one per seed. A grid point of a
+# study seed at its chosen multiplier is that seed's run.
 
 
 rule calibration_point:
@@ -45,7 +46,8 @@ rule calibration_point:
 
 checkpoint calibrate:
     """One entry's choice: every grid point's metrics (mean over the calibration seeds), the criterion's
-    ceiling from the retrain model, the chosen multiplier and whether it met the criterion."""
+    ceiling from the retrain model, the chosen multiplier and whether it met the criterion; under
+    `calibration.seeds: each` all of that per seed, from the seed's own points and reference models."""
     input:
         points=lambda wc: [p for paths in calibration_points(wc).values() for p in paths],
         retrain=lambda wc: calibration_reference(wc, "retrain"),
@@ -65,7 +67,12 @@ checkpoint calibrate:
         # the criterion only: the grid and seeds enter as the input files, so editing one entry's grid
         # reruns only that entry's choice
         criterion=as_json(
-            {k: v for k, v in (config["calibration"] or {}).items() if k in ("criterion", "margin", "threshold")}
+            {
+                **{
+                    k: v for k, v in (config["calibration"] or {}).items() if k in ("criterion", "margin", "threshold")
+                },
+                **({"per_seed": True} if CAL.per_seed(config) else {}),
+            }
         ),
         meta=lambda wc: as_json(
             {"benchmark": wc.bench, "method": wc.method, "optimizer": wc.optimizer, "grade": grade_of(wc.optimizer)}

@@ -260,19 +260,20 @@ def reference_evals(bench):
 # ------------------------------------------------------------------------------------ calibration
 
 
-def chosen_scale(bench, method, optimizer):
-    """The learning-rate multiplier the study runs for this entry: the calibration's choice (a
-    checkpoint: the DAG below it is planned once it ran), or 1 when calibration is off."""
+def chosen_scale(bench, method, optimizer, seed):
+    """The learning-rate multiplier the study runs for this entry and seed: the calibration's choice (a
+    checkpoint: the DAG below it is planned once it ran; under `calibration.seeds: each` the seed's
+    own), or 1 when calibration is off."""
     if not CAL.enabled(config):
         return CAL.tag(1)
     choice = checkpoints.calibrate.get(bench=bench, method=method, optimizer=optimizer).output[0]
-    return CAL.tag(json.loads(Path(choice).read_text(encoding="utf-8"))["scale"])
+    return CAL.tag(CAL.chosen(json.loads(Path(choice).read_text(encoding="utf-8")), seed))
 
 
 def unlearned_model(bench, method, optimizer, seed):
     """The study's unlearned model of one run: the unlearning at the chosen multiplier. With
     calibration, the grid point of a calibration seed at the chosen multiplier is that seed's run."""
-    return f"{R}/unlearned/{bench}/{method}/{optimizer}/x{chosen_scale(bench, method, optimizer)}/seed{seed}"
+    return f"{R}/unlearned/{bench}/{method}/{optimizer}/x{chosen_scale(bench, method, optimizer, seed)}/seed{seed}"
 
 
 def study_model(wc):
@@ -289,12 +290,27 @@ def calibration_combos():
     return combos
 
 
+def entry_seeds(bench, method, optimizer):
+    """The seeds the study runs an entry at (the ablation's seeds for its entries)."""
+    seeds = set()
+    if (bench, method, optimizer) in {(b, m, o) for b, m, o, _ in runs()}:
+        seeds |= set(config["seeds"])
+    if ABLATION and (bench, method) == (ABLATION["benchmark"], ABLATION["method"]) and optimizer in ABLATION_OPTS:
+        seeds |= set(ABLATION.get("seeds") or config["seeds"])
+    return sorted(seeds)
+
+
+def calibration_seeds(wc):
+    """An entry's calibration seeds: `calibration.seeds`, or under `each` the seeds its study runs use."""
+    return CAL.seeds(config, entry_seeds(wc.bench, wc.method, wc.optimizer))
+
+
 def calibration_points(wc):
     """SCALE -> [unattacked criterion evaluation per calibration seed] of one entry's grid."""
     return {
         CAL.tag(x): [
             f"{R}/calibration/{wc.bench}/{wc.method}/{wc.optimizer}/x{CAL.tag(x)}/seed{s}/none.json"
-            for s in CAL.seeds(config)
+            for s in calibration_seeds(wc)
         ]
         for x in CAL.grid(config, wc.optimizer)
     }
@@ -305,7 +321,8 @@ def calibration_reference(wc, role):
     if role not in reference_roles(wc.bench):
         return []
     return [
-        f"{R}/eval/{wc.bench}/none/{role}/seed{ms}/none.json" for ms in CAL.model_seeds(config, role, CAL.seeds(config))
+        f"{R}/eval/{wc.bench}/none/{role}/seed{ms}/none.json"
+        for ms in CAL.model_seeds(config, role, calibration_seeds(wc))
     ]
 
 

@@ -10,11 +10,11 @@ from typing import Sequence
 
 import pandas as pd
 
-from ..calibration import status
+from ..calibration import groups, status
 from .files import atomic_csv
 from .style import colour, grid, label, pyplot, save
 
-COLUMNS = ["benchmark", "method", "optimizer", "grade", "scale", "forget_metric", "forget", "utility_metric",
+COLUMNS = ["benchmark", "method", "optimizer", "grade", "seed", "scale", "forget_metric", "forget", "utility_metric",
            "utility", "qualifies", "chosen", "status", "gap", "at_grid_edge", "threshold", "retrain_forget",
            "target_forget", "criterion", "seeds"]
 
@@ -25,32 +25,48 @@ def load(choices: Sequence[str | Path]) -> list[dict]:
 
 
 def table(records: Sequence[dict]) -> pd.DataFrame:
-    """Tidy: one row per benchmark, method, optimizer and grid multiplier; ``chosen`` marks the
+    """Tidy: one row per benchmark, method, optimizer, choice and grid multiplier; ``chosen`` marks the
     multiplier the study runs and ``status`` whether it met the criterion (``not reached``: the
-    closest point, taken because none did)."""
+    closest point, taken because none did). ``seed`` is the study seed a choice is for under
+    `calibration.seeds: each` (empty when every seed runs one choice); ``seeds`` the seeds a point
+    averages."""
     rows = []
     for r in records:
-        for p in r["points"]:
-            rows.append({
-                "benchmark": r["benchmark"], "method": r["method"], "optimizer": r["optimizer"],
-                "grade": r["grade"], "scale": p["scale"], "forget_metric": r["forget_metric"],
-                "forget": p["forget"], "utility_metric": r["utility_metric"], "utility": p["utility"],
-                "qualifies": p["qualifies"], "chosen": p["scale"] == r["scale"], "status": status(r),
-                "gap": r["gap"], "at_grid_edge": r["at_grid_edge"], "threshold": r["threshold"],
-                "retrain_forget": r["retrain_forget"], "target_forget": r["target_forget"],
-                "criterion": r["criterion"], "seeds": " ".join(str(s) for s in p["seeds"]),
-            })
-    return pd.DataFrame(rows, columns=COLUMNS)
+        for g in groups(r):
+            for p in g["points"]:
+                rows.append({
+                    "benchmark": r["benchmark"], "method": r["method"], "optimizer": r["optimizer"],
+                    "grade": r["grade"], "seed": g["seed"], "scale": p["scale"],
+                    "forget_metric": r["forget_metric"], "forget": p["forget"],
+                    "utility_metric": r["utility_metric"], "utility": p["utility"], "qualifies": p["qualifies"],
+                    "chosen": p["scale"] == g["scale"], "status": status(g), "gap": g["gap"],
+                    "at_grid_edge": g["at_grid_edge"], "threshold": g["threshold"],
+                    "retrain_forget": g["retrain_forget"], "target_forget": g["target_forget"],
+                    "criterion": r["criterion"], "seeds": " ".join(str(s) for s in p["seeds"]),
+                })
+    return pd.DataFrame(rows, columns=COLUMNS).astype({"seed": "Int64"})
 
 
 def choices(csv: str | Path | pd.DataFrame | None) -> dict[tuple[str, str, str], dict]:
     """(benchmark, method, optimizer) -> the chosen point's row of a calibration table (CSV path or
-    DataFrame): ``scale``, ``status``, ``at_grid_edge``, ``forget``, ``utility``... Empty for None."""
+    DataFrame): ``scale``, ``status``, ``at_grid_edge``, ``forget``, ``utility``... Empty for None.
+    With one choice per seed (`calibration.seeds: each`), ``scale`` is the seeds' multipliers in seed
+    order ("1/3/3"), ``status`` "not reached" when any seed's choice was, and ``by_seed`` holds the
+    rows."""
     if csv is None:
         return {}
     df = pd.read_csv(csv) if not isinstance(csv, pd.DataFrame) else csv
     picked = df[df.chosen.astype(bool)]
-    return {(r.benchmark, r.method, r.optimizer): r._asdict() for r in picked.itertuples(index=False)}
+    out = {}
+    for key, g in picked.groupby(["benchmark", "method", "optimizer"], sort=False):
+        rows = [r._asdict() for r in g.sort_values("seed").itertuples(index=False)]
+        if len(rows) == 1:
+            out[key] = rows[0]
+            continue
+        out[key] = {**rows[0], "scale": "/".join(f"{r['scale']:g}" for r in rows),
+                    "status": "not reached" if any(r["status"] == "not reached" for r in rows) else "reached",
+                    "at_grid_edge": any(bool(r["at_grid_edge"]) for r in rows), "by_seed": rows}
+    return out
 
 
 NOT_REACHED_MARK = "†"
@@ -64,24 +80,36 @@ def mark(name: str, choice: dict | None) -> str:
 
 
 def markdown(csv: str | Path | pd.DataFrame) -> str:
-    """The choices as markdown, one table per benchmark and method."""
+    """The choices as markdown, one table per benchmark and method (a row per seed when each seed
+    chose by itself)."""
     df = pd.read_csv(csv) if not isinstance(csv, pd.DataFrame) else csv
+    per_seed = df.seed.notna().any() if "seed" in df.columns else False
     parts = []
     for (bench, method), g in df[df.chosen.astype(bool)].groupby(["benchmark", "method"], sort=False):
         first = g.iloc[0]
-        ceiling = f"{first.forget_metric} <= {first.threshold:.1f}"
-        if first.criterion == "match_retrain":
-            ceiling += f" (retrain {first.retrain_forget:.1f} + margin)"
+        if per_seed:
+            lows = g.groupby("seed").first()
+            ceiling = (f"{first.forget_metric} <= {lows.threshold.min():.1f}-{lows.threshold.max():.1f} by seed")
+            if first.criterion == "match_retrain":
+                ceiling += " (that seed's retrain model + margin)"
+            target = f"{lows.target_forget.min():.1f}-{lows.target_forget.max():.1f} by seed"
+        else:
+            ceiling = f"{first.forget_metric} <= {first.threshold:.1f}"
+            if first.criterion == "match_retrain":
+                ceiling += f" (retrain {first.retrain_forget:.1f} + margin)"
+            target = f"{first.target_forget:.1f}"
+        seed_head, seed_rule = ("seed | ", "---:|") if per_seed else ("", "")
         parts += [f"**{bench} / {method}**: criterion {ceiling}, best {first.utility_metric}; target "
-                  f"{first.forget_metric} {first.target_forget:.1f}.", "",
-                  f"| optimizer | grade | multiplier | grid | {first.forget_metric} | {first.utility_metric} "
-                  "| criterion |", "|---|---|---:|---|---:|---:|---|"]
+                  f"{first.forget_metric} {target}.", "",
+                  f"| optimizer | grade | {seed_head}multiplier | grid | {first.forget_metric} | "
+                  f"{first.utility_metric} | criterion |", f"|---|---|{seed_rule}---:|---|---:|---:|---|"]
         for r in g.itertuples(index=False):
-            grid = ", ".join(f"{x:g}" for x in sorted(df[(df.benchmark == bench) & (df.method == method)
-                                                         & (df.optimizer == r.optimizer)].scale))
+            grid = ", ".join(f"{x:g}" for x in sorted(set(df[(df.benchmark == bench) & (df.method == method)
+                                                             & (df.optimizer == r.optimizer)].scale)))
             edge = ", grid edge" if r.at_grid_edge else ""
-            parts.append(f"| {r.optimizer} | {r.grade} | x{r.scale:g} | {grid} | {r.forget:.1f} | {r.utility:.1f} "
-                         f"| {r.status}{edge} |")
+            seed_cell = f"{int(r.seed)} | " if per_seed else ""
+            parts.append(f"| {r.optimizer} | {r.grade} | {seed_cell}x{r.scale:g} | {grid} | {r.forget:.1f} | "
+                         f"{r.utility:.1f} | {r.status}{edge} |")
         parts.append("")
     return "\n".join(parts)
 
@@ -97,25 +125,30 @@ def figure(records: Sequence[dict], png: str | Path, svg: str | Path | None = No
         ax = axes[0][j]
         recs = [r for r in records if r["method"] == method]
         first = recs[0]
+        chosen_groups = []
         for r in recs:
             c = colour(r["optimizer"], r["grade"])
-            pts = sorted(r["points"], key=lambda p: p["scale"])
-            ax.plot([p["forget"] for p in pts], [p["utility"] for p in pts], color=c, lw=1, marker="o", ms=3,
-                    mfc="white", label=r["optimizer"])
-            for p in pts:
-                ax.annotate(f"x{p['scale']:g}", (p["forget"], p["utility"]), fontsize=6, color=c,
-                            xytext=(2, 2), textcoords="offset points")
-            best = next(p for p in pts if p["scale"] == r["scale"])
-            ax.plot(best["forget"], best["utility"], color=c, marker="o" if r["reached"] else "X", ms=8,
-                    ls="", mec="k", mew=0.6)
-        if first.get("retrain_forget") is not None:
-            ax.axvline(first["retrain_forget"], color="#8c8c8c", ls="--", lw=1, label="retrain")
-        if first.get("target_forget") is not None:
-            ax.axvline(first["target_forget"], color="#222222", ls=":", lw=1, label="target")
-            if first.get("target_utility") is not None:
-                ax.axhline(first["target_utility"], color="#222222", ls=":", lw=0.6)
-        ax.axvspan(ax.get_xlim()[0], first["threshold"], color="#2ca02c", alpha=0.08, lw=0,
-                   label="meets the criterion")
+            for k, g in enumerate(groups(r)):  # one curve per choice: per seed under `seeds: each`
+                pts = sorted(g["points"], key=lambda p: p["scale"])
+                ax.plot([p["forget"] for p in pts], [p["utility"] for p in pts], color=c, lw=1, marker="o", ms=3,
+                        mfc="white", label=r["optimizer"] if k == 0 else None, alpha=1.0 if g["seed"] is None else 0.6)
+                for p in pts:
+                    ax.annotate(f"x{p['scale']:g}", (p["forget"], p["utility"]), fontsize=6, color=c,
+                                xytext=(2, 2), textcoords="offset points")
+                best = next(p for p in pts if p["scale"] == g["scale"])
+                ax.plot(best["forget"], best["utility"], color=c, marker="o" if g["reached"] else "X", ms=8,
+                        ls="", mec="k", mew=0.6)
+                chosen_groups.append(g)
+        # the reference levels of every choice (one per seed when each seed chose by itself)
+        for key, style, name in (("retrain_forget", dict(color="#8c8c8c", ls="--"), "retrain"),
+                                 ("target_forget", dict(color="#222222", ls=":"), "target")):
+            for k, x in enumerate(sorted({g[key] for g in chosen_groups if g.get(key) is not None})):
+                ax.axvline(x, lw=1, label=name if k == 0 else None, **style)
+        for y in sorted({g["target_utility"] for g in chosen_groups if g.get("target_utility") is not None}):
+            ax.axhline(y, color="#222222", ls=":", lw=0.6)
+        ceiling = min(g["threshold"] for g in chosen_groups)
+        ax.axvspan(ax.get_xlim()[0], ceiling, color="#2ca02c", alpha=0.08, lw=0,
+                   label="meets the criterion" + (" (every seed)" if len(chosen_groups) > len(recs) else ""))
         ax.set_xlabel(label(first["forget_metric"]) + "  (lower = more forgotten)")
         ax.set_ylabel(label(first["utility_metric"]) + "  (higher = better)")
         ax.set_title(method)
@@ -126,8 +159,9 @@ def figure(records: Sequence[dict], png: str | Path, svg: str | Path | None = No
             legend.setdefault(lab, h)
     fig.legend(list(legend.values()), list(legend), loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False,
                title="optimizer (filled: chosen;\nX: criterion not reached)")
+    per_seed = any("by_seed" in r for r in records)
     fig.suptitle(f"{records[0]['benchmark']}: learning-rate calibration (grid multipliers, unattacked, "
-                 "mean over calibration seeds)", y=1.03)
+                 + ("a curve per seed)" if per_seed else "mean over calibration seeds)"), y=1.03)
     fig.tight_layout()
     save(fig, png, svg)
     plt.close(fig)

@@ -301,8 +301,9 @@ def findings_markdown(tables: dict[str, pd.DataFrame], found: list[dict], figure
     if calibration is not None:
         parts += ["", "## Learning rates (calibration)", "",
                   "Each optimizer entry ran at the multiplier of its configured learning rate that the "
-                  "calibration chose (before any attack, on the calibration seeds): the best utility among the "
-                  "grid points whose forget metric met the criterion. " + NOT_REACHED_NOTE, "",
+                  "calibration chose (before any attack, on the calibration seeds, or on each seed for itself "
+                  "where a row names its seed): the best utility among the grid points whose forget metric met "
+                  "the criterion. " + NOT_REACHED_NOTE, "",
                   calibration_markdown(calibration)]
     parts += ["", "## Summary tables", ""]
     for bench, df in tables.items():

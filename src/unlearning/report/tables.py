@@ -116,8 +116,10 @@ def main_table_markdown(df: pd.DataFrame, wide: pd.DataFrame | None = None) -> s
              "Rows: the original (target) model, the retrain model, then each method's optimizers in "
              "grade order (second, first, compressed, zeroth, hybrid). Attack `none` is before any attack.", ""]
     if calibrated:
+        per_seed = wide.lr_multiplier.map(lambda x: isinstance(x, str)).any()
         parts += ["Learning rates calibrated (results/tables/calibration.csv): column `lr x` is the multiplier "
-                  "of the entry's configured learning rate that every seed ran.", ""]
+                  + ("of the entry's configured learning rate each seed chose and ran, in seed order." if per_seed
+                     else "of the entry's configured learning rate that every seed ran."), ""]
         if (wide.calibration == "not reached").any():
             parts += [NOT_REACHED_NOTE, ""]
     for a in attack_order(df.attack.unique()):
@@ -136,7 +138,8 @@ def main_table_markdown(df: pd.DataFrame, wide: pd.DataFrame | None = None) -> s
             lr_cell = ""
             if calibrated:
                 name += f" {NOT_REACHED_MARK}" if r["calibration"] == "not reached" else ""
-                lr_cell = (f"{r['lr_multiplier']:g} | " if r["lr_multiplier"] == r["lr_multiplier"] else " | ")
+                x = r["lr_multiplier"]
+                lr_cell = f"{x} | " if isinstance(x, str) else (f"{x:g} | " if x == x else " | ")
             parts.append(f"| {name} | {r['grade']} | {lr_cell}" + " | ".join(cells) + " |")
         parts.append("")
     return "\n".join(parts) + "\n"
