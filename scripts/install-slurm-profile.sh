@@ -12,8 +12,8 @@
 #   GPU_MODEL      optional GPU type for the GPU rules (those with `gpu: 1` in the profile),
 #                  as your cluster names it in --gpus=MODEL:1 (e.g. a100, h100)
 #   --gpu-partition NAME   a separate partition for the GPU rules (many clusters have one)
-#   --unlearn-gpus N       GPUs per unlearning job (default 1); N > 1 shards each run over N GPUs
-#                  (torchrun + FSDP2) and asks for 30000 * N MB of host memory (docs/clusters.md)
+#   --unlearn-gpus N       GPUs per unlearning and relearning job (default 1); N > 1 shards each run
+#                  over N GPUs (torchrun + FSDP2) and asks for 30000 * N MB of host memory (docs/clusters.md)
 #   --gpu-models M1,M2,..  GPU type per attempt (instead of GPU_MODEL): a GPU job's first try asks
 #                  for M1, its retry after a failure (e.g. out of GPU memory) for M2, and so on; later
 #                  tries keep the last (e.g. a100,h100)
@@ -87,7 +87,7 @@ trap 'rm -f "$tmp"' EXIT
       -v ugpus="$unlearn_gpus" -v models="$models_expr" -v constraints="$constraints_expr" '
     /^# --- test cluster only/ { skip = 1; next }
     /^  [a-z_]+:$/ { rule = $1 }
-    rule == "unlearn:" && ugpus > 1 && /^    mem_mb:/ { print "    mem_mb: \"" 30000 * ugpus " * attempt\""; next }
+    (rule == "unlearn:" || rule == "relearn:") && ugpus > 1 && /^    mem_mb:/ { print "    mem_mb: \"" 30000 * ugpus " * attempt\""; next }
     /^# --- end test cluster only/ { skip = 0; next }
     skip { next }
     /^default-resources:$/ {
@@ -97,7 +97,7 @@ trap 'rm -f "$tmp"' EXIT
       next
     }
     /^    gpu: 1/ {
-      if (rule == "unlearn:" && ugpus > 1) print "    gpu: " ugpus; else print
+      if ((rule == "unlearn:" || rule == "relearn:") && ugpus > 1) print "    gpu: " ugpus; else print
       if (model != "") print "    gpu_model: \"" model "\""
       if (models != "") print "    gpu_model: \"" models "\""
       if (constraints != "") print "    constraint: \"" constraints "\""

@@ -113,3 +113,34 @@ def test_snakemake_rule_runs_two_ranks_when_the_profile_asks(tmp_path):
         la = json.loads((study / "results" / "unlearned_one" / rel / "unlearning.json").read_text())["trace"]
         lb = json.loads((study / "results" / "unlearned" / rel / "unlearning.json").read_text())["trace"]
         assert [s["loss"] for s in la] == pytest.approx([s["loss"] for s in lb], rel=1e-6)
+
+
+@pytest.mark.parametrize("warmup", [0.0, 0.5], ids=["checkpoints_of_one_run", "a_run_per_step_count"])
+def test_two_ranks_relearn_what_one_process_relearns(smoke_run, tmp_path, warmup):
+    """The relearning stage under torchrun with 2 ranks (FSDP2, AdamW on shards) writes the models one
+    process writes, both when one run's checkpoints serve every step count and when each count is a
+    run of its own (weights within 1e-6; measured: identical)."""
+    from safetensors.torch import load_file
+
+    torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent)) or shutil.which("torchrun")
+    model = smoke_run / "results" / "unlearned" / "wmdp" / "npo" / "adam" / "x1" / "seed0"
+    params = {"steps": [1, 3], "lr": 1e-3, "batch_size": 2, "fraction": 1.0, "warmup": warmup,
+              "schedule": "constant", "chunking": "truncate"}
+    stage = [str(Path(sys.executable).parent / "unlearning"), "--threads", "1", "relearn", "--model", str(model),
+             "--data", str(smoke_run / "results" / "data" / "wmdp"), "--kind", "wmdp", "--params",
+             json.dumps(params), "--seed", "0", "--max-len", "256", "--out"]
+    env = {k: v for k, v in _env().items() if k != "UNLEARNING_FORKSERVER"}
+    one = subprocess.run([*stage, str(tmp_path / "one")], env=env, capture_output=True, text=True, timeout=300)
+    assert one.returncode == 0, one.stderr[-3000:]
+    two = subprocess.run([torchrun, "--standalone", "--nproc-per-node", "2", "--no-python", "--", *stage,
+                          str(tmp_path / "two")], env=env, capture_output=True, text=True, timeout=300)
+    assert two.returncode == 0, two.stderr[-3000:]
+    assert "relearning sharded over 2 ranks" in two.stderr and "sharded" not in one.stderr
+    start = load_file(str(model / "model.safetensors"))
+    for steps in (1, 3):
+        a = load_file(str(tmp_path / "one" / f"relearn{steps}" / "model.safetensors"))
+        b = load_file(str(tmp_path / "two" / f"relearn{steps}" / "model.safetensors"))
+        assert sorted(a) == sorted(b) == sorted(start)
+        for k in a:
+            torch.testing.assert_close(b[k], a[k], atol=1e-6, rtol=0)
+        assert any(not torch.equal(a[k], start[k]) for k in a)  # relearning moved the weights

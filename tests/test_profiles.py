@@ -284,7 +284,9 @@ def test_install_with_unlearn_gpus_shards_the_unlearn_rule(tmp_path):
     unlearn = cfg["set-resources"]["unlearn"]
     assert unlearn["gpu"] == 4 and unlearn["gpu_model"] == "h100"
     assert evaluate(unlearn["mem_mb"], 1) == 120000 and evaluate(unlearn["mem_mb"], 2) == 240000
-    for rule in set(GPU_RULES) - {"unlearn"}:  # only the unlearning rule shards
+    relearn = cfg["set-resources"]["relearn"]  # relearning is first-order training of the whole model
+    assert relearn["gpu"] == 4 and evaluate(relearn["mem_mb"], 1) == 120000
+    for rule in set(GPU_RULES) - {"unlearn", "relearn"}:  # only unlearning and relearning shard
         assert cfg["set-resources"][rule]["gpu"] == 1, rule
     assert install("p", "b", "--unlearn-gpus", "0", xdg=tmp_path / "x").returncode != 0
     # the workflow turns 4 GPUs per job into torchrun with 4 ranks (dry run of a paper config, one run)

@@ -33,7 +33,9 @@ rule relearn:
         relearn=relearn_params(),
         max_len=config["model"]["max_len"],
         root=lambda wc, output: parent(output[0]),
+        # `unlearning`, or torchrun with one rank per GPU when the profile gives the job several
+        launch=relearn_launcher,
     shell:
-        "unlearning --threads {threads} relearn --model {input.model} --data {input.data} --kind {params.kind}"
+        "{params.launch} --threads {threads} relearn --model {input.model} --data {input.data} --kind {params.kind}"
         " --params {params.relearn:q} --seed {wildcards.seed} --max-len {params.max_len}"
         " --out {params.root} > {log} 2>&1"

@@ -461,26 +461,36 @@ def report_outputs():
 
 
 def ranks_of(resources):
-    """Processes per unlearning job: the profile's `ranks` resource, else its GPUs per job (`gpu`)."""
+    """Processes per unlearning or relearning job: the profile's `ranks` resource, else its GPUs per job (`gpu`)."""
     return int(resources.get("ranks", 0) or resources.get("gpu", 0) or 1)
 
 
+def torchrun_launcher(n):
+    """`unlearning` for one process; for more, torchrun starting one rank per GPU of the job (FSDP2,
+    src/unlearning/distributed.py). `--`: the stage's own options (--run ...) must not be parsed as
+    torchrun's (--run-path)."""
+    return "unlearning" if n <= 1 else f"torchrun --standalone --nproc-per-node {n} --no-python -- unlearning"
+
+
 def unlearn_launcher(wildcards, resources):
-    """`unlearning` for one process; with more ranks, torchrun starting one per GPU of the job (FSDP2,
-    src/unlearning/distributed.py). An optimizer that cannot run sharded fails here, before the job."""
+    """How the unlearn rule starts its stage (torchrun_launcher). An optimizer that cannot run sharded
+    fails here, before the job."""
     from snakemake.exceptions import WorkflowError
 
     from unlearning import distributed
 
     n = ranks_of(resources)
-    if n <= 1:
-        return "unlearning"
-    try:
-        distributed.check_shardable(config["optimizers"][wildcards.optimizer], wildcards.optimizer)
-    except ValueError as err:
-        raise WorkflowError(f"unlearn with {n} ranks (profile set-resources unlearn gpu/ranks): {err}") from None
-    # `--`: the stage's own options (--run ...) must not be parsed as torchrun's (--run-path)
-    return f"torchrun --standalone --nproc-per-node {n} --no-python -- unlearning"
+    if n > 1:
+        try:
+            distributed.check_shardable(config["optimizers"][wildcards.optimizer], wildcards.optimizer)
+        except ValueError as err:
+            raise WorkflowError(f"unlearn with {n} ranks (profile set-resources unlearn gpu/ranks): {err}") from None
+    return torchrun_launcher(n)
+
+
+def relearn_launcher(wildcards, resources):
+    """How the relearn rule starts its stage (torchrun_launcher): AdamW fine-tuning shards with any grade."""
+    return torchrun_launcher(ranks_of(resources))
 
 
 def model_role_constraint(copied: bool) -> str:

@@ -36,15 +36,21 @@ def one_run_serves_all(schedule: str, warmup: float) -> bool:
 
 def relearn(load: Callable[[], Any], tok: Any, texts: Sequence[str], *, steps: Sequence[int], lr: float,
             batch_size: int, max_len: int, seed: int, warmup: float, out_root: str | Path,
-            schedule: str = "constant", chunking: str = "truncate") -> dict[int, list[float]]:
+            schedule: str = "constant", chunking: str = "truncate",
+            save: Callable[[Any, Path], None] | None = None) -> dict[int, list[float]]:
     """Relearn on ``texts`` and save ``out_root/relearn{s}`` for every ``s`` in ``steps``.
 
-    ``load()`` returns a fresh copy of the unlearned model. Runs are independent per step count
-    unless ``one_run_serves_all``; every run draws the same batches (``seed``). Returns the loss
-    trace of each saved step count.
+    ``load()`` returns a fresh copy of the unlearned model; ``save(model, folder)`` writes one
+    (default: ``models.save_model`` with ``tok``; a sharded run gathers the shards there). Runs are
+    independent per step count unless ``one_run_serves_all``; every run draws the same batches
+    (``seed``). Returns the loss trace of each saved step count.
     """
     from ..models import save_model
     from ..train import fit_lm
+
+    if save is None:
+        def save(model: Any, folder: Path) -> None:
+            save_model(model, tok, folder)
 
     wanted = sorted(set(int(s) for s in steps))
     out_root = Path(out_root)
@@ -57,7 +63,7 @@ def relearn(load: Callable[[], Any], tok: Any, texts: Sequence[str], *, steps: S
 
         def checkpoint(step: int) -> None:
             if step in wanted:
-                save_model(shared, tok, out_root / f"relearn{step}")
+                save(shared, out_root / f"relearn{step}")
 
         trace = fit_lm(shared, tok, texts, steps=wanted[-1], desc="relearn", on_step=checkpoint, **common)
         return {s: trace[:s] for s in wanted}
@@ -66,6 +72,6 @@ def relearn(load: Callable[[], Any], tok: Any, texts: Sequence[str], *, steps: S
         log.info("relearn%d: a run of its own from the unlearned model", s)
         model = load()
         traces[s] = fit_lm(model, tok, texts, steps=s, desc=f"relearn{s}", **common)
-        save_model(model, tok, out_root / f"relearn{s}")
+        save(model, out_root / f"relearn{s}")
         del model
     return traces

@@ -2,25 +2,45 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from .common import forget_retain
+
+log = logging.getLogger(__name__)
 
 
 def relearn(model_dir: str | Path, data_dir: str | Path, kind: str, params: dict, seed: int,
             max_len: int, out_root: str | Path) -> None:
     """Relearning attack on one unlearned model (``params``: the config's ``attacks.relearn`` and
-    ``chunking``)."""
+    ``chunking``). Under torchrun with more than one rank the model is sharded with FSDP2 like a
+    sharded unlearning run (src/unlearning/distributed.py): every rank trains on the same batches and
+    holds a slice of each weight, gradient and AdamW state; rank 0 gathers and saves each model."""
+    import torch
+
+    from .. import distributed
     from ..attacks.relearn import relearn as attack
     from ..attacks.relearn import relearn_subset
-    from ..models import load_model, load_tokenizer
+    from ..models import load_model, load_tokenizer, save_model
     from ..train import seed_everything
 
     seed_everything(seed)
     tok = load_tokenizer(model_dir)
     forget, _ = forget_retain(data_dir, kind)
     texts = relearn_subset(forget, params["fraction"])
-    attack(lambda: load_model(model_dir), tok, texts, steps=params["steps"], lr=params["lr"],
-           batch_size=params["batch_size"], max_len=max_len, seed=seed, warmup=params["warmup"],
-           schedule=params.get("schedule", "constant"), chunking=params.get("chunking", "truncate"),
-           out_root=out_root)
+    load, save = (lambda: load_model(model_dir)), None
+    if distributed.world_size() > 1:
+        dev = distributed.init()
+        log.info("relearning sharded over %d ranks (FSDP2), this rank on %s", distributed.world_size(), dev)
+
+        def load():  # fp32 on the host, then this rank's shards on its device
+            return distributed.shard(load_model(model_dir, dev=torch.device("cpu")), dev)
+
+        def save(model, folder: Path) -> None:
+            state = distributed.full_state_dict(model)  # a collective: every rank takes part
+            if distributed.rank() == 0:
+                save_model(model, tok, folder, state_dict=state)
+
+    attack(load, tok, texts, steps=params["steps"], lr=params["lr"], batch_size=params["batch_size"],
+           max_len=max_len, seed=seed, warmup=params["warmup"], schedule=params.get("schedule", "constant"),
+           chunking=params.get("chunking", "truncate"), out_root=out_root, save=save)
