@@ -489,7 +489,7 @@ def unlearn_launcher(wildcards, resources):
 
 
 def relearn_launcher(wildcards, resources):
-    """How the relearn rule starts its stage (torchrun_launcher): AdamW fine-tuning shards with any grade."""
+    """How relearning starts its stage (torchrun_launcher); AdamW fine-tuning shards whatever grade unlearned."""
     return torchrun_launcher(ranks_of(resources))
 
 
