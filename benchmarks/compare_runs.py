@@ -129,6 +129,23 @@ def metric_agreement(a: Path, b: Path) -> dict:
     }
 
 
+def valid_interval_rates(n_seeds: int, draws: int = 200_000, seed: int = 0) -> dict:
+    """What two runs agree on when each interval is exactly what it claims: for two independent
+    samples of ``n_seeds`` normal values, how often one mean lies inside the other's 95% t-interval
+    (``inside``; 0.907 for 3 seeds) and how often the two intervals overlap (``overlap``; 0.995).
+    The measured shares are read against these, not against 100%."""
+    import numpy as np
+    from scipy import stats
+
+    rng = np.random.default_rng(seed)
+    x, y = rng.normal(size=(2, draws, n_seeds))
+    t = stats.t.ppf(0.975, n_seeds - 1) / np.sqrt(n_seeds)
+    hx, hy = t * x.std(1, ddof=1), t * y.std(1, ddof=1)
+    d = np.abs(x.mean(1) - y.mean(1))
+    return {"n_seeds": n_seeds, "inside": round(float((d <= hx).mean()), 3),
+            "overlap": round(float((d <= hx + hy).mean()), 3)}
+
+
 def compare(a: Path, b: Path) -> dict:
     va, vb = verdicts(a), verdicts(b)
     agree = {k: va[k]["verdict"] == vb.get(k, {}).get("verdict") for k in va}
@@ -140,7 +157,14 @@ def compare(a: Path, b: Path) -> dict:
         "verdicts_differing": sorted(k for k, ok in agree.items() if not ok),
         "calibration": choice_agreement(a, b),
         "per_metric": metric_agreement(a, b),
+        "valid_interval_rates": valid_interval_rates(seeds(a)),
     }
+
+
+def seeds(results: Path) -> int:
+    """The number of seeds of the run's tidy tables (the most of any benchmark)."""
+    tables = [t for t in (results / "tables").glob("*.csv") if "seed" in pd.read_csv(t, nrows=0).columns]
+    return max((pd.read_csv(t, usecols=["seed"]).seed.nunique() for t in tables), default=1)
 
 
 def verdict_table(runs: dict[str, Path]) -> str:

@@ -39,3 +39,12 @@ def test_choices_that_move_are_counted_and_split_the_metrics(tmp_path):
     assert (pm["metrics"], pm["overlap"]) == (2, 1)
     assert pm["same_choices"]["overlap"] == 1 and pm["choice_differs"] == {
         "metrics": 1, "inside_a": 0, "inside_b": 0, "overlap": 0}
+
+
+def test_the_agreement_valid_intervals_give():
+    # two runs of 3 seeds whose 95% t-intervals are exact: one's mean lies in the other's interval 90.7%
+    # of the time (|t_2| < 4.30 / sqrt(2)), and the intervals overlap 99.5% of the time
+    rates = cr.valid_interval_rates(3)
+    assert abs(rates["inside"] - 0.907) < 0.005 and abs(rates["overlap"] - 0.995) < 0.002
+    # with more seeds the interval narrows like the difference does: P(|Z| < 1.96 / sqrt(2)) = 0.834 in the limit
+    assert 0.84 < cr.valid_interval_rates(10)["inside"] < 0.87
