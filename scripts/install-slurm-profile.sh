@@ -86,7 +86,7 @@ trap 'rm -f "$tmp"' EXIT
   awk -v acc="$account" -v part="$partition" -v model="$gpu_model" -v gpart="$gpu_partition" \
       -v ugpus="$unlearn_gpus" -v models="$models_expr" -v constraints="$constraints_expr" '
     /^# --- test cluster only/ { skip = 1; next }
-    /^  [a-z_]+:$/ { rule = $1 }
+    /^  [a-z_]+:([ \t]|$)/ { rule = $1 }   # a rule of set-resources (its line may carry a comment)
     (rule == "unlearn:" || rule == "relearn:") && ugpus > 1 && /^    mem_mb:/ { print "    mem_mb: \"" 30000 * ugpus " * attempt\""; next }
     /^# --- end test cluster only/ { skip = 0; next }
     skip { next }
