@@ -86,9 +86,10 @@ def _summary(df: pd.DataFrame) -> dict:
     }
 
 
-def metric_agreement(a: Path, b: Path) -> dict:
+def metric_agreement(a: Path, b: Path, moved: set[str] = frozenset()) -> dict:
     """Per-metric means and intervals of the two runs' tidy tables, and how often they agree (also
-    split by whether the entry's calibration chose the same multipliers in both runs)."""
+    split by whether the entry, ``bench/method/optimizer``, is one of ``moved``: its calibration chose
+    differently in the two runs)."""
     rows = []
     for table in sorted((a / "tables").glob("*.csv")):
         other = b / "tables" / table.name
@@ -105,20 +106,13 @@ def metric_agreement(a: Path, b: Path) -> dict:
     if df.empty:
         return {"metrics": 0}
     width = df[["ci95_a", "ci95_b"]].fillna(0.0)
-    inside_a = (df["diff"].abs() <= width.ci95_a)
-    inside_b = (df["diff"].abs() <= width.ci95_b)
-    overlap = (df["diff"].abs() <= width.ci95_a + width.ci95_b)
     worst = df.assign(excess=df["diff"].abs() - (width.ci95_a + width.ci95_b)).sort_values("excess")
     outside = worst[worst.excess > 0]
-    moved = set(choice_agreement(a, b)["entries_differing"])
     entry = df.benchmark + "/" + df.method + "/" + df.optimizer
     split = ({"same_choices": _summary(df[~entry.isin(moved)]), "choice_differs": _summary(df[entry.isin(moved)])}
              if moved else {})
     return {
-        "metrics": int(len(df)),
-        "inside_a": int(inside_a.sum()),
-        "inside_b": int(inside_b.sum()),
-        "overlap": int(overlap.sum()),
+        **_summary(df),
         **split,
         "identical": int((df["diff"] == 0).sum()),
         "largest_abs_diff": float(df["diff"].abs().max()),
@@ -148,6 +142,7 @@ def valid_interval_rates(n_seeds: int, draws: int = 200_000, seed: int = 0) -> d
 
 def compare(a: Path, b: Path) -> dict:
     va, vb = verdicts(a), verdicts(b)
+    calibration = choice_agreement(a, b)
     agree = {k: va[k]["verdict"] == vb.get(k, {}).get("verdict") for k in va}
     return {
         "a": str(a), "b": str(b),
@@ -155,8 +150,8 @@ def compare(a: Path, b: Path) -> dict:
         "verdicts": {k: {"a": va[k], "b": vb.get(k)} for k in va},
         "verdicts_agree": all(agree.values()) and set(va) == set(vb),
         "verdicts_differing": sorted(k for k, ok in agree.items() if not ok),
-        "calibration": choice_agreement(a, b),
-        "per_metric": metric_agreement(a, b),
+        "calibration": calibration,
+        "per_metric": metric_agreement(a, b, set(calibration["entries_differing"])),
         "valid_interval_rates": valid_interval_rates(seeds(a)),
     }
 

@@ -292,12 +292,7 @@ def calibration_combos():
 
 def entry_seeds(bench, method, optimizer):
     """The seeds the study runs an entry at (the ablation's seeds for its entries)."""
-    seeds = set()
-    if (bench, method, optimizer) in {(b, m, o) for b, m, o, _ in runs()}:
-        seeds |= set(config["seeds"])
-    if ABLATION and (bench, method) == (ABLATION["benchmark"], ABLATION["method"]) and optimizer in ABLATION_OPTS:
-        seeds |= set(ABLATION.get("seeds") or config["seeds"])
-    return sorted(seeds)
+    return sorted({s for b, m, o, s in (*runs(), *ablation_runs()) if (b, m, o) == (bench, method, optimizer)})
 
 
 def calibration_seeds(wc):

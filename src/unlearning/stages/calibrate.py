@@ -25,8 +25,9 @@ def _records(paths: Sequence[str | Path], names: Sequence[str]) -> list[dict]:
     return recs
 
 
-def _mean(values: Sequence[float]) -> float | None:
-    return sum(values) / len(values) if values else None
+def _level(records: Sequence[dict], names: Sequence[str]) -> dict[str, float | None]:
+    """Each metric of ``names`` averaged over ``records`` (None for no records)."""
+    return {n: sum(float(r["metrics"][n]) for r in records) / len(records) if records else None for n in names}
 
 
 def _choice(by_scale: dict[float, list[dict]], retrain: Sequence[dict], target: Sequence[dict],
@@ -36,11 +37,10 @@ def _choice(by_scale: dict[float, list[dict]], retrain: Sequence[dict], target: 
     forget_name, utility_name = names
     grid = []
     for scale in sorted(by_scale):
-        level = {n: _mean([float(r["metrics"][n]) for r in by_scale[scale]]) for n in names}
+        level = _level(by_scale[scale], names)
         grid.append({"scale": scale, "forget": level[forget_name], "utility": level[utility_name],
                      "seeds": [r["seed"] for r in by_scale[scale]]})
-    retrain_level = {n: _mean([float(r["metrics"][n]) for r in retrain]) for n in names}
-    target_level = {n: _mean([float(r["metrics"][n]) for r in target]) for n in names}
+    retrain_level, target_level = _level(retrain, names), _level(target, names)
     ceiling = C.threshold(params, retrain_level[forget_name])
     choice = C.choose(grid, ceiling)
     for p in grid:
