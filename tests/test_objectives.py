@@ -100,9 +100,9 @@ class CountingRef(FixedLogits):
         return super().forward(*args, **kw)
 
 
-def test_npo_reads_the_frozen_model_once_per_batch():
-    # A zeroth-order step evaluates the loss twice on one batch: the frozen model's NLL is reused,
-    # and the loss is exactly what a fresh evaluation gives.
+def test_npo_reads_the_frozen_model_once_per_example():
+    # A zeroth-order step evaluates the loss twice on one batch, and a run cycles over its forget set:
+    # the frozen model scores each example once, and the loss is exactly what a fresh evaluation gives.
     theta, ref = FixedLogits([0.25, 0.25, 0.25, 0.25]), CountingRef([0.5, 0.5, 1e-12, 1e-12])
     obj = build_objective("npo", {"beta": 0.5})
     forget, retain = batch([[0, 1, 0, 1], [1, 0, 1]]), batch([[2, 3, 2]])
@@ -111,8 +111,22 @@ def test_npo_reads_the_frozen_model_once_per_batch():
     assert ref.calls == 1 and torch.equal(first, again)
     fresh = build_objective("npo", {"beta": 0.5}).loss(theta, forget, retain, ref)
     assert torch.equal(first, fresh) and ref.calls == 2
-    obj.loss(theta, batch([[0, 1, 0, 1], [1, 0, 1]]), retain, ref)  # equal values, a new batch
+    # the same examples in another order and another batch (the next epoch): no forward
+    later = obj.loss(theta, batch([[1, 0, 1], [0, 1, 0, 1]]), retain, ref)
+    assert ref.calls == 2 and torch.equal(later, first)
+    # one unseen example: one forward for the batch, and each row's value is its own
+    mixed = batch([[1, 0, 1], [0, 0, 1, 1, 0]])
+    value = obj.loss(theta, mixed, retain, ref)
     assert ref.calls == 3
+    assert torch.equal(value, build_objective("npo", {"beta": 0.5}).loss(theta, mixed, retain, ref))
+    # the same tokens with other labels (a masked question) are another example
+    masked = batch([[0, 1, 0, 1]])
+    masked["labels"][0, :2] = -100
+    obj.loss(theta, masked, retain, ref)
+    assert ref.calls == 5
+    # a new reference model starts afresh
+    obj.loss(theta, forget, retain, CountingRef([0.5, 0.5, 1e-12, 1e-12]))
+    assert ref.calls == 5
 
 
 def test_npo_default_beta_and_its_gradient_pushes_nll_up():

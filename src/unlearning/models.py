@@ -14,6 +14,8 @@ from typing import Any, Iterable
 
 import torch
 
+from .cpu_linear import use_onednn_linear
+
 _log = logging.getLogger(__name__)
 
 SPECIAL = {"bos_token": "<s>", "eos_token": "</s>", "pad_token": "<pad>", "unk_token": "<unk>"}
@@ -83,7 +85,9 @@ def build_model(arch: dict, vocab_size: int, seed: int) -> torch.nn.Module:
         eos_token_id=2,
         pad_token_id=0,
     )
-    return LlamaForCausalLM(cfg)
+    model = LlamaForCausalLM(cfg)
+    use_onednn_linear(model)  # a no-op for every product that later runs on a GPU
+    return model
 
 
 def _is_local(path: str | Path) -> bool:
@@ -166,6 +170,8 @@ def load_model(path: str | Path, quant: str | None = None, dev: torch.device | N
         model = AutoModelForCausalLM.from_pretrained(str(path), **kwargs)
     if quant is None:
         model.to(dev)
+        if dev.type == "cpu":
+            use_onednn_linear(model)
     elif dev.type == "cpu":
         portable_4bit_path(model)
     model.eval()

@@ -43,13 +43,21 @@ class NPO(Objective):
             model, retain_batch, self.params["retain_weight"])
 
     def _ref_nll(self, ref, batch) -> torch.Tensor:
-        # The frozen model's (summed) NLL depends on the batch only. A step may evaluate the loss on one
-        # batch several times (zeroth-order: 2q times; SAM: twice), so keep the last batch's value. The
-        # cache holds the batch itself, so an identity match can never be a recycled object.
-        cached = getattr(self, "_ref_cache", None)
-        if cached is not None and cached[0] is batch and cached[1] is ref:
-            return cached[2]
-        with torch.no_grad():
-            nll_ref, _ = sequence_nll(ref, batch)
-        self._ref_cache = (batch, ref, nll_ref)
-        return nll_ref
+        # The frozen model's summed NLL of an example never changes, and an unlearning run cycles over
+        # its forget set (the default study: 50 steps over 5 batches), so each example is scored once:
+        # the cache maps an example (its token ids and labels; batches are right-padded) to its NLL. A
+        # batch with an unseen example is scored whole (one forward, as before) and only the unseen
+        # ones are kept. Keyed on the reference model too, so that a new one starts afresh.
+        lengths = batch["attention_mask"].sum(dim=1).tolist()
+        keys = [(tuple(ids[:n]), tuple(labels[:n])) for ids, labels, n in
+                zip(batch["input_ids"].tolist(), batch["labels"].tolist(), lengths)]
+        cache = getattr(self, "_ref_cache", None)
+        if cache is None or cache[0] is not ref:
+            cache = self._ref_cache = (ref, {})
+        known = cache[1]
+        if not all(k in known for k in keys):
+            with torch.no_grad():
+                nll_ref, _ = sequence_nll(ref, batch)
+            for key, value in zip(keys, nll_ref.unbind()):
+                known.setdefault(key, value)
+        return torch.stack([known[k] for k in keys])
