@@ -1,8 +1,9 @@
 """Do two runs of one study agree (e.g. on two CPU float paths)? Their verdicts, and every metric's
 means against the 95% intervals; prints one JSON object (or, with --table, the verdicts side by side).
 
-    # the default study twice, once on torch's AVX2 kernels (as on an AVX2-only CPU), once on the default
-    ATEN_CPU_CAPABILITY=avx2 .venv/bin/snakemake --cores 2 ...    # in one study folder
+    # the default study twice, once on torch's and oneDNN's AVX2 kernels (as on an AVX2-only CPU), once
+    # on the default ones
+    ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 .venv/bin/snakemake --cores 2 ...  # in one study folder
     .venv/bin/snakemake --cores 2 ...                             # in another
     python benchmarks/compare_runs.py --a FOLDER_A/results --b FOLDER_B/results
     python benchmarks/compare_runs.py --table nominal=DIR calibrated=DIR avx2=DIR   # verdicts side by side
@@ -13,7 +14,8 @@ confidence intervals: ``inside_a`` counts the metrics whose run-B mean lies insi
 (and ``inside_b`` the converse), ``overlap`` those whose two intervals overlap, also split by whether
 the entry's calibration chose the same multipliers in both runs; ``calibration`` counts the choices
 (one per entry, or per entry and seed under ``calibration.seeds: each``) that differ. The evaluation
-JSON files' recorded CPU capability (``env.torch_cpu_capability``) says which kernels each run used.
+JSON files' recorded CPU capability (``env.torch_cpu_capability``) and oneDNN instruction-set cap
+(``env.onednn_max_cpu_isa``, the linear layers' kernels) say which kernels each run used.
 """
 
 from __future__ import annotations
@@ -46,10 +48,15 @@ def verdicts(results: Path) -> dict[str, dict]:
 
 
 def capabilities(results: Path) -> list[str]:
-    """The distinct torch CPU capabilities the run's evaluations recorded."""
+    """The distinct CPU kernel choices the run's evaluations recorded: torch's capability, and with
+    oneDNN linear layers their instruction-set cap (``AVX512 / onednn default``)."""
     caps = set()
     for path in (results / "eval").rglob("*.json"):
-        caps.add(json.loads(path.read_text(encoding="utf-8")).get("env", {}).get("torch_cpu_capability", "?"))
+        env = json.loads(path.read_text(encoding="utf-8")).get("env", {})
+        cap = env.get("torch_cpu_capability", "?")
+        if env.get("cpu_linear") == "onednn":
+            cap += f" / onednn {env.get('onednn_max_cpu_isa', '?')}"
+        caps.add(cap)
     return sorted(caps)
 
 
