@@ -90,7 +90,7 @@ def test_profiles_exist_and_the_default_profile_names_no_key_of_another():
     # profiles/default is loaded implicitly and replaces whole keys of the profile the user names: it
     # may only hold scheduling keys that no named profile sets
     default = load("default")
-    assert set(default) == {"scheduler-subsample"}
+    assert set(default) == {"scheduler-subsample", "max-jobs-per-timespan"}
     assert not set(default) & (set(load("local")) | set(load("slurm")))
 
 

@@ -1,0 +1,107 @@
+"""How much faster the fp32 linear layers are on oneDNN than on torch's default (MKL) on this CPU;
+prints one JSON object.
+
+    PYTHONPATH=src python benchmarks/cpu_linear.py [--repeats 200] [--steps 20]
+
+Single-threaded, as the workflow's jobs run. Two measurements:
+- ``products``: GFLOPS of one product ``x W^T`` at the default study's layer shapes (the forget batch
+  of 8 examples of ~85 tokens is 680 rows; hidden 128, intermediate 384, vocabulary 1024) and at a few
+  row counts around ``cpu_linear.MIN_ROWS``, by ``torch.nn.functional.linear`` and by oneDNN;
+- ``step``: seconds per training step (forward, backward, Adam) of the default study's model
+  (config.yaml's ``model``, randomly initialised, batch 8 x 85 random tokens), with the plain layers
+  and with ``use_onednn_linear``, median over ``--steps`` steps after two warm-up steps.
+
+The environment's ``ONEDNN_MAX_CPU_ISA`` caps oneDNN's kernels (e.g. ``AVX2``), as on another CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+
+def _gflops(fn, flop: float, repeats: int) -> float:
+    for _ in range(10):
+        fn()
+    t0 = time.perf_counter()
+    for _ in range(repeats):
+        fn()
+    return round(flop * repeats / (time.perf_counter() - t0) / 1e9, 1)
+
+
+def products(repeats: int) -> list[dict]:
+    """GFLOPS of one product per (rows, in, out) shape, by torch's default and by oneDNN."""
+    import torch
+
+    from unlearning.cpu_linear import _matmul
+
+    out = []
+    shapes = [(680, 128, 384), (680, 384, 128), (680, 128, 128), (680, 128, 1024)]
+    shapes += [(rows, 128, 384) for rows in (1, 8, 16, 32, 64)]
+    for rows, k, n in shapes:
+        x, w = torch.randn(rows, k), torch.randn(n, k)
+        flop = 2.0 * rows * k * n
+        out.append({"rows": rows, "in": k, "out": n,
+                    "torch_gflops": _gflops(lambda: torch.nn.functional.linear(x, w), flop, repeats),
+                    "onednn_gflops": _gflops(lambda: _matmul(x, w), flop, repeats)})
+    return out
+
+
+def step_seconds(steps: int) -> dict:
+    """Median seconds per training step of the default study's model, plain and with oneDNN layers."""
+    import torch
+    import yaml
+
+    from unlearning.models import build_model
+
+    arch = yaml.safe_load((ROOT / "config.yaml").read_text())["model"]
+    out = {}
+    for name in ("torch", "onednn"):
+        model = build_model(arch, 1024, seed=0)  # build_model turns the layers to oneDNN
+        if name == "torch":
+            for module in model.modules():
+                if type(module).__name__ == "OneDNNLinear":
+                    module.__class__ = torch.nn.Linear
+        model.train()
+        opt = torch.optim.Adam(model.parameters(), lr=1e-4)
+        gen = torch.Generator().manual_seed(0)
+        ids = torch.randint(4, 1024, (8, 85), generator=gen)
+        times = []
+        for _ in range(steps + 2):
+            t0 = time.perf_counter()
+            opt.zero_grad()
+            model(input_ids=ids, labels=ids).loss.backward()
+            opt.step()
+            times.append(time.perf_counter() - t0)
+        out[name] = round(statistics.median(times[2:]), 4)
+    out["speedup"] = round(out["torch"] / out["onednn"], 2)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeats", type=int, default=200)
+    ap.add_argument("--steps", type=int, default=20)
+    args = ap.parse_args()
+    import os
+
+    import torch
+
+    from unlearning.cpu_linear import backend
+
+    torch.set_num_threads(1)
+    print(json.dumps({"torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
+                      "onednn_max_cpu_isa": os.environ.get("ONEDNN_MAX_CPU_ISA", "default"),
+                      "backend": backend(), "products": products(args.repeats),
+                      "step": step_seconds(args.steps)}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
