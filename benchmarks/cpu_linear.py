@@ -49,8 +49,8 @@ def products(repeats: int) -> list[dict]:
         x, w = torch.randn(rows, k), torch.randn(n, k)
         flop = 2.0 * rows * k * n
         out.append({"rows": rows, "in": k, "out": n,
-                    "torch_gflops": _gflops(lambda: torch.nn.functional.linear(x, w), flop, repeats),
-                    "onednn_gflops": _gflops(lambda: _matmul(x, w), flop, repeats)})
+                    "torch_gflops": _gflops(lambda x=x, w=w: torch.nn.functional.linear(x, w), flop, repeats),
+                    "onednn_gflops": _gflops(lambda x=x, w=w: _matmul(x, w), flop, repeats)})
     return out
 
 

@@ -38,6 +38,17 @@ def test_a_point_exactly_at_the_ceiling_qualifies():
     assert C.choose([pt(1, 18.9, 50.0), pt(3, 2.0, 40.0)], ceiling=18.9)["scale"] == 1.0
 
 
+def test_a_point_at_the_ceiling_up_to_float_rounding_qualifies():
+    # measured (MUSE NPO, Adam, seed 1): KnowMem_f 13.333333333333332 at x3 against the retrain model's
+    # 8.33333333333333 + a margin of 5 = 13.33333333333333; equal in exact arithmetic
+    ceiling = C.threshold({"criterion": "match_retrain", "margin": 5.0}, 8.33333333333333)
+    forget = 13.333333333333332
+    assert forget > ceiling and forget - ceiling < 1e-12
+    c = C.choose([pt(1, 19.4, 48.0), pt(3, forget, 33.8)], ceiling)
+    assert c == {"scale": 3.0, "reached": True, "gap": 0.0, "at_grid_edge": True}
+    assert C.qualifies(forget, ceiling) and not C.qualifies(ceiling + 1e-6, ceiling)
+
+
 def test_none_reaches_takes_the_lowest_forget_and_says_how_far():
     grid = [pt(0.3, 95.0, 80.0), pt(1, 60.0, 75.0), pt(3, 30.0, 50.0)]
     c = C.choose(grid, ceiling=18.9)

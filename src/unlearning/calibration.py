@@ -76,6 +76,17 @@ def threshold(cal: dict, retrain_forget: float | None) -> float:
     return float(retrain_forget) + float(cal["margin"])
 
 
+# Metrics are means of per-question scores, and the ceiling a retrain mean plus a margin: a point at the
+# ceiling in exact arithmetic can land a few ulps above it (MUSE KnowMem_f 13.333333333333334 against
+# 8.333333333333334 + 5 = 13.333333333333332). Points within this much of the ceiling qualify.
+TOLERANCE = 1e-9
+
+
+def qualifies(forget: float, ceiling: float) -> bool:
+    """Whether a forget metric meets the ceiling (at most it, up to float rounding: ``TOLERANCE``)."""
+    return float(forget) <= float(ceiling) + TOLERANCE
+
+
 def choose(points: Sequence[dict], ceiling: float) -> dict:
     """Pick one grid point. ``points``: dicts with ``scale``, ``forget`` and ``utility`` (means over
     the calibration seeds). The points with ``forget <= ceiling`` qualify; of those the best utility.
@@ -83,7 +94,8 @@ def choose(points: Sequence[dict], ceiling: float) -> dict:
     utility, then the lower forget metric, then the smaller multiplier.
 
     Returns ``scale``, ``reached`` (a point qualified), ``gap`` (the chosen forget metric minus the
-    ceiling; <= 0 when reached) and ``at_grid_edge`` (the chosen multiplier is the grid's smallest
+    ceiling; <= 0 when reached, a point within ``TOLERANCE`` above it counting as 0) and
+    ``at_grid_edge`` (the chosen multiplier is the grid's smallest
     or largest, so a wider grid might have done better).
     """
     if not points:
@@ -92,16 +104,17 @@ def choose(points: Sequence[dict], ceiling: float) -> dict:
         for key in ("scale", "forget", "utility"):
             if not isinstance(p.get(key), (int, float)) or not math.isfinite(float(p[key])):
                 raise ValueError(f"calibration: grid point {p} has no finite {key}")
-    qualified = [p for p in points if p["forget"] <= ceiling]
+    qualified = [p for p in points if qualifies(p["forget"], ceiling)]
     if qualified:
         best = min(qualified, key=lambda p: (-p["utility"], p["forget"], p["scale"]))
     else:
         best = min(points, key=lambda p: (p["forget"], -p["utility"], p["scale"]))
     scales = sorted(p["scale"] for p in points)
+    gap = float(best["forget"]) - float(ceiling)
     return {
         "scale": float(best["scale"]),
         "reached": bool(qualified),
-        "gap": float(best["forget"]) - float(ceiling),
+        "gap": min(gap, 0.0) if qualified else gap,
         "at_grid_edge": len(scales) > 1 and best["scale"] in (scales[0], scales[-1]),
     }
 

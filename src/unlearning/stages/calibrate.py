@@ -44,7 +44,7 @@ def _choice(by_scale: dict[float, list[dict]], retrain: Sequence[dict], target: 
     ceiling = C.threshold(params, retrain_level[forget_name])
     choice = C.choose(grid, ceiling)
     for p in grid:
-        p["qualifies"] = p["forget"] <= ceiling
+        p["qualifies"] = C.qualifies(p["forget"], ceiling)
     return {
         "retrain_forget": retrain_level[forget_name],
         "retrain_utility": retrain_level[utility_name],
