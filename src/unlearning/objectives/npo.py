@@ -47,7 +47,9 @@ class NPO(Objective):
         # its forget set (the default study: 50 steps over 5 batches), so each example is scored once:
         # the cache maps an example (its token ids and labels; batches are right-padded) to its NLL. A
         # batch with an unseen example is scored whole (one forward, as before) and only the unseen
-        # ones are kept. Keyed on the reference model too, so that a new one starts afresh.
+        # ones are kept. Keyed on the reference model too, so that a new one starts afresh. Sharded
+        # runs (distributed.py) give every rank the same batches, so the ranks score (and all-gather
+        # the sharded reference) at the same steps.
         lengths = batch["attention_mask"].sum(dim=1).tolist()
         keys = [(tuple(ids[:n]), tuple(labels[:n])) for ids, labels, n in
                 zip(batch["input_ids"].tolist(), batch["labels"].tolist(), lengths)]
