@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import time
@@ -59,6 +60,7 @@ def step_seconds(steps: int) -> dict:
     import torch
     import yaml
 
+    from unlearning.cpu_linear import OneDNNLinear
     from unlearning.models import build_model
 
     arch = yaml.safe_load((ROOT / "config.yaml").read_text())["model"]
@@ -67,7 +69,7 @@ def step_seconds(steps: int) -> dict:
         model = build_model(arch, 1024, seed=0)  # build_model turns the layers to oneDNN
         if name == "torch":
             for module in model.modules():
-                if type(module).__name__ == "OneDNNLinear":
+                if isinstance(module, OneDNNLinear):
                     module.__class__ = torch.nn.Linear
         model.train()
         opt = torch.optim.Adam(model.parameters(), lr=1e-4)
@@ -90,8 +92,6 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=200)
     ap.add_argument("--steps", type=int, default=20)
     args = ap.parse_args()
-    import os
-
     import torch
 
     from unlearning.cpu_linear import backend

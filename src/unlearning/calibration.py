@@ -77,8 +77,8 @@ def threshold(cal: dict, retrain_forget: float | None) -> float:
 
 
 # Metrics are means of per-question scores, and the ceiling a retrain mean plus a margin: a point at the
-# ceiling in exact arithmetic can land a few ulps above it (MUSE KnowMem_f 13.333333333333334 against
-# 8.333333333333334 + 5 = 13.333333333333332). Points within this much of the ceiling qualify.
+# ceiling in exact arithmetic can land a few ulps above it (measured: MUSE KnowMem_f 13.333333333333332
+# against 8.33333333333333 + 5 = 13.33333333333333). Points within this much of the ceiling qualify.
 TOLERANCE = 1e-9
 
 
@@ -95,8 +95,8 @@ def choose(points: Sequence[dict], ceiling: float) -> dict:
 
     Returns ``scale``, ``reached`` (a point qualified), ``gap`` (the chosen forget metric minus the
     ceiling; <= 0 when reached, a point within ``TOLERANCE`` above it counting as 0) and
-    ``at_grid_edge`` (the chosen multiplier is the grid's smallest
-    or largest, so a wider grid might have done better).
+    ``at_grid_edge`` (the chosen multiplier is the grid's smallest or largest, so a wider grid might
+    have done better).
     """
     if not points:
         raise ValueError("calibration: no grid points to choose from")
