@@ -78,3 +78,66 @@ def test_stage_writes_a_tidy_table(tmp_path):
         grade_distance([{**r, "target": None} for r in runs], out)
     with pytest.raises(ValueError, match="different targets"):
         grade_distance([runs[0], {**runs[1], "target": str(a)}], out)
+
+
+def _models(tmp_path, dtype, n=4):
+    """A target and ``n`` models that moved some weights (the rest bit-identical to the target), with a
+    tensor one model lacks and one model that moved nothing."""
+    g = torch.Generator().manual_seed(0)
+    shapes = {"emb": (50, 8), "l0.w": (8, 8), "l1.w": (8, 24), "norm": (8,)}
+    target = {k: torch.randn(s, generator=g).to(dtype) for k, s in shapes.items()}
+    paths = []
+    for m in range(n):
+        w = {}
+        for k, t in target.items():
+            mask = torch.rand(t.shape, generator=g) < (0.0 if m == n - 1 else 0.3 + 0.2 * m)
+            w[k] = torch.where(mask, t + 1e-3 * torch.randn(t.shape, generator=g).to(dtype), t)
+        if m == 1:
+            del w["norm"]
+        paths.append(_save(tmp_path, f"m{m}", w))
+    return _save(tmp_path, "target", target), paths
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_streamed_group_equals_pairwise_reading(tmp_path, dtype):
+    from unlearning.weight_distance import group_distances
+
+    t, paths = _models(tmp_path, dtype)
+    pairs = [(i, j) for i in range(len(paths)) for j in range(len(paths)) if i != j]
+    streamed = group_distances(paths, t, pairs)
+    for (i, j), d in zip(pairs, streamed):
+        old = model_distance(paths[i], paths[j], t)
+        for k in old:  # bit for bit (nan for the model that moved nothing, as before)
+            assert d[k] == old[k] or (math.isnan(d[k]) and math.isnan(old[k])), (i, j, k, d[k], old[k])
+    assert 0 < streamed[0]["identical_share"] < 1 and streamed[0]["rel_distance"] > 0
+
+
+def test_stage_reads_each_model_once_per_group(tmp_path, monkeypatch):
+    import unlearning.weight_distance as W
+
+    t, paths = _models(tmp_path, torch.float32)
+    grades = ["second", "first", "compressed", "zeroth"]
+    runs = [{**_run(f"o{k}", grades[k], seed=s, path=str(p)), "target": str(t)}
+            for s in (0, 1) for k, p in enumerate(paths)]
+    opened = []
+    real = W._Lazy.__init__
+
+    def count(self, d):
+        opened.append(str(d))
+        real(self, d)
+
+    monkeypatch.setattr(W._Lazy, "__init__", count)
+    out = tmp_path / "gd.csv"
+    assert grade_distance(runs, out) == 2 * 6
+    # per seed: the four models and the target, each opened once (not 3 x 6 reads per seed)
+    assert sorted(opened) == sorted([*map(str, paths), str(t)] * 2)
+    df = pd.read_csv(out)
+    for a, b in grade_pairs(runs[:4]):
+        row = df[(df.seed == 0) & (df.optimizer_a == a["optimizer"]) & (df.optimizer_b == b["optimizer"])]
+        got = dict(zip(row.metric, row.value))
+        want = model_distance(a["path"], b["path"], t)
+        assert got == pytest.approx(want, nan_ok=True, rel=1e-15)
+    # groups in two threads: the same bytes as one group at a time
+    monkeypatch.setattr(W._Lazy, "__init__", real)
+    grade_distance(runs, tmp_path / "gd2.csv", workers=2)
+    assert (tmp_path / "gd2.csv").read_bytes() == out.read_bytes()

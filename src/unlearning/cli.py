@@ -64,7 +64,7 @@ def _cmd_relearn(a: argparse.Namespace) -> None:
 def _cmd_grade_distance(a: argparse.Namespace) -> None:
     from .stages.distance import grade_distance
 
-    grade_distance(a.runs, a.out)
+    grade_distance(a.runs, a.out, device=a.device)
 
 
 def _cmd_evaluate(a: argparse.Namespace) -> None:
@@ -236,6 +236,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--runs", type=_json, required=True,
                    help="JSON list of {benchmark, method, optimizer, grade, seed, path, target}")
     s.add_argument("--out", required=True, help="CSV")
+    s.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
+                   help="where the sums run (cpu: bit-identical to one thread; cuda: equal to rounding)")
 
     s = stage("aggregate", _cmd_aggregate, "tidy table from evaluation JSON files")
     s.add_argument("--inputs", nargs="+", required=True)

@@ -18,5 +18,8 @@ rule report_grade_distance:
     threads: 1
     params:
         runs=lambda wc, input: as_json(distance_runs(input.models)),
+        # on a GPU when the profile gives the rule one (profiles/slurm: 7B in minutes, not hours)
+        device=lambda wc, resources: "cuda" if int(resources.get("gpu", 0) or 0) else "cpu",
     shell:
-        "unlearning grade-distance --runs {params.runs:q} --out {output} > {log} 2>&1"
+        "unlearning --threads {threads} grade-distance --runs {params.runs:q} --out {output} --device {params.device}"
+        " > {log} 2>&1"
