@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import shutil
+import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from ..data.io import load_split
 from .common import forget_retain, texts, write_json
@@ -135,6 +139,30 @@ def run_multiplier(info: dict) -> dict:
     return {"lr_multiplier": float(info.get("lr_multiplier", 1.0))} if info else {}
 
 
+# Where an evaluation job keeps its one copy of the model (a RAM-backed folder when the machine has
+# one); UNLEARNING_STAGE_DIR overrides it (e.g. a node-local SSD).
+def _stage_root() -> str | None:
+    root = os.environ.get("UNLEARNING_STAGE_DIR") or ("/dev/shm" if os.path.isdir("/dev/shm") else None)
+    return root if root and os.access(root, os.W_OK) else None
+
+
+@contextlib.contextmanager
+def read_once(model_dir: str | Path, loads: int) -> Iterator[Path]:
+    """The folder to load ``model_dir`` from when a job loads it ``loads`` times (unattacked, each
+    quantization, the quantization-code count): with more than one load, its files are copied once
+    into a local folder (``_stage_root``) and every load reads that copy, so the shared file system
+    is read once per model and job (at 7B an evaluation read ~9 models' worth, 5 of them this one).
+    The bytes are the same, so the scores are. Without a writable stage folder: ``model_dir``."""
+    root = _stage_root() if loads > 1 and Path(model_dir).is_dir() else None
+    if root is None:
+        yield Path(model_dir)
+        return
+    with tempfile.TemporaryDirectory(prefix="unlearning-eval-", dir=root) as tmp:
+        local = Path(tmp) / Path(model_dir).name
+        shutil.copytree(model_dir, local)
+        yield local
+
+
 def evaluate(model_dir: str | Path, data_dir: str | Path, kind: str, attacks: list[str], meta: dict,
              params: dict, subject: str, relearn_fraction: float, out_dir: str | Path,
              relearn_root: str | Path | None = None, reference_dir: str | Path | None = None,
@@ -146,26 +174,43 @@ def evaluate(model_dir: str | Path, data_dir: str | Path, kind: str, attacks: li
     also records ``qcode_change``, the percentage of quantization codes unlearning changed.
     ``only``: compute just these metrics (the calibration's criterion metrics), see ``score``.
     """
-    import math
-
-    from ..attacks.quantization import qcode_changes
     from ..attacks.relearn import relearn_subset
-    from ..models import QUANTS, load_model, load_tokenizer
-    from ..provenance import environment
+    from ..models import QUANTS
 
     forget, _ = forget_retain(data_dir, kind)
     relearned = relearn_subset(forget, relearn_fraction)
-    tok = load_tokenizer(model_dir)
     quants = [a for a in attacks if a in QUANTS]
-    qcodes = qcode_changes(reference_dir, model_dir, quants) if quants and reference_dir is not None else {}
+    same = reference_dir is not None and Path(reference_dir).resolve() == Path(model_dir).resolve()
+    loads = sum(a == "none" or a in QUANTS for a in attacks) + bool(quants and reference_dir is not None and not same)
+    with read_once(model_dir, loads) as local:
+        _evaluate(local, model_dir, data_dir, kind, attacks, meta, params, subject, relearned, out_dir,
+                  relearn_root, reference_dir, only, quants)
+
+
+def _evaluate(local: Path, model_dir: str | Path, data_dir: str | Path, kind: str, attacks: list[str], meta: dict,
+              params: dict, subject: str, relearned: list[str], out_dir: str | Path,
+              relearn_root: str | Path | None, reference_dir: str | Path | None, only: list[str] | None,
+              quants: list[str]) -> None:
+    """evaluate()'s scoring, loading the model from ``local`` (its one copy, see ``read_once``)."""
+    import math
+
+    from ..attacks.quantization import qcode_changes
+    from ..models import QUANTS, load_model, load_tokenizer
+    from ..provenance import environment
+
+    tok = load_tokenizer(local)
+    # the target's own evaluation compares the model with itself (no code changes, nothing read)
+    same = reference_dir is not None and Path(reference_dir).resolve() == Path(model_dir).resolve()
+    qcodes = (qcode_changes(local if same else reference_dir, local, quants)
+              if quants and reference_dir is not None else {})
     env = environment()
-    info = unlearning_info(model_dir)
+    info = unlearning_info(local)
     for attack in attacks:
         t0 = time.time()
         if attack == "none":
-            model = load_model(model_dir)
+            model = load_model(local)
         elif attack in QUANTS:
-            model = load_model(model_dir, quant=attack)
+            model = load_model(local, quant=attack)
         elif attack.startswith("relearn"):
             if relearn_root is None:
                 raise ValueError(f"attack {attack} needs the relearned checkpoints (relearn_root)")
