@@ -141,3 +141,16 @@ def test_stage_reads_each_model_once_per_group(tmp_path, monkeypatch):
     monkeypatch.setattr(W._Lazy, "__init__", real)
     grade_distance(runs, tmp_path / "gd2.csv", workers=2)
     assert (tmp_path / "gd2.csv").read_bytes() == out.read_bytes()
+
+
+def test_row_blocks_of_large_tensors_agree(tmp_path):
+    """Tensors above the block size are summed block by block: equal to rounding, counts exact."""
+    from unlearning.weight_distance import group_distances
+
+    t, paths = _models(tmp_path, torch.bfloat16)
+    pairs = [(0, 2), (2, 0), (0, 1)]
+    whole, blocks = group_distances(paths, t, pairs), group_distances(paths, t, pairs, chunk=7)
+    for w, b in zip(whole, blocks):
+        assert b["identical_share"] == w["identical_share"] and b["moved_share"] == w["moved_share"]
+        assert b["rel_distance"] == pytest.approx(w["rel_distance"], rel=1e-12)
+        assert b["update_cosine"] == pytest.approx(w["update_cosine"], rel=1e-12)

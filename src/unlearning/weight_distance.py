@@ -78,6 +78,9 @@ def model_distance(a_dir: str | Path, b_dir: str | Path, target_dir: str | Path)
     return distance(read_weights(a_dir), read_weights(b_dir), read_weights(target_dir))
 
 
+CHUNK = 1 << 24  # ours: 16.8M weights per block; the small studies' tensors are all smaller
+
+
 class _Lazy:
     """A saved model's tensors by name, read one at a time from its safetensors shards (mmap)."""
 
@@ -93,21 +96,27 @@ class _Lazy:
     def __contains__(self, name: str) -> bool:
         return name in self.where
 
-    def __getitem__(self, name: str) -> torch.Tensor:
-        return self.where[name].get_tensor(name)
+    def shape(self, name: str) -> list[int]:
+        return self.where[name].get_slice(name).get_shape()
+
+    def get(self, name: str, rows: slice | None = None) -> torch.Tensor:
+        """The tensor, or only its ``rows`` (read without the rest)."""
+        h = self.where[name]
+        return h.get_tensor(name) if rows is None else h.get_slice(name)[rows]
 
 
 def group_distances(models: Sequence[str | Path], target_dir: str | Path,
                     pairs: Sequence[tuple[int, int]], device: str | torch.device = "cpu",
-                    ) -> list[dict[str, float]]:
+                    chunk: int = CHUNK) -> list[dict[str, float]]:
     """``distance`` for each pair ``(i, j)`` of ``models`` (indices; i is the pair's A), all unlearned
     from ``target_dir``, streaming: every tensor of every model is read once for the whole group.
 
-    Per tensor name (sorted), the target's tensor and each model's are read (the next name's in a
+    Per tensor name (sorted), the target's tensor and each model's are read (the next one in a
     background thread while this one is computed), each model's update is computed once, then each
-    pair's sums. On ``device`` "cpu" the result equals ``model_distance`` per pair bit for bit; on a
-    GPU the float64 sums are reduced in another order (equal to rounding). Memory: the largest tensor
-    times (8 + 1 + its bytes) per model of the group, plus the target's.
+    pair's sums. A tensor of more than ``chunk`` weights is read and summed in row blocks of at most
+    ``chunk`` (memory per model: ``chunk`` x (8 + 1 + its bytes), ~190 MB for bf16). On the CPU and
+    with no tensor above ``chunk`` the result equals ``model_distance`` per pair bit for bit; blocks
+    (7B's embeddings and MLP) or a GPU sum in another order: equal to float64 rounding.
     """
     dev = torch.device(device)
     lazy = [_Lazy(m) for m in models]
@@ -121,18 +130,29 @@ def group_distances(models: Sequence[str | Path], target_dir: str | Path,
     # ||dB||^2, <dA, dB>, identical, moved, total
     acc = {p: [0.0, 0.0, 0.0, 0.0, 0, 0, 0] for p in pairs}
 
-    def read(name: str) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
-        return t[name], {i: lazy[i][name] for i in used if name in lazy[i]}
+    for name in names:
+        shape = t.shape(name)
+        for i in used:
+            if name in lazy[i] and lazy[i].shape(name) != shape:
+                raise ValueError(f"weight {name!r} has different shapes: {tuple(lazy[i].shape(name))} in "
+                                 f"{models[i]}, {tuple(shape)} in {target_dir}")
+    # pieces: (name, rows) with at most chunk elements each (a whole tensor when it is that small)
+    pieces = []
+    for name in names:
+        shape = t.shape(name)
+        n, rows = math.prod(shape), (shape[0] if shape else 1)
+        step = rows if n <= chunk else max(1, chunk // max(1, n // rows))
+        pieces += [(name, slice(r, min(rows, r + step)) if step < rows else None) for r in range(0, rows, step)]
+
+    def read(piece: tuple) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
+        name, rows = piece
+        return t.get(name, rows), {i: lazy[i].get(name, rows) for i in used if name in lazy[i]}
 
     with ThreadPoolExecutor(max_workers=1) as pool:
-        nxt = pool.submit(read, names[0]) if names else None
-        for k, name in enumerate(names):
+        nxt = pool.submit(read, pieces[0]) if pieces else None
+        for k in range(len(pieces)):
             wt, ws = nxt.result()
-            nxt = pool.submit(read, names[k + 1]) if k + 1 < len(names) else None
-            for i, w in ws.items():
-                if w.shape != wt.shape:
-                    raise ValueError(f"weight {name!r} has different shapes: {tuple(w.shape)} in {models[i]}, "
-                                     f"{tuple(wt.shape)} in {target_dir}")
+            nxt = pool.submit(read, pieces[k + 1]) if k + 1 < len(pieces) else None
             wt = wt.to(dev)
             ws = {i: w.to(dev) for i, w in ws.items()}
             wt64 = wt.double()
