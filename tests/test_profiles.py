@@ -286,6 +286,10 @@ def test_install_with_unlearn_gpus_shards_the_unlearn_rule(tmp_path):
     assert evaluate(unlearn["mem_mb"], 1) == 120000 and evaluate(unlearn["mem_mb"], 2) == 240000
     relearn = cfg["set-resources"]["relearn"]  # relearning is first-order training of the whole model
     assert relearn["gpu"] == 4 and evaluate(relearn["mem_mb"], 1) == 120000
+    # torchrun's 4 ranks get 4 CPUs each (sbatch --cpus-per-task), not the rule's one thread
+    assert unlearn["cpus_per_task"] == relearn["cpus_per_task"] == 16
+    assert "cpus_per_task" not in cfg["set-resources"]["evaluate"]
+    assert cfg["set-threads"] == {"report_grade_distance": 9}  # a thread per streamed group
     for rule in set(GPU_RULES) - {"unlearn", "relearn"}:  # only unlearning and relearning shard
         assert cfg["set-resources"][rule]["gpu"] == 1, rule
     assert install("p", "b", "--unlearn-gpus", "0", xdg=tmp_path / "x").returncode != 0
