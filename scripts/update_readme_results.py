@@ -1,34 +1,39 @@
 #!/usr/bin/env python3
-"""Copy the verdicts of the default study's findings into README.md (between the results markers).
+"""Write every generated block of README.md and docs/*.md from the files committed under results/README/.
 
-What is inserted is the "Verdicts" table of results/README/findings.md (rule report_findings), which
-is generated from the tidy tables; nothing here is typed by hand. Only the default study (config.yaml)
-feeds README: its results folder (`results`, schema default `results`) is read from config.yaml, so a
-study run with another config (its own folder, e.g. results/paper-muse-news) never changes README.
-The rest of findings.md (summary tables, figures, the evidence per finding) stays there, committed,
-and README links to it. Run after
-`snakemake --cores 2`:
+A block sits between `<!-- BEGIN generated:NAME -->` and `<!-- END generated:NAME -->`; its text comes
+from src/unlearning/report/blocks.py (NAME: verdicts, power, calibration, tofu), which reads only
+results/README/ (verdicts.csv, calibration_choices.csv, tofu.csv, runs.json). Nothing there is typed by
+hand, and tests/test_report_blocks.py fails when a block differs from what this script would write now.
 
-    .venv/bin/python scripts/update_readme_results.py
+First it copies what the blocks need from study results into results/README/ and records in
+runs.json which folder and commit each came from:
+
+- the default study (config.yaml's `results`, schema default `results`): rule report_findings already
+  writes findings.md and verdicts.csv there; this copies the calibration's chosen rows. A study run with
+  another config (its own folder) never changes README;
+- `--tofu DIR`: a TOFU study's results folder (`configs/tofu.yaml` writes `results/tofu`): its
+  unattacked TOFU rows, for README's TOFU table.
+
+Run after `snakemake --cores 2` (and, for the TOFU table, `snakemake --cores 2 --configfile configs/tofu.yaml`):
+
+    .venv/bin/python scripts/update_readme_results.py [--tofu results/tofu]
+    .venv/bin/python scripts/update_readme_results.py --render-only   # blocks from the committed files
+    .venv/bin/python scripts/update_readme_results.py --check         # exit 1 when a block is stale
 """
 
 from __future__ import annotations
 
-import re
+import argparse
 import sys
 from pathlib import Path
 
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-START, END = "<!-- results:start -->", "<!-- results:end -->"
-SECTION = "## Verdicts"
+sys.path.insert(0, str(ROOT / "src"))
 
-
-def verdicts(findings: str) -> str | None:
-    """The Verdicts section of findings.md (heading demoted to nest under README's), or None."""
-    m = re.search(rf"^{re.escape(SECTION)}\n(.*?)(?=^## |\Z)", findings, flags=re.M | re.S)
-    return f"#{SECTION}\n\n{m.group(1).strip()}" if m else None
+from unlearning.report import blocks  # noqa: E402
 
 
 def default_results(root: Path) -> Path:
@@ -38,24 +43,32 @@ def default_results(root: Path) -> Path:
     return root / config.get("results", schema["properties"]["results"]["default"])
 
 
-def main() -> int:
-    readme = ROOT / "README.md"
-    findings = default_results(ROOT) / "README" / "findings.md"
-    if not findings.exists():
-        print(f"error: {findings} not found; run the default study first (snakemake --cores 2)", file=sys.stderr)
-        return 1
-    body = verdicts(findings.read_text(encoding="utf-8"))
-    if body is None:
-        print(f"error: {findings} has no '{SECTION}' section", file=sys.stderr)
-        return 1
-    text = readme.read_text(encoding="utf-8")
-    if START not in text or END not in text:
-        print(f"error: {readme} lacks the markers {START} ... {END}", file=sys.stderr)
-        return 1
-    head, rest = text.split(START, 1)
-    _, tail = rest.split(END, 1)
-    readme.write_text(f"{head}{START}\n{body}\n{END}{tail}", encoding="utf-8")
-    print(f"updated {readme} from {findings}")
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--tofu", type=Path, default=None, help="a TOFU study's results folder (e.g. results/tofu)")
+    p.add_argument("--render-only", action="store_true", help="copy nothing; rewrite the blocks only")
+    p.add_argument("--check", action="store_true", help="change nothing; exit 1 when a block is stale")
+    a = p.parse_args(argv)
+    results = default_results(ROOT)
+    readme_dir = results / "README"  # committed: the default study's figures, findings and block sources
+    if a.check:
+        stale = blocks.stale(ROOT, readme_dir)
+        for s in stale:
+            print(f"stale generated block: {s}", file=sys.stderr)
+        return 1 if stale else 0
+    if not a.render_only:
+        if (results / "tables").exists():
+            for name in blocks.copy_default(results, readme_dir, ROOT):
+                print(f"copied {name} from {results}")
+        if a.tofu is not None:
+            try:
+                for name in blocks.copy_tofu(a.tofu, readme_dir, ROOT):
+                    print(f"copied {name} from {a.tofu}")
+            except FileNotFoundError as err:
+                print(f"error: {err}", file=sys.stderr)
+                return 1
+    for doc in blocks.update(ROOT, readme_dir):
+        print(f"updated {doc.relative_to(ROOT)}")
     return 0
 
 

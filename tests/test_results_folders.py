@@ -140,15 +140,18 @@ def test_readme_results_come_from_the_default_study_only(tmp_path):
     (tmp_path / "workflow" / "schemas").mkdir(parents=True)
     (tmp_path / "workflow" / "schemas" / "config.schema.yaml").write_text(
         (REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    head = ("id,claim,primary,verdict,legacy_verdict,outcomes,seeds,mde_holm\n")
     for folder, verdict in [("results", "default verdict"), ("results/paper-muse-news", "paper verdict")]:
         (tmp_path / folder / "README").mkdir(parents=True)
-        (tmp_path / folder / "README" / "findings.md").write_text(f"# F\n\n## Verdicts\n\n{verdict}\n\n## Next\n")
-    (tmp_path / "README.md").write_text(f"intro\n{mod.START}\nold\n{mod.END}\ntail\n")
+        (tmp_path / folder / "README" / "verdicts.csv").write_text(f"{head}Q1,claim,knowmem_f,{verdict},old,-,3,1\n")
+    start, end = "<!-- BEGIN generated:verdicts -->", "<!-- END generated:verdicts -->"
+    (tmp_path / "README.md").write_text(f"intro\n{start}\nold\n{end}\ntail\n")
     (tmp_path / "config.yaml").write_text("benchmarks: {}\n")  # no `results`: the schema's default
     mod.ROOT = tmp_path
-    assert mod.main() == 0
-    expected = f"intro\n{mod.START}\n### Verdicts\n\ndefault verdict\n{mod.END}\ntail\n"
-    assert (tmp_path / "README.md").read_text() == expected
+    assert mod.main(["--render-only"]) == 0
+    text = (tmp_path / "README.md").read_text()
+    assert text.startswith(f"intro\n{start}\n") and text.endswith(f"\n{end}\ntail\n")
+    assert "default verdict" in text and "paper verdict" not in text
     (tmp_path / "config.yaml").write_text("results: results/paper-muse-news\n")
-    assert mod.main() == 0
+    assert mod.main(["--render-only"]) == 0
     assert "paper verdict" in (tmp_path / "README.md").read_text()

@@ -147,7 +147,8 @@ def _cmd_findings(a: argparse.Namespace) -> None:
     write_findings(a.tables, a.optimizers, a.methods, a.reference, a.out, barriers=a.barriers or (),
                    ablation=a.ablation, figures=a.figures or (), figure_names=a.figure_names or (),
                    provenance=a.provenance, grade_distance=a.grade_distance, relearn_report=a.relearn_report,
-                   calibration=a.calibration)
+                   calibration=a.calibration, stats_cfg=a.stats, verdicts_csv=a.verdicts_csv,
+                   comparisons_csv=a.comparisons_csv)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -298,7 +299,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--png", required=True)
     s.add_argument("--svg", default=None)
 
-    s = stage("findings", _cmd_findings, "the paper's findings judged from the tables' 95%% CIs (markdown)")
+    s = stage("findings", _cmd_findings, "the paper's findings judged by paired tests over seeds (markdown)")
     s.add_argument("--tables", nargs="+", required=True)
     s.add_argument("--optimizers", type=_json, required=True)
     s.add_argument("--methods", type=_json, required=True)
@@ -312,6 +313,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--relearn-report", type=int, default=None,
                    help="relearning step count the findings judge (default the longest)")
     s.add_argument("--calibration", default=None, help="the calibration table (CSV), if calibrated")
+    s.add_argument("--stats", type=_json, default=None, help="config `report.stats` (JSON): alpha, margins, shares")
+    s.add_argument("--verdicts-csv", default=None, help="write one row per finding here (CSV)")
+    s.add_argument("--comparisons-csv", default=None, help="write every comparison here (CSV)")
     s.add_argument("--out", required=True)
     return p
 

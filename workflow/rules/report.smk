@@ -1,7 +1,7 @@
 # The paper's evidence from the tidy tables: main tables with 95% CIs, quantization and relearning
 # views, utility/forgetting trade-off, linear mode connectivity (LMC), the hybrid ablation, and
-# results/README/findings.md (each finding judged from the CIs). Every output here is marked for
-# `snakemake --report results/report.html` with a caption in workflow/report/.
+# results/README/findings.md (each finding judged by paired tests over the seeds). Every output here
+# is marked for `snakemake --report results/report.html` with a caption in workflow/report/.
 
 
 report: "../report/workflow.rst"
@@ -164,8 +164,9 @@ if ABLATION:
 
 
 rule report_findings:
-    """results/README/: the README's figures and findings.md (summary tables and the paper's findings,
-    each judged from the 95% CIs), all generated from the tables."""
+    """results/README/: the README's figures, findings.md (summary tables and the paper's findings,
+    each judged by paired tests over the seeds, docs/statistics.md), verdicts.csv and comparisons.csv
+    (README's generated blocks read them), all generated from the tables."""
     input:
         tables=[f"{R}/tables/{b}.csv" for b in config["benchmarks"]],
         barriers=[f"{R}/lmc/{b}/barriers.csv" for b in config["benchmarks"]],
@@ -177,6 +178,8 @@ rule report_findings:
         code=src(*report_code("findings")),
     output:
         md=report(f"{README_DIR}/findings.md", caption="../report/findings.rst", category="0. Findings"),
+        verdicts=f"{README_DIR}/verdicts.csv",
+        comparisons=f"{README_DIR}/comparisons.csv",
         figures=[f"{README_DIR}/{n}" for _, n in readme_figures()],
     log:
         f"{R}/logs/report_findings.log",
@@ -191,9 +194,11 @@ rule report_findings:
         names=" ".join(n for _, n in readme_figures()),
         relearn_report=relearn_report_arg(),
         calibration=lambda wc, input: f"--calibration {input.calibration}" if input.calibration else "",
+        stats=as_json(REPORT["stats"]),
     shell:
         "unlearning findings --tables {input.tables} --barriers {input.barriers} {params.ablation}"
         " --optimizers {params.optimizers:q} --methods {params.methods:q} --reference {params.ref}"
         " --figures {input.figures} --figure-names {params.names} --provenance {input.provenance}"
         " --grade-distance {input.grade_distance} {params.relearn_report} {params.calibration}"
+        " --stats {params.stats:q} --verdicts-csv {output.verdicts} --comparisons-csv {output.comparisons}"
         " --out {output.md} > {log} 2>&1"

@@ -1,14 +1,30 @@
-"""The paper's testable findings, written as data and judged from the study's own 95% CIs, and
-results/README/findings.md that shows them.
+"""The paper's testable findings, written as data and judged by paired tests over the study's seeds,
+and results/README/findings.md (plus verdicts.csv and comparisons.csv beside it) that show them.
 
 Each finding names which optimizers it compares (roles picked from the config's optimizer types),
-under which attacks, on which metrics and in which direction; ``judge`` turns one into comparisons
-and a verdict. Comparisons come from one of three kinds of evidence: the benchmarks' tidy tables,
-the LMC loss barriers, or the hybrid ablation's table.
+under which attacks, on which metrics and in which direction, and declares before any run its
+*primary* comparisons: per benchmark one metric (``PRIMARY_METRICS``) under one attack
+(``PRIMARY_ATTACKS``), for every method and pair of optimizers its roles name. Only the primary
+comparisons vote; the others are shown as secondary. ``judge`` turns a finding into comparisons and a
+verdict (docs/statistics.md):
+
+- a comparison is the paired difference over seeds (each seed a whole replicate), tested by a paired
+  t-test; under an attack its measure is the *recovery* (after - before, per seed), the level after
+  the attack shown beside it;
+- Holm's correction runs across a finding's primary comparisons; a claim of no difference is tested
+  by TOST against ``report.stats.equivalence_margin``;
+- an optimizer whose utility fell below ``report.stats.collapse_share`` of the target's is
+  *collapsed* and left out; an attack that restores nothing (``attack_presence``) makes its
+  comparisons *untestable*.
+
+Comparisons come from one of three kinds of evidence: the benchmarks' tidy tables, the LMC loss
+barriers, or the hybrid ablation's table. The legacy rule (two disjoint unpaired intervals, half the
+comparisons) is computed beside, for README's "old rule" column only.
 """
 
 from __future__ import annotations
 
+import math
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,19 +35,64 @@ import pandas as pd
 from ..registry import SIGN_TYPES, ZO_TYPES, types_of
 from .calibration import NOT_REACHED_NOTE, choices, mark
 from .calibration import markdown as calibration_markdown
-from .files import atomic_text
+from .files import atomic_csv, atomic_text
 from .grade_distance import markdown as grade_distance_markdown
 from .provenance import markdown as provenance_markdown
-from .stats import DOES_NOT, INCONCLUSIVE, REPRODUCES, combine, compare, fmt, overlap
+from .stats import (
+    AGAINST,
+    DIFFERENT,
+    DOES_NOT,
+    EQUIVALENT,
+    FOR,
+    INCONCLUSIVE,
+    NEITHER,
+    REPRODUCES,
+    bounded_ci,
+    combine,
+    compare,
+    detectable,
+    directional,
+    equivalence,
+    fmt_interval,
+    holm,
+    mean_ci,
+    overlap,
+    paired,
+    seeds_for,
+    tost,
+)
 from .tables import summary_table_markdown
-from .tidy import forget_metrics, four_bit, last_relearn, methods
+from .tidy import forget_metrics, four_bit, last_relearn, methods, metric_range
 
 NOT_TESTED = "not tested (optimizer not configured)"
 NO_ABLATION = "not tested (no ablation configured)"
 NO_RUNS = "not tested (no comparable runs)"
+UNTESTABLE = "untestable: attack absent at this scale"
+COLLAPSED = "collapsed"
+
+# Defaults of config `report.stats` (workflow/schemas/config.schema.yaml holds them; these are for
+# callers without a config, e.g. tests).
+STATS_DEFAULTS = {"alpha": 0.05, "equivalence_margin": 5.0, "collapse_share": 0.5, "presence_points": 5.0,
+                  "target_detectable": 10.0}
 
 # The paper's "first-order downgrades" (R3): the compressed grade and the robust first-order baselines.
 FIRST_DOWNGRADE_TYPES = frozenset(types_of("compressed")) | {"sam", "rs"}
+
+# Primary metric per benchmark kind, declared before the run (ours): the forget metric the calibration
+# matches (MUSE KnowMem_f, WMDP forget accuracy, TOFU forget probability) and the utility metric it
+# maximises. The benchmark's kind is read from the metrics its table holds.
+PRIMARY_METRICS: dict[str, dict[str, str]] = {
+    "forget": {"muse": "knowmem_f", "wmdp": "wmdp_acc", "tofu": "tofu_prob_f"},
+    "utility": {"muse": "knowmem_r", "wmdp": "mmlu_acc", "tofu": "model_utility"},
+}
+UTILITY = PRIMARY_METRICS["utility"]
+# Primary attack of each attack family (ours): NF4 for 4-bit quantization (FP4 gives practically the
+# same model here, so it would vote twice), the reported relearning (`attacks.relearn.report`).
+PRIMARY_ATTACKS: dict[str, Callable[[pd.DataFrame, int | None], list[str]]] = {
+    "none": lambda df, report: ["none"],
+    "nf4": lambda df, report: ["nf4"] if "nf4" in set(df.attack) else four_bit(df)[:1],
+    "relearn": lambda df, report: judged_relearn(df, report),
+}
 
 
 def roles(optimizers: dict, reference: str) -> dict[str, list[str]]:
@@ -76,6 +137,12 @@ METRICS: dict[str, Callable[[pd.DataFrame], list[str]]] = {
 }
 
 
+def kind_of(df: pd.DataFrame) -> str | None:
+    """The benchmark kind of a tidy table (muse, wmdp or tofu), read from its forget metrics."""
+    present = set(df.metric)
+    return next((k for k, m in PRIMARY_METRICS["forget"].items() if m in present), None)
+
+
 @dataclass(frozen=True)
 class Finding:
     """One claim of the paper and how the study tests it.
@@ -83,10 +150,15 @@ class Finding:
     ``subject`` and ``other`` are roles (see ``roles``; ``other`` None = every other optimizer of the
     same benchmark and method; for ablation evidence the roles are ``one_to_one`` and
     ``other_ratio``). ``direction``: ``lower`` (subject below other), ``higher`` (above) or ``same``
-    (overlapping intervals). ``evidence``: ``tables``, ``barriers`` or ``ablation``. ``objectives``
+    (no difference, TOST). ``evidence``: ``tables``, ``barriers`` or ``ablation``. ``objectives``
     restricts the methods to those with these objectives. ``needs``: further roles without which the
     finding is not tested. ``claim`` and ``how`` may name ``{reference}``. Barrier evidence compares
-    the unlearned models (attack ``before``) on one metric, the loss barrier."""
+    the unlearned models (attack ``before``) on one metric, the loss barrier.
+
+    ``primary_metric`` (a key of ``PRIMARY_METRICS``, or ``barrier``: the forget split's barrier) and
+    ``primary_attack`` (a key of ``PRIMARY_ATTACKS``) declare the comparisons that vote: per
+    benchmark, method and pair of optimizers, that metric under that attack (its recovery when the
+    attack is not ``none``). Every other comparison is secondary."""
 
     id: str
     claim: str
@@ -99,6 +171,8 @@ class Finding:
     evidence: str = "tables"
     objectives: tuple[str, ...] = ()
     needs: tuple[str, ...] = ()
+    primary_metric: str = "forget"
+    primary_attack: str = "nf4"
 
 
 FINDINGS: tuple[Finding, ...] = (
@@ -112,8 +186,8 @@ FINDINGS: tuple[Finding, ...] = (
             "forget metric after FP4/NF4: ZO < every other optimizer",
             "zo", None, "four_bit", "forget"),
     Finding("Q4", "... but zeroth order has the worst utility.",
-            "utility (KnowMem_r / MMLU) before attack: ZO < every other optimizer",
-            "zo", None, "before", "utility"),
+            "utility (KnowMem_r / MMLU) before attack: ZO < every other optimizer that kept its utility",
+            "zo", None, "before", "utility", primary_metric="utility", primary_attack="none"),
     Finding("Q5", "Hybrid (FO-ZO) is the most robust to 4-bit quantization.",
             "forget metric after FP4/NF4: hybrid < every other optimizer",
             "hybrid", None, "four_bit", "forget"),
@@ -122,52 +196,149 @@ FINDINGS: tuple[Finding, ...] = (
             "hybrid", "sam", "four_bit", "forget"),
     Finding("R1", "After relearning, zeroth order keeps the least forget knowledge.",
             "forget metric (whole set and held-out part) after the reported relearning: ZO < every other optimizer",
-            "zo", None, "last_relearn", "forget_and_heldout"),
+            "zo", None, "last_relearn", "forget_and_heldout", primary_attack="relearn"),
     Finding("R2", "After relearning, hybrid keeps forget knowledge far below Adam for GradDiff and NPO.",
             "forget metric (whole set and held-out part) after the reported relearning, GradDiff/NPO: "
             "hybrid < {reference}",
-            "hybrid", "reference", "last_relearn", "forget_and_heldout", objectives=("grad_diff", "npo")),
+            "hybrid", "reference", "last_relearn", "forget_and_heldout", objectives=("grad_diff", "npo"),
+            primary_attack="relearn"),
     Finding("R3", "After relearning, first-order RS is the best of the first-order downgrades.",
             "forget metric after the reported relearning: RS < SAM / sign / N-bit optimizers",
-            "rs", "first_downgrades", "last_relearn", "forget_and_heldout"),
+            "rs", "first_downgrades", "last_relearn", "forget_and_heldout", primary_attack="relearn"),
     Finding("L1",
             "Linear mode connectivity: sign-optimizer solutions share {reference}'s basin, zeroth order's do not.",
             "loss barrier on the path from the {reference} solution (forget and retain data): sign < ZO",
-            "sign", "zo", "before", "barrier", evidence="barriers", needs=("reference",)),
+            "sign", "zo", "before", "barrier", evidence="barriers", needs=("reference",),
+            primary_metric="barrier", primary_attack="none"),
     Finding("A1", "Ablation: a 1:1 FO:ZO ratio is best.",
             "forget metric before/after attacks: each 1:1 hybrid < each other-ratio hybrid",
-            "one_to_one", "other_ratio", "before_four_bit_last_relearn", "forget", evidence="ablation"),
+            "one_to_one", "other_ratio", "before_four_bit_last_relearn", "forget", evidence="ablation",
+            primary_attack="relearn"),
     Finding("A2", "Ablation: the switching interval N hardly matters.",
-            "1:1 hybrids with different N: overlapping 95% CIs = reproduces (a claim of no difference), "
-            "disjoint = does not",
+            "1:1 hybrids with different N: equivalent within the margin (TOST) = reproduces, a significant "
+            "difference = does not",
             "one_to_one", "one_to_one", "before_four_bit_last_relearn", "forget", direction="same",
-            evidence="ablation"),
+            evidence="ablation", primary_attack="relearn"),
 )
 
 
-def _vals(df: pd.DataFrame, method: str, opt: str, attack: str, metric: str) -> list[float]:
+# ----------------------------------------------------------------------------------- per-seed values
+
+
+def _series(df: pd.DataFrame, method: str, opt: str, attack: str, metric: str) -> pd.Series:
+    """Values by seed of one row of a tidy table (empty when absent)."""
     d = df[(df.method == method) & (df.optimizer == opt) & (df.attack == attack) & (df.metric == metric)]
-    return list(d.sort_values("seed").value)
+    return d.groupby("seed").value.mean()
 
 
-def _judge_pair(a: list[float], b: list[float], direction: str) -> dict:
-    """Subject values ``a`` against other values ``b``: the claim's verdict and both sides."""
+def _vals(df: pd.DataFrame, method: str, opt: str, attack: str, metric: str) -> list[float]:
+    return list(_series(df, method, opt, attack, metric).sort_index())
+
+
+def _measure(df: pd.DataFrame, method: str, opt: str, attack: str, metric: str) -> pd.Series:
+    """Per seed: the recovery (after - before) under ``attack``, or the level for ``none``."""
+    after = _series(df, method, opt, attack, metric)
+    if attack == "none":
+        return after
+    return (after - _series(df, method, opt, "none", metric)).dropna()
+
+
+def collapsed(df: pd.DataFrame, method: str, opt: str, share: float,
+              target: pd.DataFrame | None = None) -> float | None:
+    """The mean over seeds of an entry's unattacked utility / that seed's target's (paired by seed),
+    when it is below ``share`` (the entry is collapsed), else None. ``target``: the tidy table holding
+    the target rows when ``df`` lacks them (the ablation's table). None also when unknown."""
+    kind = kind_of(df) or (kind_of(target) if target is not None else None)
+    metric = UTILITY.get(kind or "")
+    if metric is None:
+        return None
+    u = _series(df, method, opt, "none", metric)
+    t = _series(df if target is None else target, "none", "target", "none", metric)
+    ratio = (u / t.where(t > 0)).dropna()
+    if ratio.empty:
+        return None
+    r = float(ratio.mean())
+    return r if r < share else None
+
+
+def attack_presence(df: pd.DataFrame, method: str, attack: str, metric: str, points: float,
+                    positive: str, negative: str = "retrain", positive_method: str | None = None) -> dict:
+    """Whether ``attack`` can restore knowledge in this study (benchmark, method), from controls.
+
+    The positive control (a model known to be fragile; until the tables have a dedicated one, the
+    reference optimizer's unlearned model, ``positive``) must recover at least ``points`` of ``metric``
+    (after - before, mean over seeds) beyond the negative control's change under the same attack
+    (``negative``, the retrain model, which never saw the forget set), paired by seed. A missing
+    negative control counts as no change; a missing positive control leaves presence unknown
+    (``present`` None), and the comparisons are judged as if present. Attack ``none`` is present."""
+    if attack == "none":
+        return {"present": True, "excess": math.nan, "positive": math.nan, "negative": math.nan}
+    pos = _measure(df, positive_method or method, positive, attack, metric)
+    neg = _measure(df, "none", negative, attack, metric)
+    if pos.empty:
+        return {"present": None, "excess": math.nan, "positive": math.nan,
+                "negative": float(neg.mean()) if not neg.empty else math.nan}
+    both = pd.concat([pos, neg], axis=1, keys=["pos", "neg"]).dropna()
+    excess = float((both.pos - both.neg).mean()) if not both.empty else float(pos.mean())
+    return {"present": excess >= points, "excess": excess, "positive": float(pos.mean()),
+            "negative": float(neg.mean()) if not neg.empty else math.nan}
+
+
+def _side(values: Sequence[float], metric: str) -> tuple[float, float, float]:
+    """Mean and range-respecting 95% interval of one side's level (Student t where unbounded)."""
+    m, h, n = mean_ci(values)
+    bounds = metric_range(metric)
+    if bounds is None:
+        return m, m - h, m + h
+    lo, hi = bounded_ci(values, *bounds)
+    return m, lo, hi
+
+
+def _pair(df: pd.DataFrame, method: str, s: str, o: str, attack: str, metric: str, direction: str,
+          margin: float) -> dict | None:
+    """One comparison of subject ``s`` against other ``o``: levels after the attack (each side with
+    its bounded interval), the paired level difference, the paired measure (recovery under an
+    attack, level before) with its t-test and TOST, and the legacy verdict from the levels."""
+    la, lb = _series(df, method, s, attack, metric), _series(df, method, o, attack, metric)
+    if la.empty or lb.empty:
+        return None
+    legacy = _legacy(list(la.sort_index()), list(lb.sort_index()), direction)
+    lev = pd.concat([la, lb], axis=1, keys=["a", "b"]).dropna()
+    ma, mb = _measure(df, method, s, attack, metric), _measure(df, method, o, attack, metric)
+    mea = pd.concat([ma, mb], axis=1, keys=["a", "b"]).dropna()
+    sm, slo, shi = _side(list(la.sort_index()), metric)
+    om, olo, ohi = _side(list(lb.sort_index()), metric)
+    lp = paired(lev.a, lev.b)
+    mp = paired(mea.a, mea.b)
+    return {"measure": "level" if attack == "none" else "recovery", "n": mp["n"],
+            "subject_level": sm, "subject_lo": slo, "subject_hi": shi,
+            "other_level": om, "other_lo": olo, "other_hi": ohi,
+            "level_effect": lp["effect"], "level_lo": lp["lo"], "level_hi": lp["hi"],
+            "subject_recovery": float(mea.a.mean()) if attack != "none" and len(mea) else math.nan,
+            "other_recovery": float(mea.b.mean()) if attack != "none" and len(mea) else math.nan,
+            "effect": mp["effect"], "lo": mp["lo"], "hi": mp["hi"], "sd": mp["sd"], "p": mp["p"],
+            "p_tost": tost(mea.a, mea.b, margin) if direction == "same" else math.nan, "legacy": legacy}
+
+
+def _legacy(a: list[float], b: list[float], direction: str) -> str:
+    """The old rule's verdict of one comparison: two unpaired 95% intervals (stats.compare)."""
     if direction == "same":
-        r, lower = overlap(a, b), True
-    else:
-        lower = direction == "lower"
-        r = compare(a, b) if lower else compare(b, a)
-    s, o = ("lower", "higher") if lower else ("higher", "lower")
-    return {"subject_mean": r[f"{s}_mean"], "subject_ci95": r[f"{s}_ci95"], "other_mean": r[f"{o}_mean"],
-            "other_ci95": r[f"{o}_ci95"], "n": min(r["lower_n"], r["higher_n"]), "verdict": r["verdict"]}
+        return overlap(a, b)["verdict"]
+    return compare(a, b)["verdict"] if direction == "lower" else compare(b, a)["verdict"]
+
+
+# ------------------------------------------------------------------------------------- comparisons
 
 
 def _table_comparisons(f: Finding, tables: dict[str, pd.DataFrame], R: dict[str, list[str]],
-                       method_objective: dict[str, str], report: int | None = None) -> list[dict]:
+                       method_objective: dict[str, str], report: int | None, st: dict) -> list[dict]:
     """Subject vs other for every benchmark, method, metric and attack where both ran."""
     subjects, others = R[f.subject], (R[f.other] if f.other is not None else None)
     out = []
     for bench, df in tables.items():
+        kind = kind_of(df)
+        pmetric = PRIMARY_METRICS.get(f.primary_metric, {}).get(kind or "")
+        pattacks = PRIMARY_ATTACKS[f.primary_attack](df, report)
         for method in methods(df):
             if f.objectives and method_objective.get(method) not in f.objectives:
                 continue
@@ -179,30 +350,42 @@ def _table_comparisons(f: Finding, tables: dict[str, pd.DataFrame], R: dict[str,
                 for metric in METRICS[f.metrics](df):
                     for attack in ATTACKS[f.attacks](df, report):
                         for o in rivals:
-                            a, b = _vals(df, method, s, attack, metric), _vals(df, method, o, attack, metric)
-                            if not a or not b:
+                            r = _pair(df, method, s, o, attack, metric, f.direction, st["equivalence_margin"])
+                            if r is None:
                                 continue
-                            out.append({"context": f"{bench} / {method} / {metric} / {attack}", "subject": s,
-                                        "other": o, **_judge_pair(a, b, f.direction)})
+                            out.append({"context": f"{bench} / {method} / {metric} / {attack}", "benchmark": bench,
+                                        "method": method, "metric": metric, "attack": attack, "subject": s,
+                                        "other": o, "primary": metric == pmetric and attack in pattacks, **r})
     return out
 
 
 def _barrier_comparisons(f: Finding, barriers: pd.DataFrame | None, R: dict[str, list[str]]) -> list[dict]:
-    """Subject vs other loss barriers per benchmark, method and data split (values over seeds)."""
+    """Subject vs other loss barriers per benchmark, method and data split, paired by seed; the
+    forget split's barrier is primary."""
     out = []
     if barriers is None or barriers.empty:
         return out
     for (bench, method, split), g in barriers.groupby(["benchmark", "method", "split"]):
         for s in [o for o in R[f.subject] if o in set(g.optimizer)]:
             for z in [o for o in R[f.other] if o in set(g.optimizer)]:
-                a = list(g[g.optimizer == s].sort_values("seed").barrier)
-                b = list(g[g.optimizer == z].sort_values("seed").barrier)
-                out.append({"context": f"{bench} / {method} / {split} loss barrier", "subject": s,
-                            "other": z, **_judge_pair(a, b, f.direction)})
+                a = g[g.optimizer == s].groupby("seed").barrier.mean()
+                b = g[g.optimizer == z].groupby("seed").barrier.mean()
+                both = pd.concat([a, b], axis=1, keys=["a", "b"]).dropna()
+                sm, slo, shi = _side(list(a), "barrier")
+                om, olo, ohi = _side(list(b), "barrier")
+                pp = paired(both.a, both.b)
+                out.append({"context": f"{bench} / {method} / {split} loss barrier", "benchmark": bench,
+                            "method": method, "metric": f"{split}_barrier", "attack": "none", "subject": s,
+                            "other": z, "primary": split == "forget", "measure": "level", "n": pp["n"],
+                            "subject_level": sm, "subject_lo": slo, "subject_hi": shi, "other_level": om,
+                            "other_lo": olo, "other_hi": ohi, "level_effect": pp["effect"], "level_lo": pp["lo"],
+                            "level_hi": pp["hi"], "subject_recovery": math.nan, "other_recovery": math.nan,
+                            "effect": pp["effect"], "lo": pp["lo"], "hi": pp["hi"], "sd": pp["sd"], "p": pp["p"],
+                            "p_tost": math.nan, "legacy": _legacy(list(a), list(b), f.direction)})
     return out
 
 
-def _ablation_comparisons(f: Finding, ablation: pd.DataFrame | None, report: int | None = None) -> list[dict]:
+def _ablation_comparisons(f: Finding, ablation: pd.DataFrame | None, report: int | None, st: dict) -> list[dict]:
     """Hybrid entries of the ablation against each other: ``one_to_one`` (n_fo == n_zo) against
     ``other_ratio`` entries, or each pair of distinct 1:1 entries when both roles are ``one_to_one``."""
     out = []
@@ -218,53 +401,254 @@ def _ablation_comparisons(f: Finding, ablation: pd.DataFrame | None, report: int
         pairs = [(a, b) for a in group[f.subject] for b in group[f.other]]
     for bench, method in ablation[["benchmark", "method"]].drop_duplicates().values:
         d = ablation[(ablation.benchmark == bench) & (ablation.method == method)]
+        pmetric = PRIMARY_METRICS.get(f.primary_metric, {}).get(kind_of(d) or "")
+        pattacks = PRIMARY_ATTACKS[f.primary_attack](d, report)
         for metric in METRICS[f.metrics](d):
             for attack in ATTACKS[f.attacks](d, report):
                 for a, b in pairs:
-                    r = _judge_pair(_vals(d, method, a, attack, metric), _vals(d, method, b, attack, metric),
-                                    f.direction)
-                    if r["n"]:
-                        out.append({"context": f"{bench} / {method} / {metric} / {attack}", "subject": a,
-                                    "other": b, **r})
+                    r = _pair(d, method, a, b, attack, metric, f.direction, st["equivalence_margin"])
+                    if r is not None and r["n"]:
+                        out.append({"context": f"{bench} / {method} / {metric} / {attack}", "benchmark": bench,
+                                    "method": method, "metric": metric, "attack": attack, "subject": a, "other": b,
+                                    "primary": metric == pmetric and attack in pattacks, **r})
     return out
+
+
+# ---------------------------------------------------------------------------------------- verdicts
+
+
+def _exclusions(comps: list[dict], f: Finding, tables: dict[str, pd.DataFrame], ablation: pd.DataFrame | None,
+                reference: str, st: dict) -> None:
+    """Mark each comparison's ``status``: ``ok``, ``collapsed`` (a side's utility below the declared
+    share of the target's; ``collapsed`` names it) or ``untestable`` (its attack absent in that
+    benchmark and method; ``presence`` holds the controls' numbers, on the benchmark's primary forget
+    metric). ``control``: the retrain model's mean change under the same attack and metric."""
+    presence: dict[tuple, dict] = {}
+    for c in comps:
+        bench, method = c["benchmark"], c["method"]
+        df = tables.get(bench)
+        own = ablation[(ablation.benchmark == bench)] if f.evidence == "ablation" and ablation is not None else df
+        base = df if df is not None else own
+        gone = []
+        if own is not None and base is not None:
+            for o in (c["subject"], c["other"]):
+                r = collapsed(own, method, o, st["collapse_share"], target=base if own is not base else None)
+                if r is not None:
+                    gone.append(f"{o} ({100 * r:.0f}% of the target's utility)")
+        c["collapsed"] = "; ".join(gone)
+        c["control"] = math.nan
+        c["presence_excess"] = math.nan
+        state = "ok"
+        if base is not None and c["attack"] != "none":
+            ch = _measure(base, "none", "retrain", c["attack"], c["metric"])
+            c["control"] = float(ch.mean()) if not ch.empty else math.nan
+            key = (bench, method, c["attack"])
+            if key not in presence:
+                fm = PRIMARY_METRICS["forget"].get(kind_of(base) or "")
+                presence[key] = (attack_presence(base, method, c["attack"], fm, st["presence_points"], reference)
+                                 if fm else {"present": None, "excess": math.nan})
+            c["presence_excess"] = presence[key]["excess"]
+            if presence[key]["present"] is False:
+                state = "untestable"
+        if gone and state == "ok":
+            state = "collapsed"
+        c["status"] = state
+
+
+def _outcomes(comps: list[dict], direction: str, alpha: float) -> None:
+    """Holm across the primary comparisons that are ``ok``; each comparison's ``p_holm`` and
+    ``outcome`` (for / against / neither, or equivalent / different / neither for a claim of no
+    difference). Secondary comparisons get their unadjusted outcome, marked as not voting."""
+    voting = [c for c in comps if c["primary"] and c["status"] == "ok"]
+    ph = holm([c["p"] for c in voting])
+    pt = holm([c["p_tost"] for c in voting]) if direction == "same" else [math.nan] * len(voting)
+    for c in comps:
+        c["p_holm"], c["p_tost_holm"] = math.nan, math.nan
+    for c, p, q in zip(voting, ph, pt):
+        c["p_holm"], c["p_tost_holm"] = p, q
+    sign = {"lower": -1, "higher": 1}.get(direction, 0)
+    for c in comps:
+        p = c["p_holm"] if c in voting else c["p"]
+        q = c["p_tost_holm"] if c in voting else c["p_tost"]
+        if c["status"] != "ok":
+            c["outcome"] = c["status"]
+        elif direction == "same":
+            c["outcome"] = equivalence(q if q == q else 1.0, p if p == p else 1.0, alpha)
+        else:
+            c["outcome"] = directional(c["effect"], p if p == p else 1.0, sign, alpha)
+
+
+def verdict_of(outcomes: Sequence[str], direction: str) -> str:
+    """A finding's verdict from the outcomes of its voting primary comparisons (all of them ``ok``):
+    a directional claim reproduces when every one is significant in the paper's direction and does
+    not when any is significant against it; a claim of no difference reproduces when every one is
+    shown equivalent and does not when any differs significantly; otherwise inconclusive."""
+    if not outcomes:
+        return INCONCLUSIVE
+    if direction == "same":
+        if any(o == DIFFERENT for o in outcomes):
+            return DOES_NOT
+        return REPRODUCES if all(o == EQUIVALENT for o in outcomes) else INCONCLUSIVE
+    if any(o == AGAINST for o in outcomes):
+        return DOES_NOT
+    return REPRODUCES if all(o == FOR for o in outcomes) else INCONCLUSIVE
+
+
+def power(comps: list[dict], alpha: float, target: float) -> dict:
+    """The power statement of a finding from its voting primary comparisons: the pooled paired SD
+    (root mean square of their SDs), their seeds, and the smallest paired difference a two-sided
+    paired t-test detects with 80% power at ``alpha`` (``mde``) and at Holm's strictest level
+    alpha / m (``mde_holm``), the same at 5 seeds, and the seeds needed to detect ``target`` points at
+    alpha / m (None: more than 100)."""
+    voting = [c for c in comps if c["primary"] and c["status"] == "ok" and c["sd"] == c["sd"]]
+    if not voting:
+        return {"sd": math.nan, "n": 0, "m": 0, "mde": math.nan, "mde_holm": math.nan, "mde5_holm": math.nan,
+                "seeds_needed": None}
+    sd = math.sqrt(sum(c["sd"] ** 2 for c in voting) / len(voting))
+    n, m = min(c["n"] for c in voting), len(voting)
+    return {"sd": sd, "n": n, "m": m, "mde": detectable(sd, n, alpha), "mde_holm": detectable(sd, n, alpha / m),
+            "mde5_holm": detectable(sd, 5, alpha / m), "seeds_needed": seeds_for(target, sd, alpha / m)}
+
+
+def primary_label(f: Finding, kinds: Sequence[str] | None = None) -> str:
+    """The declared primary comparison of a finding, in words (metrics of the benchmark ``kinds``
+    given, else of every kind)."""
+    if f.primary_metric == "barrier":
+        return "forget-split loss barrier"
+    declared = PRIMARY_METRICS[f.primary_metric]
+    metrics = "/".join(dict.fromkeys(declared[k] for k in declared if kinds is None or k in kinds))
+    attack = {"none": "before attack (level)", "nf4": "recovery under NF4 (after - before)",
+              "relearn": "recovery under the reported relearning (after - before)"}[f.primary_attack]
+    return f"{metrics}, {attack}"
 
 
 def judge(f: Finding, tables: dict[str, pd.DataFrame], optimizers: dict, methods_cfg: dict, reference: str,
           barriers: pd.DataFrame | None = None, ablation: pd.DataFrame | None = None,
-          relearn_report: int | None = None) -> dict:
-    """One finding's comparisons and verdict (see ``findings``)."""
+          relearn_report: int | None = None, stats_cfg: dict | None = None) -> dict:
+    """One finding's comparisons and verdict (see the module's docstring and ``findings``)."""
+    st = {**STATS_DEFAULTS, **(stats_cfg or {})}
     R = roles(optimizers, reference)
     if f.evidence == "tables":
         objective = {m: s.get("objective") for m, s in methods_cfg.items()}
-        comps = _table_comparisons(f, tables, R, objective, relearn_report)
+        comps = _table_comparisons(f, tables, R, objective, relearn_report, st)
     elif f.evidence == "barriers":
         comps = _barrier_comparisons(f, barriers, R)
     elif f.evidence == "ablation":
-        comps = _ablation_comparisons(f, ablation, relearn_report)
+        comps = _ablation_comparisons(f, ablation, relearn_report, st)
     else:
         raise ValueError(f"finding {f.id}: unknown evidence {f.evidence!r}")
-    if comps:
-        verdict = combine([c["verdict"] for c in comps])
+    _exclusions(comps, f, tables, ablation, reference, st)
+    _outcomes(comps, f.direction, st["alpha"])
+    primaries = [c for c in comps if c["primary"]]
+    voting = [c for c in primaries if c["status"] == "ok"]
+    if voting:
+        verdict = verdict_of([c["outcome"] for c in voting], f.direction)
+    elif primaries and all(c["status"] == "untestable" for c in primaries):
+        verdict = UNTESTABLE
+    elif primaries and any(c["status"] == "collapsed" for c in primaries):
+        verdict = COLLAPSED if not any(c["status"] == "untestable" for c in primaries) else UNTESTABLE
+    elif comps:
+        verdict = NO_RUNS
     elif f.evidence == "ablation":
         verdict = NO_ABLATION if ablation is None or ablation.empty else NO_RUNS
     elif any(not R[r] for r in (f.subject, f.other, *f.needs) if r is not None):
         verdict = NOT_TESTED
     else:
         verdict = NO_RUNS
+    legacy = combine([c["legacy"] for c in comps]) if comps else verdict
     return {"id": f.id, "claim": f.claim.format(reference=reference), "how": f.how.format(reference=reference),
-            "comparisons": comps, "verdict": verdict}
+            "direction": f.direction, "primary": primary_label(f, [kind_of(df) for df in tables.values()]),
+            "comparisons": comps, "verdict": verdict,
+            "legacy_verdict": legacy, "power": power(comps, st["alpha"], st["target_detectable"]),
+            "alpha": st["alpha"], "margin": st["equivalence_margin"], "target": st["target_detectable"]}
 
 
 def findings(tables: dict[str, pd.DataFrame], optimizers: dict, methods: dict, reference: str,
              barriers: pd.DataFrame | None = None, ablation: pd.DataFrame | None = None,
-             catalogue: Sequence[Finding] = FINDINGS, relearn_report: int | None = None) -> list[dict]:
-    """The paper's testable findings, each with its comparisons and a combined verdict.
+             catalogue: Sequence[Finding] = FINDINGS, relearn_report: int | None = None,
+             stats_cfg: dict | None = None) -> list[dict]:
+    """The paper's testable findings, each with its comparisons and a verdict.
 
     ``tables`` maps benchmark -> tidy table; ``optimizers``/``methods`` are the config entries (types
-    and objectives pick the roles); ``reference`` is the first-order reference (Adam);
-    ``relearn_report`` the relearning step count judged (`attacks.relearn.report`; None: the longest)."""
-    return [judge(f, tables, optimizers, methods, reference, barriers, ablation, relearn_report)
+    and objectives pick the roles); ``reference`` is the first-order reference (Adam, also the
+    attacks' positive control); ``relearn_report`` the relearning step count judged
+    (`attacks.relearn.report`; None: the longest); ``stats_cfg`` config `report.stats`."""
+    return [judge(f, tables, optimizers, methods, reference, barriers, ablation, relearn_report, stats_cfg)
             for f in catalogue]
+
+
+# ------------------------------------------------------------------------------------------ output
+
+
+def counts(f: dict) -> dict[str, int]:
+    """How a finding's primary comparisons came out: voting ones by outcome, excluded ones by reason."""
+    prim = [c for c in f["comparisons"] if c["primary"]]
+    out = {k: sum(c["outcome"] == k for c in prim) for k in (FOR, AGAINST, EQUIVALENT, DIFFERENT, NEITHER)}
+    out["collapsed"] = sum(c["status"] == "collapsed" for c in prim)
+    out["untestable"] = sum(c["status"] == "untestable" for c in prim)
+    out["primary"] = len(prim)
+    return out
+
+
+def _pfmt(p: float) -> str:
+    return "" if p != p else (f"{p:.3f}" if p >= 0.001 else f"{p:.1e}")
+
+
+def _num(x: float, digits: int = 1) -> str:
+    return "" if x != x else f"{x:.{digits}f}"
+
+
+def outcome_summary(f: dict) -> str:
+    """Primary outcomes in words: e.g. ``2 for, 0 against, 10 neither; 4 collapsed``."""
+    k = counts(f)
+    if not k["primary"]:
+        return "–"
+    if f["direction"] == "same":
+        parts = [f"{k[EQUIVALENT]} equivalent, {k[DIFFERENT]} different, {k[NEITHER]} neither"]
+    else:
+        parts = [f"{k[FOR]} for, {k[AGAINST]} against, {k[NEITHER]} neither"]
+    extra = [f"{k[x]} {x}" for x in ("collapsed", "untestable") if k[x]]
+    return parts[0] + ("; " + ", ".join(extra) if extra else "")
+
+
+def power_summary(f: dict) -> str:
+    """The power statement in words (empty without voting comparisons)."""
+    pw = f["power"]
+    if not pw["m"]:
+        return ""
+    need = pw["seeds_needed"]
+    return (f"paired SD {pw['sd']:.1f}; detectable at {pw['n']} seeds: {pw['mde']:.1f} (alpha {f['alpha']:g}), "
+            f"{pw['mde_holm']:.1f} (alpha/{pw['m']}); at 5 seeds {pw['mde5_holm']:.1f}; "
+            + (f"{need} seeds detect {f['target']:g} points" if need is not None
+               else f"over 100 seeds to detect {f['target']:g} points"))
+
+
+def verdicts_frame(found: list[dict], seeds: int) -> pd.DataFrame:
+    """One row per finding: the verdict, the legacy rule's verdict, the primary comparison, the
+    outcomes and the power statement (results/README/verdicts.csv, which README's block reads)."""
+    rows = []
+    for f in found:
+        k, pw = counts(f), f["power"]
+        rows.append({"id": f["id"], "claim": f["claim"], "primary": f["primary"], "verdict": f["verdict"],
+                     "legacy_verdict": f["legacy_verdict"], "outcomes": outcome_summary(f), "seeds": seeds,
+                     **{f"n_{x}": k[x] for x in ("primary", FOR, AGAINST, EQUIVALENT, DIFFERENT, NEITHER,
+                                                  "collapsed", "untestable")},
+                     "paired_sd": pw["sd"], "mde": pw["mde"], "mde_holm": pw["mde_holm"],
+                     "mde5_holm": pw["mde5_holm"], "target_detectable": f["target"],
+                     "seeds_for_target": pw["seeds_needed"]})
+    return pd.DataFrame(rows)
+
+
+COMPARISON_COLUMNS = ["id", "benchmark", "method", "metric", "attack", "subject", "other", "primary", "status",
+                      "collapsed", "measure", "n", "subject_level", "subject_lo", "subject_hi", "other_level",
+                      "other_lo", "other_hi", "subject_recovery", "other_recovery", "control", "presence_excess",
+                      "effect", "lo", "hi", "sd", "p", "p_holm", "p_tost", "p_tost_holm", "outcome", "legacy"]
+
+
+def comparisons_frame(found: list[dict]) -> pd.DataFrame:
+    """Every comparison of every finding, one row each (results/README/comparisons.csv)."""
+    rows = [{"id": f["id"], **{k: c.get(k) for k in COMPARISON_COLUMNS[1:]}} for f in found for c in f["comparisons"]]
+    return pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
 
 
 def _context_choice(calibrated: dict, context: str, optimizer: str) -> dict | None:
@@ -272,32 +656,61 @@ def _context_choice(calibrated: dict, context: str, optimizer: str) -> dict | No
     return calibrated.get((bench, method, optimizer))
 
 
+HOW = (
+    "Each seed is a whole replicate (its own target, retrain model, calibration and runs), so two "
+    "optimizers are compared by their per-seed differences: the *paired effect* (subject - other, mean "
+    "over seeds) with its 95% Student-t interval and a two-sided paired t-test. Under an attack the "
+    "measure is the **recovery** (after - before, per seed); the level after the attack is shown beside "
+    "it. Each finding declares its **primary** comparisons before the run (per benchmark one metric under "
+    "one attack, for every method and pair of optimizers); only they vote, with Holm's correction across "
+    "them; every other comparison is secondary. A directional finding *reproduces* when every voting "
+    "primary comparison is significant in the paper's direction, *does not* when any is significant "
+    "against it, and is *inconclusive at this scale* otherwise. A claim of no difference (A2) reproduces "
+    "when every primary comparison is equivalent within ±{margin:g} points (TOST), does not when any "
+    "differs significantly. A model whose unattacked utility fell below {share:.0%} of the target's is "
+    "*collapsed* and left out (a finding with only collapsed primaries reads *collapsed*); an attack whose "
+    "positive control ({reference}'s unlearned model) recovers less than {points:g} points beyond the "
+    "retrain model's change (paired by seed) is absent, and its comparisons are *untestable*. Levels are "
+    "given with 95% intervals on the logit scale, which stay inside 0-100. alpha = {alpha:g}. "
+    "docs/statistics.md says why each choice.")
+
+
 def findings_markdown(tables: dict[str, pd.DataFrame], found: list[dict], figures: Sequence[str] = (),
                       provenance: str | None = None, grade_distance: str | None = None,
-                      calibration: pd.DataFrame | None = None) -> str:
-    """findings.md: how verdicts are judged, the verdicts, summary tables, figures, the evidence,
-    how far apart the grades' solutions landed (``grade_distance``, markdown) and where the evaluations
-    ran (``provenance``, markdown). With the ``calibration`` table, the learning rates the study ran
-    and a mark on every comparison side whose calibration did not meet its criterion."""
+                      calibration: pd.DataFrame | None = None, stats_cfg: dict | None = None,
+                      reference: str = "adam") -> str:
+    """findings.md: how verdicts are judged, the verdicts (with the legacy rule's beside), summary
+    tables, figures, the evidence (primary comparisons with paired effect, interval, Holm p; then the
+    secondary ones), how far apart the grades' solutions landed (``grade_distance``, markdown) and
+    where the evaluations ran (``provenance``, markdown). With the ``calibration`` table, the learning
+    rates the study ran and a mark on every comparison side whose calibration did not meet its
+    criterion."""
+    st = {**STATS_DEFAULTS, **(stats_cfg or {})}
     calibrated = choices(calibration)
     seeds = max(df.seed.nunique() for df in tables.values())
     parts = ["# Findings of the study, judged from its own tables", "",
              "Generated by `unlearning findings` from `results/tables/*.csv`; do not edit by hand.", "",
-             f"Means over {seeds} seed(s) ± the half-width of the 95% confidence interval (Student t). "
-             "A comparison *reproduces* when the two intervals are disjoint in the paper's direction, *does "
-             "not* when they are disjoint against it, and is *inconclusive* when they overlap (always so "
-             "with one seed). A finding reproduces when none of its comparisons goes against it and at least "
-             "half reproduce; it does not when none supports it and at least half go against it; otherwise "
-             "it is inconclusive at this scale.", "", "## Verdicts", "",
-             "| | finding | verdict | comparisons (reproduce / against / overlap) |", "|---|---|---|---|"]
+             f"{seeds} seed(s). " + HOW.format(margin=st["equivalence_margin"], share=st["collapse_share"],
+                                               reference=reference, points=st["presence_points"],
+                                               alpha=st["alpha"]),
+             "", "## Verdicts", "",
+             "| | finding | primary comparison | primary outcomes | verdict | old rule (disjoint intervals) |",
+             "|---|---|---|---|---|---|"]
     for f in found:
-        v = [c["verdict"] for c in f["comparisons"]]
-        counts = (f"{v.count(REPRODUCES)} / {v.count(DOES_NOT)} / {v.count(INCONCLUSIVE)}" if v else "–")
-        flagged = sum(1 for c in f["comparisons"] if " / " in c["context"] and any(
-            mark(o, _context_choice(calibrated, c["context"], o)) != o for o in (c["subject"], c["other"])))
-        if flagged:
-            counts += f" ({flagged} with a side whose calibration was not reached †)"
-        parts.append(f"| {f['id']} | {f['claim']} | **{f['verdict']}** | {counts} |")
+        parts.append(f"| {f['id']} | {f['claim']} | {f['primary']} | {outcome_summary(f)} | **{f['verdict']}** "
+                     f"| {f['legacy_verdict']} |")
+    parts += ["", "Smallest paired difference the seeds detect (two-sided paired t-test, 80% power, from the "
+              "observed paired SD of the voting primary comparisons; at alpha and at Holm's strictest level "
+              f"alpha/m), and the seeds needed to detect {st['target_detectable']:g} points at alpha/m:", "",
+              "| | seeds | voting primaries (m) | paired SD | detectable (alpha) | detectable (alpha/m) "
+              f"| at 5 seeds (alpha/m) | seeds for {st['target_detectable']:g} points |",
+              "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for f in found:
+        pw = f["power"]
+        if pw["m"]:
+            need = pw["seeds_needed"] if pw["seeds_needed"] is not None else "> 100"
+            parts.append(f"| {f['id']} | {pw['n']} | {pw['m']} | {_num(pw['sd'])} | {_num(pw['mde'])} | "
+                         f"{_num(pw['mde_holm'])} | {_num(pw['mde5_holm'])} | {need} |")
     if calibration is not None:
         parts += ["", "## Learning rates (calibration)", "",
                   "Each optimizer entry ran at the multiplier of its configured learning rate that the "
@@ -305,24 +718,38 @@ def findings_markdown(tables: dict[str, pd.DataFrame], found: list[dict], figure
                   "where a row names its seed): the best utility among the grid points whose forget metric met "
                   "the criterion. " + NOT_REACHED_NOTE, "",
                   calibration_markdown(calibration)]
-    parts += ["", "## Summary tables", ""]
+    parts += ["", "## Summary tables", "",
+              "Mean over seeds [95% interval; logit scale for 0-100 metrics, Student t otherwise].", ""]
     for bench, df in tables.items():
-        parts += [f"### {bench}", "", summary_table_markdown(df), ""]
+        parts += [f"### {bench}", "", summary_table_markdown(df, bounded=True), ""]
     if figures:
         parts += ["## Figures", ""] + [f"![{Path(p).stem}]({Path(p).name})" for p in figures] + [""]
     parts += ["## Evidence per finding", ""]
     for f in found:
-        parts += [f"### {f['id']}: {f['claim']}", "", f"Verdict: **{f['verdict']}**. Test: {f['how']}.", ""]
-        if f["comparisons"]:
-            parts += ["| context | optimizer | value | compared with | value | verdict |",
-                      "|---|---|---:|---|---:|---|"]
-            for c in f["comparisons"]:
-                s_name, o_name = c["subject"], c["other"]
-                if " / " in c["context"]:
-                    s_name = mark(s_name, _context_choice(calibrated, c["context"], s_name))
-                    o_name = mark(o_name, _context_choice(calibrated, c["context"], o_name))
-                parts.append(f"| {c['context']} | {s_name} | {fmt(c['subject_mean'], c['subject_ci95'], 2)} "
-                             f"| {o_name} | {fmt(c['other_mean'], c['other_ci95'], 2)} | {c['verdict']} |")
+        parts += [f"### {f['id']}: {f['claim']}", "",
+                  f"Verdict: **{f['verdict']}** (old rule: {f['legacy_verdict']}). Test: {f['how']}. "
+                  f"Primary: {f['primary']}; outcomes: {outcome_summary(f)}."]
+        ps = power_summary(f)
+        parts += ([f"Power: {ps}."] if ps else []) + [""]
+        prim = [c for c in f["comparisons"] if c["primary"]]
+        sec = [c for c in f["comparisons"] if not c["primary"]]
+        if prim:
+            parts += ["Primary comparisons (voting; effect = subject - other, paired by seed):", "",
+                      "| benchmark / method | optimizer | level | compared with | level | retrain's change "
+                      "| measure | paired effect [95% CI] | p | Holm p | outcome |",
+                      "|---|---|---:|---|---:|---:|---|---:|---:|---:|---|"]
+            for c in prim:
+                parts.append(_row(c, calibrated, f["direction"]))
+            parts.append("")
+        if sec:
+            parts += [f"Secondary comparisons ({len(sec)}, not voting; p unadjusted):", "",
+                      "| context | optimizer | compared with | measure | paired effect [95% CI] | p | outcome "
+                      "| old rule |", "|---|---|---|---|---:|---:|---|---|"]
+            for c in sec:
+                s_name, o_name = _names(c, calibrated)
+                parts.append(f"| {c['context']} | {s_name} | {o_name} | {c['measure']} | "
+                             f"{fmt_interval(c['effect'], c['lo'], c['hi'], 2)} | {_pfmt(c['p'])} | {c['outcome']} "
+                             f"| {c['legacy']} |")
             parts.append("")
     if grade_distance:
         parts += ["## How far apart the grades landed", "",
@@ -336,14 +763,41 @@ def findings_markdown(tables: dict[str, pd.DataFrame], found: list[dict], figure
     return "\n".join(parts) + "\n"
 
 
+def _names(c: dict, calibrated: dict) -> tuple[str, str]:
+    s_name, o_name = c["subject"], c["other"]
+    if " / " in c["context"]:
+        s_name = mark(s_name, _context_choice(calibrated, c["context"], s_name))
+        o_name = mark(o_name, _context_choice(calibrated, c["context"], o_name))
+    return s_name, o_name
+
+
+def _row(c: dict, calibrated: dict, direction: str) -> str:
+    s_name, o_name = _names(c, calibrated)
+    where = f"{c['benchmark']} / {c['method']} / {c['metric']} / {c['attack']}"
+    p = c["p_tost"] if direction == "same" else c["p"]
+    ph = c["p_tost_holm"] if direction == "same" else c["p_holm"]
+    outcome = c["outcome"] if c["status"] == "ok" else f"{c['status']}" + (
+        f": {c['collapsed']}" if c["status"] == "collapsed" else
+        f" (positive control {_num(c['presence_excess'])} points beyond retrain)")
+    ptest = " (TOST)" if direction == "same" else ""
+    return (f"| {where} | {s_name} | {fmt_interval(c['subject_level'], c['subject_lo'], c['subject_hi'])} | "
+            f"{o_name} | {fmt_interval(c['other_level'], c['other_lo'], c['other_hi'])} | {_num(c['control'])} | "
+            f"{c['measure']} | {fmt_interval(c['effect'], c['lo'], c['hi'], 2)} | {_pfmt(p)}{ptest} | "
+            f"{_pfmt(ph)} | {outcome} |")
+
+
 def write_findings(tables: Sequence[str | Path], optimizers: dict, methods: dict, reference: str,
                    out: str | Path, barriers: Sequence[str | Path] = (), ablation: str | Path | None = None,
                    figures: Sequence[str | Path] = (), figure_names: Sequence[str] = (),
                    provenance: str | Path | None = None, grade_distance: str | Path | None = None,
-                   relearn_report: int | None = None, calibration: str | Path | None = None) -> list[dict]:
+                   relearn_report: int | None = None, calibration: str | Path | None = None,
+                   stats_cfg: dict | None = None, verdicts_csv: str | Path | None = None,
+                   comparisons_csv: str | Path | None = None) -> list[dict]:
     """findings.md next to copies of the main figures (PNG) in ``out``'s folder; ``provenance`` is the
     study's provenance table (CSV), ``grade_distance`` its grade-distance table (CSV), ``calibration``
-    its calibration table (CSV) when learning rates were calibrated."""
+    its calibration table (CSV) when learning rates were calibrated; ``stats_cfg`` config
+    `report.stats`. ``verdicts_csv`` / ``comparisons_csv``: where to write the verdicts and every
+    comparison as CSV (README's generated blocks read the first)."""
     dfs = {}
     for t in tables:
         df = pd.read_csv(t)
@@ -351,7 +805,8 @@ def write_findings(tables: Sequence[str | Path], optimizers: dict, methods: dict
     bar = [pd.read_csv(b) for b in barriers]
     bar_df = pd.concat(bar, ignore_index=True) if bar else None
     abl = pd.read_csv(ablation) if ablation else None
-    found = findings(dfs, optimizers, methods, reference, bar_df, abl, relearn_report=relearn_report)
+    found = findings(dfs, optimizers, methods, reference, bar_df, abl, relearn_report=relearn_report,
+                     stats_cfg=stats_cfg)
     out = Path(out)
     names = list(figure_names) or [Path(f).name for f in figures]
     for src_path, name in zip(figures, names):
@@ -362,5 +817,10 @@ def write_findings(tables: Sequence[str | Path], optimizers: dict, methods: dict
         env = provenance_markdown(provenance)
     dist = grade_distance_markdown(grade_distance) if grade_distance is not None else None
     cal = pd.read_csv(calibration) if calibration is not None else None
-    atomic_text(findings_markdown(dfs, found, names, env, dist, cal), out)
+    atomic_text(findings_markdown(dfs, found, names, env, dist, cal, stats_cfg, reference), out)
+    seeds = max(df.seed.nunique() for df in dfs.values())
+    if verdicts_csv is not None:
+        atomic_csv(verdicts_frame(found, seeds), verdicts_csv)
+    if comparisons_csv is not None:
+        atomic_csv(comparisons_frame(found), comparisons_csv)
     return found

@@ -12,7 +12,7 @@ import pandas as pd
 
 from .files import atomic_csv, atomic_text
 from .provenance import markdown as provenance_markdown
-from .stats import fmt, mean_ci, summarise
+from .stats import bounded_ci, fmt, fmt_interval, mean_ci, summarise
 from .tidy import (
     FORGET_METRICS,
     METRIC_LABELS,
@@ -23,6 +23,7 @@ from .tidy import (
     four_bit,
     last_relearn,
     metric_order,
+    metric_range,
     optimizer_order,
     relearn_steps,
     row_keys,
@@ -197,9 +198,10 @@ def report_tables(table: str | Path, out_main_csv: str | Path, out_main_md: str 
     atomic_csv(relearning_table(df), out_relearn)
 
 
-def summary_table_markdown(df: pd.DataFrame) -> str:
+def summary_table_markdown(df: pd.DataFrame, bounded: bool = False) -> str:
     """Compact table: key forget and utility metrics before attack, after NF4 (or FP4) and after the
-    longest relearning; mean ± 95% CI half-width."""
+    longest relearning; mean ± 95% CI half-width, or with ``bounded`` mean [95% interval] where the
+    interval of a 0-100 metric is taken on the logit scale (stats.bounded_ci) and stays in range."""
     attacks = ["none", *(["nf4"] if "nf4" in set(df.attack) else four_bit(df)[:1]), *last_relearn(df)]
     metrics = [m for m in forget_metrics(df) + [utility_metric(df), "privleak"] if m and m in set(df.metric)]
     keys = ["method", "optimizer", "attack", "metric"]
@@ -207,8 +209,19 @@ def summary_table_markdown(df: pd.DataFrame) -> str:
     cols = [(m, a) for a in attacks for m in metrics
             if ((s.index.get_level_values("attack") == a) & (s.index.get_level_values("metric") == m)).any()]
     lines = ["| row | " + " | ".join(f"{m} ({a})" for m, a in cols) + " |", "|---|" + "---:|" * len(cols)]
+    def cell(method: str, opt: str, a: str, m: str) -> str:
+        if (method, opt, a, m) not in s.index:
+            return "–"
+        mean, hw = s.loc[(method, opt, a, m), "mean"], s.loc[(method, opt, a, m), "ci95"]
+        bounds = metric_range(m)
+        if not bounded:
+            return fmt(mean, hw)
+        if bounds is None:
+            return fmt_interval(mean, mean - hw, mean + hw)
+        vals = df[(df.method == method) & (df.optimizer == opt) & (df.attack == a) & (df.metric == m)].value
+        return fmt_interval(mean, *bounded_ci(list(vals), *bounds))
+
     for method, opt in row_keys(df):
-        cells = [(fmt(s.loc[(method, opt, a, m), "mean"], s.loc[(method, opt, a, m), "ci95"])
-                  if (method, opt, a, m) in s.index else "–") for m, a in cols]
+        cells = [cell(method, opt, a, m) for m, a in cols]
         lines.append(f"| {row_label(method, opt)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -37,6 +37,22 @@ FOUR_BIT = ["fp4", "nf4"]
 REF_LABELS = {"target": "Original (target)", "retrain": "Retrain"}
 
 
+# Metrics that cannot leave a range (intervals of their levels stay inside it: stats.bounded_ci).
+BOUNDED_100 = set(FORGET_METRICS + UTILITY_METRICS + ["qcode_change", "truth_ratio_f"])
+
+
+def metric_range(metric: str) -> tuple[float, float] | None:
+    """The range a metric's values cannot leave: (0, 100) for the forget, utility and code-change
+    metrics (and their relearned / held-out parts), (0, 1) for Forget Quality (a p-value), None for
+    unbounded ones (PrivLeak, loss barriers)."""
+    base = metric.split("_relearned")[0].split("_heldout")[0]
+    if base in BOUNDED_100:
+        return 0.0, 100.0
+    if base == "forget_quality":
+        return 0.0, 1.0
+    return None
+
+
 def attack_order(attacks: Sequence[str]) -> list[str]:
     """none, int8, fp4, nf4, then relearn{steps} by step count."""
     fixed = ["none", "int8", "fp4", "nf4"]

@@ -1,0 +1,251 @@
+"""README's and docs' generated blocks: every number quoted there is written here, from files
+committed under results/README/, between markers
+
+    <!-- BEGIN generated:NAME -->
+    ...
+    <!-- END generated:NAME -->
+
+scripts/update_readme_results.py copies what a block needs from a study's results folder into
+results/README/ (``copy_default``, ``copy_tofu``, recording the run in ``runs.json``) and rewrites
+every block from those files (``update``); tests/test_report_blocks.py fails when a block differs
+from what ``render`` writes now. A block names the run its numbers come from.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from pathlib import Path
+from typing import Callable
+
+import pandas as pd
+
+from .stats import bounded_ci, fmt_interval, mean_ci
+from .tidy import metric_range, row_keys, row_label
+
+BLOCK = re.compile(r"(<!-- BEGIN generated:(?P<name>[a-z0-9_-]+) -->\n)(?P<body>.*?)(<!-- END generated:(?P=name) -->)",
+                   re.S)
+VERDICTS, COMPARISONS, CALIBRATION, TOFU, RUNS = ("verdicts.csv", "comparisons.csv", "calibration_choices.csv",
+                                                  "tofu.csv", "runs.json")
+# The TOFU table's columns (tidy metric names) and the paper's Llama-2-7B-chat numbers for its rows
+# (the paper's TOFU table, forget10: forget probability / forget ROUGE-L / model utility).
+TOFU_COLUMNS = {"tofu_prob_f": "forget prob.", "tofu_rouge_f": "forget ROUGE-L", "model_utility": "model utility",
+                "forget_quality": "Forget Quality"}
+PAPER_TOFU = {("none", "target"): "99.0 / 99.8 / 63.2", ("none", "retrain"): "14.8 / 39.9 / 61.3",
+              ("npo", "adam"): "0.0 / 0.0 / 53.2", ("npo", "zo"): "30.4 / 41.7 / 50.3",
+              ("npo", "hybrid"): "0.0 / 1.8 / 61.5"}
+
+
+def blocks(text: str) -> dict[str, str]:
+    """Name -> body of every generated block in ``text``."""
+    return {m["name"]: m["body"] for m in BLOCK.finditer(text)}
+
+
+def replace(text: str, render: Callable[[str], str]) -> str:
+    """``text`` with every generated block's body replaced by ``render(name)``."""
+    return BLOCK.sub(lambda m: f"{m.group(1)}{render(m['name']).rstrip()}\n{m.group(4)}", text)
+
+
+def _runs(readme_dir: Path) -> dict:
+    p = readme_dir / RUNS
+    return json.loads(p.read_text(encoding="utf-8")) if p.exists() else {}
+
+
+def _run_label(readme_dir: Path, key: str) -> str:
+    r = _runs(readme_dir).get(key)
+    if not r:
+        return "run not recorded"
+    return f"`{r['results']}`, copied at commit {r['commit']}"
+
+
+def _p(x: float) -> str:
+    return "" if x != x else f"{x:.1f}"
+
+
+def verdicts_block(readme_dir: Path) -> str:
+    """README's verdict table: per finding the primary comparison, how its primary comparisons came out,
+    the smallest paired difference the seeds detect, the verdict, and the old rule's verdict."""
+    path = readme_dir / VERDICTS
+    if not path.exists():
+        return f"No committed verdicts ({path.name} missing): run the default study, then the script."
+    df = pd.read_csv(path)
+    seeds = int(df.seeds.max())
+    lines = [f"From `results/README/{VERDICTS}` (default study, {_run_label(readme_dir, 'default')}; {seeds} seeds; "
+             "evidence in [findings.md](results/README/findings.md)). *Detectable*: the smallest paired difference "
+             "the seeds detect with 80% power at Holm's strictest level (alpha / number of voting primaries), from "
+             "the observed paired SD. *Old rule*: two disjoint unpaired 95% intervals, half the comparisons "
+             "(before issue 25).", "",
+             "| | finding | primary comparison | primary outcomes | detectable (points) | verdict | old rule |",
+             "|---|---|---|---|---:|---|---|"]
+    for _, r in df.iterrows():
+        lines.append(f"| {r['id']} | {r['claim']} | {r['primary']} | {r['outcomes']} | {_p(r['mde_holm'])} | "
+                     f"**{r['verdict']}** | {r['legacy_verdict']} |")
+    return "\n".join(lines)
+
+
+def power_block(readme_dir: Path) -> str:
+    """The seed-count trade in numbers: per finding the detectable difference at the study's seeds and
+    at 5, and the seeds needed for the declared target difference."""
+    path = readme_dir / VERDICTS
+    if not path.exists():
+        return f"No committed verdicts ({path.name} missing)."
+    df = pd.read_csv(path).dropna(subset=["mde"])
+    if df.empty:
+        return "No finding had a voting primary comparison."
+    seeds, target = int(df.seeds.max()), float(df.target_detectable.max())
+    lines = [f"From `results/README/{VERDICTS}` (default study, {_run_label(readme_dir, 'default')}): smallest "
+             f"paired difference (points) a two-sided paired t-test detects with 80% power, from each finding's "
+             f"observed paired SD.", "",
+             f"| | voting primaries (m) | paired SD | at {seeds} seeds (alpha) | at {seeds} seeds (alpha/m) "
+             f"| at 5 seeds (alpha/m) | seeds for {target:g} points (alpha/m) |", "|---|---:|---:|---:|---:|---:|---:|"]
+    for _, r in df.iterrows():
+        need = "> 100" if r["seeds_for_target"] != r["seeds_for_target"] else str(int(r["seeds_for_target"]))
+        lines.append(f"| {r['id']} | {int(r['n_primary'] - r['n_collapsed'] - r['n_untestable'])} | "
+                     f"{_p(r['paired_sd'])} | {_p(r['mde'])} | {_p(r['mde_holm'])} | {_p(r['mde5_holm'])} | {need} |")
+    return "\n".join(lines)
+
+
+def calibration_block(readme_dir: Path) -> str:
+    """What the calibration chose in the default study: choices that reached their ceiling, those that
+    did not (with their gap), entries that chose one multiplier on every seed, choices at a grid edge."""
+    path = readme_dir / CALIBRATION
+    if not path.exists():
+        return f"No committed calibration choices ({path.name} missing): run the default study, then the script."
+    df = pd.read_csv(path)
+    entries = df.groupby(["benchmark", "method", "optimizer"])
+    n_entries, n = entries.ngroups, len(df)
+    seeds = df.seed.nunique() if "seed" in df and df.seed.notna().any() else 1
+    reached = int((df.status == "reached").sum())
+    same = int(entries.scale.nunique().eq(1).sum())
+    edge = int(df.at_grid_edge.astype(bool).sum())
+    missed = df[df.status != "reached"]
+    lines = [f"Default study ({_run_label(readme_dir, 'default')}; `results/README/{CALIBRATION}`): "
+             f"**{reached} of {n}** choices ({n_entries} entries × {seeds} seeds) reached their ceiling; "
+             f"{same} of the {n_entries} entries chose one multiplier on every seed; {edge} choices lie at a "
+             f"grid edge."]
+    if not missed.empty:
+        items = [f"{r.benchmark} {r.method} {r.optimizer}" + (f" seed {int(r.seed)}" if r.seed == r.seed else "")
+                 + f" ({r.gap:.1f} points above)" for r in missed.itertuples()]
+        lines[0] += " Not reached: " + "; ".join(items) + "."
+    return "\n".join(lines)
+
+
+def tofu_block(readme_dir: Path) -> str:
+    """README's TOFU table from the committed TOFU study rows (attack none): mean over seeds with a
+    95% interval that stays in each metric's range (logit scale), the paper's 7B numbers beside."""
+    path = readme_dir / TOFU
+    if not path.exists():
+        return ("No committed TOFU results yet: run `.venv/bin/snakemake --cores 2 --configfile configs/tofu.yaml`, "
+                "then `.venv/bin/python scripts/update_readme_results.py --tofu results/tofu`.")
+    df = pd.read_csv(path)
+    seeds = df.seed.nunique()
+    head = ["model", *TOFU_COLUMNS.values(), "paper (7B): prob. / ROUGE / utility"]
+    lines = [f"TOFU study ({_run_label(readme_dir, 'tofu')}; `results/README/{TOFU}`): mean over {seeds} seeds "
+             "[95% interval on the logit scale, inside each metric's range]; the paper's columns are its "
+             "Llama-2-7B-chat numbers.", "", "| " + " | ".join(head) + " |", "|---|" + "---:|" * len(TOFU_COLUMNS)
+             + "---|"]
+    for method, opt in row_keys(df):
+        cells = []
+        for metric in TOFU_COLUMNS:
+            v = list(df[(df.method == method) & (df.optimizer == opt) & (df.metric == metric)].value)
+            if not v:
+                cells.append("")
+                continue
+            m = mean_ci(v)[0]
+            lo, hi = bounded_ci(v, *(metric_range(metric) or (0.0, 100.0)))
+            digits = 2 if metric == "forget_quality" else 1
+            cells.append(fmt_interval(m, lo, hi, digits))
+        lines.append(f"| {row_label(method, opt)} | " + " | ".join(cells) + f" | {PAPER_TOFU.get((method, opt), '')} |")
+    return "\n".join(lines)
+
+
+RENDERERS: dict[str, Callable[[Path], str]] = {"verdicts": verdicts_block, "power": power_block,
+                                                "calibration": calibration_block, "tofu": tofu_block}
+
+
+def render(name: str, readme_dir: Path) -> str:
+    """The body of block ``name`` from the committed files in ``readme_dir``."""
+    if name not in RENDERERS:
+        raise ValueError(f"unknown generated block {name!r}; known: {', '.join(RENDERERS)}")
+    return RENDERERS[name](readme_dir)
+
+
+def documents(root: Path) -> list[Path]:
+    """The files whose blocks are generated: README.md and docs/*.md."""
+    return [root / "README.md", *sorted((root / "docs").glob("*.md"))]
+
+
+def stale(root: Path, readme_dir: Path) -> list[str]:
+    """``file: block`` for every block that differs from what ``render`` writes now."""
+    out = []
+    for doc in documents(root):
+        text = doc.read_text(encoding="utf-8")
+        for name, body in blocks(text).items():
+            if body.rstrip() != render(name, readme_dir).rstrip():
+                out.append(f"{doc.relative_to(root)}: {name}")
+    return out
+
+
+def update(root: Path, readme_dir: Path) -> list[Path]:
+    """Rewrite every generated block of README.md and docs/*.md; the files that changed."""
+    changed = []
+    for doc in documents(root):
+        text = doc.read_text(encoding="utf-8")
+        new = replace(text, lambda name: render(name, readme_dir))
+        if new != text:
+            doc.write_text(new, encoding="utf-8")
+            changed.append(doc)
+    return changed
+
+
+def _commit(root: Path) -> str:
+    """The repository's commit (short), with ``+changes`` when the work tree differs from it."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True,
+                              check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + ("+changes" if dirty else "")
+
+
+def _record(readme_dir: Path, key: str, results: Path, root: Path) -> None:
+    runs = _runs(readme_dir)
+    try:
+        shown = str(results.resolve().relative_to(root.resolve()))
+    except ValueError:
+        shown = str(results)
+    runs[key] = {"results": shown, "commit": _commit(root)}
+    (readme_dir / RUNS).write_text(json.dumps(runs, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def copy_default(results: Path, readme_dir: Path, root: Path) -> list[str]:
+    """Copy what the blocks need from the default study's results folder into ``readme_dir``: the
+    calibration's chosen rows (verdicts.csv is written there by rule report_findings already). The
+    files copied."""
+    copied = []
+    cal = results / "tables" / "calibration.csv"
+    if cal.exists():
+        df = pd.read_csv(cal)
+        keep = ["benchmark", "method", "optimizer", "grade", "seed", "scale", "forget", "utility", "status", "gap",
+                "at_grid_edge"]
+        df[df.chosen.astype(bool)][keep].to_csv(readme_dir / CALIBRATION, index=False)
+        copied.append(CALIBRATION)
+    if copied or (results / "README" / VERDICTS).exists():
+        _record(readme_dir, "default", results, root)
+    return copied
+
+
+def copy_tofu(results: Path, readme_dir: Path, root: Path) -> list[str]:
+    """Copy a TOFU study's unattacked rows of the TOFU table's metrics (its tidy table
+    ``tables/<bench>.csv`` of a benchmark with TOFU's metrics) into ``readme_dir``."""
+    for table in sorted((results / "tables").glob("*.csv")):
+        df = pd.read_csv(table)
+        if {"metric", "attack"} <= set(df.columns) and set(TOFU_COLUMNS) <= set(df.metric):
+            rows = df[(df.attack == "none") & df.metric.isin(list(TOFU_COLUMNS))]
+            rows.to_csv(readme_dir / TOFU, index=False)
+            _record(readme_dir, "tofu", results, root)
+            return [TOFU]
+    raise FileNotFoundError(f"{results}/tables: no tidy table with TOFU's metrics (run configs/tofu.yaml first)")
