@@ -15,6 +15,7 @@ if not workflow.overwrite_configfiles:
 
 
 include: "workflow/rules/common.smk"
+include: "workflow/rules/gpus.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/models.smk"
 include: "workflow/rules/unlearn.smk"
@@ -31,3 +32,7 @@ rule all:
     default_target: True
     input:
         all_outputs(),
+
+
+# Before any job: no rule asks for more GPUs than the machine has (workflow/rules/gpus.smk).
+check_machine_gpus()

@@ -91,10 +91,10 @@ def test_profiles_exist_and_the_default_profile_names_no_key_of_another():
     # may only hold scheduling keys that no named profile sets
     default = load("default")
     assert set(default) == {"scheduler-subsample", "max-jobs-per-timespan"}
-    assert not set(default) & (set(load("local")) | set(load("slurm")))
+    assert not set(default) & (set(load("local")) | set(load("slurm")) | set(load("workstation")))
 
 
-@pytest.mark.parametrize("name", ["local", "slurm", "default"])
+@pytest.mark.parametrize("name", ["local", "slurm", "workstation", "default"])
 def test_profile_is_scheduling_only(name):
     cfg = load(name)
     forbidden = {"config", "configfile", "configfiles", "directory", "snakefile", "software-deployment-method", "sdm"}

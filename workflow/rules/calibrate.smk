@@ -38,8 +38,9 @@ rule calibration_point:
         subject=lambda wc: mc_subject(bench_cfg(wc)),
         fraction=config["attacks"]["relearn"]["fraction"],
         out=lambda wc, output: parent(output[0]),
+        launch=gpu_launcher,  # `unlearning`, after claiming its GPU on a workstation (gpus.smk)
     shell:
-        "unlearning --threads {threads} evaluate --model {input.model} --data {input.data} --kind {params.kind}"
+        "{params.launch} --threads {threads} evaluate --model {input.model} --data {input.data} --kind {params.kind}"
         " --attacks none --metrics {params.metrics} --meta {params.meta:q} --params {params.evaluation:q}"
         " --subject {params.subject:q} --relearn-fraction {params.fraction} --out {params.out} > {log} 2>&1"
 

@@ -480,12 +480,12 @@ def unlearn_launcher(wildcards, resources):
             distributed.check_shardable(config["optimizers"][wildcards.optimizer], wildcards.optimizer)
         except ValueError as err:
             raise WorkflowError(f"unlearn with {n} ranks (profile set-resources unlearn gpu/ranks): {err}") from None
-    return torchrun_launcher(n)
+    return gpu_claim(resources) + torchrun_launcher(n)
 
 
 def relearn_launcher(wildcards, resources):
     """How relearning starts its stage (torchrun_launcher); AdamW fine-tuning shards whatever grade unlearned."""
-    return torchrun_launcher(ranks_of(resources))
+    return gpu_claim(resources) + torchrun_launcher(ranks_of(resources))
 
 
 def model_role_constraint(copied: bool) -> str:

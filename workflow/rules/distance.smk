@@ -20,6 +20,7 @@ rule report_grade_distance:
         runs=lambda wc, input: as_json(distance_runs(input.models)),
         # on a GPU when the profile gives the rule one (profiles/slurm: 7B in minutes, not hours)
         device=lambda wc, resources: "cuda" if int(resources.get("gpu", 0) or 0) else "cpu",
+        launch=gpu_launcher,  # `unlearning`, after claiming its GPU on a workstation (gpus.smk)
     shell:
-        "unlearning --threads {threads} grade-distance --runs {params.runs:q} --out {output} --device {params.device}"
+        "{params.launch} --threads {threads} grade-distance --runs {params.runs:q} --out {output} --device {params.device}"
         " > {log} 2>&1"

@@ -37,8 +37,9 @@ rule evaluate:
         # The folders holding the relearned checkpoints and receiving the JSON files.
         relearned=lambda wc, input: f"--relearned {parent(input.relearned[0])}" if input.relearned else "",
         out=lambda wc, output: parent(output[0]),
+        launch=gpu_launcher,  # `unlearning`, after claiming its GPU on a workstation (gpus.smk)
     shell:
-        "unlearning --threads {threads} evaluate --model {input.model} --data {input.data} --kind {params.kind}"
+        "{params.launch} --threads {threads} evaluate --model {input.model} --data {input.data} --kind {params.kind}"
         " --attacks {params.attacks} --meta {params.meta:q} --params {params.evaluation:q}"
         " --subject {params.subject:q} --relearn-fraction {params.fraction}"
         " {params.relearned} --reference {input.target} --out {params.out} > {log} 2>&1"
@@ -78,8 +79,9 @@ rule evaluate_reference:
         subject=lambda wc: mc_subject(bench_cfg(wc)),
         fraction=config["attacks"]["relearn"]["fraction"],
         out=lambda wc, output: parent(output[0]),
+        launch=gpu_launcher,  # `unlearning`, after claiming its GPU on a workstation (gpus.smk)
     shell:
-        "unlearning --threads {threads} evaluate --model {input.model} --data {input.data} --kind {params.kind}"
+        "{params.launch} --threads {threads} evaluate --model {input.model} --data {input.data} --kind {params.kind}"
         " --attacks {params.attacks} --meta {params.meta:q} --params {params.evaluation:q}"
         " --subject {params.subject:q} --relearn-fraction {params.fraction}"
         " --reference {input.target} --out {params.out} > {log} 2>&1"

@@ -21,6 +21,9 @@ onstart:
         os.environ[forkserver.ENV] = name
     else:
         os.environ.pop(forkserver.ENV, None)
+    # Only now (the server decided from the machine's cards that it may not serve where a GPU is
+    # visible): with a workstation's card pool, jobs that claim no card see none (gpus.smk).
+    hide_cards_from_cpu_jobs()
 
 
 def stop_forkserver():

@@ -28,8 +28,9 @@ rule train_model:
         kind=kind,
         arch=as_json(config["model"]),
         training=training_params,
+        launch=gpu_launcher,  # `unlearning`, after claiming its GPU on a workstation (gpus.smk)
     shell:
-        "unlearning --threads {threads} model --data {input.data} --kind {params.kind} --role {wildcards.role}"
+        "{params.launch} --threads {threads} model --data {input.data} --kind {params.kind} --role {wildcards.role}"
         " --tokenizer {input.tokenizer} --arch {params.arch:q} --training {params.training:q}"
         " --out {output} > {log} 2>&1"
 

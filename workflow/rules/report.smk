@@ -100,8 +100,9 @@ rule lmc:
         max_texts=REPORT.get("lmc_max_texts", 64),
         batch=REPORT.get("lmc_batch_size", 16),
         max_len=config["model"]["max_len"],
+        launch=gpu_launcher,  # `unlearning`, after claiming its GPU on a workstation (gpus.smk)
     shell:
-        "unlearning --threads {threads} lmc --models {params.models} --reference {params.ref}"
+        "{params.launch} --threads {threads} lmc --models {params.models} --reference {params.ref}"
         " --data {input.data} --kind {params.kind} --meta {params.meta:q} --points {params.points}"
         " --max-texts {params.max_texts} --batch-size {params.batch} --max-len {params.max_len}"
         " --out {output} > {log} 2>&1"
