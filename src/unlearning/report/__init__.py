@@ -5,13 +5,16 @@ One module per concern, so that a reporting rule lists (and reruns for) only the
 - ``files``: atomic writes of CSV and text.
 - ``tidy``: the tidy table (one row per benchmark, method, optimizer, grade, seed, attack, metric),
   PrivLeak, and the vocabulary of attacks, metrics and optimizer order every other module uses.
-- ``stats``: mean and 95% confidence interval over seeds; comparisons judged from two intervals.
+- ``stats``: mean and 95% confidence interval over seeds; paired tests by seed, Holm, TOST, the
+  detectable difference, logit-scale intervals; the legacy two-interval rule.
 - ``tables``: the summary markdown, the main table (CSV + markdown), quantization and relearning tables.
 - ``style``: one colour per optimizer, matplotlib set-up and the helpers every figure shares.
 - ``quantization_plot``, ``relearning_plot``, ``tradeoff_plot``: one figure each per benchmark.
 - ``lmc_plot``: linear-mode-connectivity paths and their loss barriers.
 - ``ablation``: the hybrid ablation's table and figure.
-- ``findings``: the paper's findings as data, judged by one function; results/README/findings.md.
+- ``findings``: the paper's findings as data (with their declared primary comparisons), judged by
+  one function; results/README/findings.md, verdicts.csv, comparisons.csv.
+- ``blocks``: README's and docs' generated blocks, written from the files committed in results/README.
 
 This file imports nothing, so importing one module never loads the others; ``code_of`` tells the
 workflow which files a module runs.
