@@ -189,3 +189,15 @@ def test_absent_attack_makes_a_finding_untestable():
     assert strict["R1"]["verdict"] == fd.UNTESTABLE
     md = fd.findings_markdown({"muse": df}, list(found.values()))
     assert "**untestable: attack absent at this scale**" in md
+
+
+def test_collapse_counts_multiple_choice_utility_above_chance():
+    # WMDP-like: the target answers 40% of MMLU-style questions (chance 25); ZO at 27% has kept 2 of the
+    # 15 points above chance (13%), Adam at 38% 13 of them (87%)
+    vals = {("none", "target", "none", "mmlu_acc"): [40, 41, 39], ("none", "target", "none", "wmdp_acc"): [100] * 3,
+            ("npo", "zo", "none", "mmlu_acc"): [27, 28, 26], ("npo", "adam", "none", "mmlu_acc"): [38, 39, 37],
+            ("npo", "zo", "none", "wmdp_acc"): [30] * 3, ("npo", "adam", "none", "wmdp_acc"): [30] * 3}
+    df = rows(vals).assign(benchmark="wmdp")
+    assert fd.collapsed(df, "npo", "zo", 0.5) == pytest.approx((2 / 15 + 3 / 16 + 1 / 14) / 3)  # by seed
+    assert fd.collapsed(df, "npo", "adam", 0.5) is None
+

@@ -121,35 +121,65 @@ def fit_lm(model: Any, tok: Any, texts: Sequence[str], *, steps: int, lr: float,
 
 
 def loss_closure(model: Any, opt: Any, objective: Any, fb: dict, rb: dict, ref: Any = None,
-                 check: Any = None) -> Any:
+                 check: Any = None, max_grad_norm: float | None = None) -> Any:
     """The optimizer closure for one forget and one retain batch (docs/architecture.md):
-    ``closure(backward=True, gnb=False)`` returns the detached unlearning loss, after ``backward()``
-    when asked; ``gnb=True`` gives Sophia's Gauss-Newton-Bartlett loss on the forget batch instead.
+    ``closure(backward=True, gnb=False, part="all", clip=True)`` returns the detached unlearning loss,
+    after ``backward()`` when asked; ``gnb=True`` gives Sophia's Gauss-Newton-Bartlett loss on the
+    forget batch instead. ``part`` ``"forget"`` or ``"retain"`` computes only that term of the
+    objective (``objective.forget_loss`` / ``retain_loss``; SAM and RS smoothing the forget term
+    alone, as the lab's trainers do). After a backward the trainable gradients are clipped to
+    ``max_grad_norm`` (0 or None: off) unless ``clip=False`` (SAM and RS combine several passes and
+    clip the combination, as HF Trainer clips what the lab's training_step leaves in ``.grad``);
+    SophiaG's loop clips its GNB gradient too, so ``gnb`` passes are clipped as well.
     ``check(loss)`` sees every unlearning loss before it is used. The closure carries
-    ``batch_tokens``, the forget batch's number of predicted tokens (SophiaG scales its Hessian by it).
+    ``batch_tokens``, the forget batch's number of predicted tokens (SophiaG scales its Hessian by it),
+    ``max_grad_norm`` and ``takes_parts`` (it accepts ``part`` and ``clip``).
     """
     from .objectives import gnb_loss
+    from .optim._common import clip_grad_norm
 
-    def closure(backward: bool = True, gnb: bool = False) -> torch.Tensor:
+    def terms(part: str) -> Any:
+        if part == "all":
+            return objective.loss(model, fb, rb, ref)
+        if part == "forget":
+            return objective.forget_loss(model, fb, ref)
+        if part == "retain":
+            return objective.retain_loss(model, rb, ref)
+        raise ValueError(f"closure part must be 'all', 'forget' or 'retain', got {part!r}")
+
+    def clipped() -> None:
+        clip_grad_norm((p for g in opt.param_groups for p in g["params"]), max_grad_norm)
+
+    def closure(backward: bool = True, gnb: bool = False, part: str = "all", clip: bool = True) -> torch.Tensor:
         if gnb:
             opt.zero_grad(set_to_none=True)
             loss = gnb_loss(model, fb)
             loss.backward()
+            if clip:
+                clipped()
             return loss.detach()
         if backward:
             opt.zero_grad(set_to_none=True)
             with torch.enable_grad():
-                loss = objective.loss(model, fb, rb, ref)
+                loss = terms(part)
+            if not torch.is_tensor(loss):  # a term that is absent (retain weight 0): no gradient
+                return torch.tensor(float(loss))
             if check is not None:
                 check(loss)
             loss.backward()
+            if clip:
+                clipped()
             return loss.detach()
-        loss = objective.loss(model, fb, rb, ref)
+        loss = terms(part)
+        if not torch.is_tensor(loss):
+            return torch.tensor(float(loss))
         if check is not None:
             check(loss)
         return loss.detach()
 
     closure.batch_tokens = int((fb["labels"][:, 1:] != -100).sum())
+    closure.max_grad_norm = max_grad_norm
+    closure.takes_parts = True
     return closure
 
 
@@ -187,7 +217,8 @@ def unlearn(model: Any, tok: Any, forget: Sequence[str], retain: Sequence[str], 
         rb = collate(next(r_it), pad, dev)
 
         closure = loss_closure(model, opt, objective, fb, rb, ref,
-                               check=lambda loss: _check_finite(loss, step, who, "unlearning"))
+                               check=lambda loss: _check_finite(loss, step, who, "unlearning"),
+                               max_grad_norm=getattr(opt, "max_grad_norm", None))
         loss = opt.step(closure)
         value = float(loss) if loss is not None else float("nan")
         _check_finite(torch.tensor(value), step, who, "unlearning")

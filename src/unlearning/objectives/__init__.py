@@ -1,8 +1,10 @@
 """Unlearning objectives, registered by name: ``build_objective(name, params) -> Objective``.
 
 Every objective has ``loss(model, forget_batch, retain_batch, ref) -> Tensor`` (scalar, to be
-minimised), a class attribute ``needs_ref`` and ``parameters(model)`` (the parameters to train;
-RMU returns its down_proj subset). ``gnb_loss`` is the Gauss-Newton-Bartlett loss Sophia uses.
+minimised), its two terms ``forget_loss(model, forget_batch, ref)`` and ``retain_loss(model,
+retain_batch, ref)`` (loss = forget + retain; SAM and RS can smooth the forget term alone, as the
+lab's trainers do), a class attribute ``needs_ref`` and ``parameters(model)`` (the parameters to
+train; RMU returns its down_proj subset). ``gnb_loss`` is the Gauss-Newton-Bartlett loss Sophia uses.
 Which name builds which class, from which module, is ``unlearning.registry.OBJECTIVES``.
 """
 

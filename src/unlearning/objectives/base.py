@@ -125,8 +125,17 @@ class Objective:
         return f"{type(self).__name__}({args})"
 
     def loss(self, model, forget_batch: Batch, retain_batch: Batch | None, ref=None) -> torch.Tensor:
-        """Scalar loss to minimise."""
+        """Scalar loss to minimise: the forget term plus the retain term (computed in that order)."""
+        return self.forget_loss(model, forget_batch, ref) + self.retain_loss(model, retain_batch, ref)
+
+    def forget_loss(self, model, forget_batch: Batch, ref=None) -> torch.Tensor:
+        """The forget term of ``loss`` (its weight included): what the lab's SAM and RS trainers smooth."""
         raise NotImplementedError
+
+    def retain_loss(self, model, retain_batch: Batch | None, ref=None) -> torch.Tensor | float:
+        """The retain term of ``loss`` (its weight included); 0.0 when the objective has none or its
+        weight is 0. The lab's SAM and RS trainers take its plain gradient at the unperturbed weights."""
+        return 0.0
 
     def parameters(self, model) -> list[torch.nn.Parameter]:
         """The parameters to train (all of the model's by default)."""

@@ -11,5 +11,5 @@ class GradAscent(Objective):
     name = "grad_ascent"
     defaults = {}
 
-    def loss(self, model, forget_batch, retain_batch=None, ref=None):
+    def forget_loss(self, model, forget_batch, ref=None):
         return -mean_nll(model, forget_batch)

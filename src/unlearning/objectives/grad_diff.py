@@ -17,6 +17,8 @@ class GradDiff(Objective):
     defaults = {"forget_weight": 1.0, "retain_weight": 1.0}
     deprecated = {"gamma": "retain_weight"}
 
-    def loss(self, model, forget_batch, retain_batch, ref=None):
-        forget = -float(self.params["forget_weight"]) * mean_nll(model, forget_batch)
-        return forget + self._retain_term(model, retain_batch, self.params["retain_weight"])
+    def forget_loss(self, model, forget_batch, ref=None):
+        return -float(self.params["forget_weight"]) * mean_nll(model, forget_batch)
+
+    def retain_loss(self, model, retain_batch, ref=None):
+        return self._retain_term(model, retain_batch, self.params["retain_weight"])

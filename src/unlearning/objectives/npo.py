@@ -32,15 +32,17 @@ class NPO(Objective):
             raise ValueError(f"objective 'npo': 'aggregation' must be one of {AGGREGATIONS}, "
                              f"got {self.params['aggregation']!r}")
 
-    def loss(self, model, forget_batch, retain_batch, ref=None):
+    def forget_loss(self, model, forget_batch, ref=None):
         self._need_ref(ref)
         agg = self.params["aggregation"]
         nll_theta, length = sequence_nll(model, forget_batch)
         nll_ref = self._ref_nll(ref, forget_batch).to(nll_theta.device)
         forget = npo_core(aggregate_nll(nll_theta, length, agg), aggregate_nll(nll_ref, length, agg),
                           float(self.params["beta"]))
-        return float(self.params["forget_weight"]) * forget + self._retain_term(
-            model, retain_batch, self.params["retain_weight"])
+        return float(self.params["forget_weight"]) * forget
+
+    def retain_loss(self, model, retain_batch, ref=None):
+        return self._retain_term(model, retain_batch, self.params["retain_weight"])
 
     def _ref_nll(self, ref, batch) -> torch.Tensor:
         # The frozen model's summed NLL of an example never changes, and an unlearning run cycles over

@@ -106,16 +106,26 @@ class RMU(Objective):
     def loss(self, model, forget_batch, retain_batch, ref=None):
         self._need_ref(ref)
         self._check_layers(model)
-        layer = int(self.params["layer"])
-        h_f = layer_output(model, forget_batch, layer)
-        target = self.control_vector(h_f.size(-1), h_f.device).expand_as(h_f)
-        loss = masked_mse(h_f, target, forget_batch["attention_mask"])
-        alpha = float(self.params["alpha"])
-        if alpha != 0:
-            if retain_batch is None:
-                raise ValueError(f"objective 'rmu' needs a retain batch (alpha {alpha})")
-            h_r = layer_output(model, retain_batch, layer)
-            with torch.no_grad():
-                h_ref = layer_output(ref, retain_batch, layer).to(h_r.device)
-            loss = loss + alpha * masked_mse(h_r, h_ref, retain_batch["attention_mask"])
+        loss = self.forget_loss(model, forget_batch, ref)
+        if float(self.params["alpha"]) != 0:
+            loss = loss + self.retain_loss(model, retain_batch, ref)
         return loss
+
+    def forget_loss(self, model, forget_batch, ref=None):
+        self._check_layers(model)
+        h_f = layer_output(model, forget_batch, int(self.params["layer"]))
+        target = self.control_vector(h_f.size(-1), h_f.device).expand_as(h_f)
+        return masked_mse(h_f, target, forget_batch["attention_mask"])
+
+    def retain_loss(self, model, retain_batch, ref=None):
+        alpha = float(self.params["alpha"])
+        if alpha == 0:
+            return 0.0
+        self._need_ref(ref)
+        if retain_batch is None:
+            raise ValueError(f"objective 'rmu' needs a retain batch (alpha {alpha})")
+        layer = int(self.params["layer"])
+        h_r = layer_output(model, retain_batch, layer)
+        with torch.no_grad():
+            h_ref = layer_output(ref, retain_batch, layer).to(h_r.device)
+        return alpha * masked_mse(h_r, h_ref, retain_batch["attention_mask"])

@@ -35,8 +35,10 @@ class SimNPO(Objective):
         if beta <= 0:
             raise ValueError(f"objective 'simnpo': 'beta' must be positive, got {beta}")
 
-    def loss(self, model, forget_batch, retain_batch, ref=None):
+    def forget_loss(self, model, forget_batch, ref=None):
         nll, length = sequence_nll(model, forget_batch)
         forget = simnpo_core(nll, length, self.params["beta"], self.params["delta"])
-        return float(self.params["forget_weight"]) * forget + self._retain_term(
-            model, retain_batch, self.params["retain_weight"])
+        return float(self.params["forget_weight"]) * forget
+
+    def retain_loss(self, model, retain_batch, ref=None):
+        return self._retain_term(model, retain_batch, self.params["retain_weight"])

@@ -38,7 +38,7 @@ _REGISTRY: dict[str, tuple[Callable, str]] = {t: (_factory(t), o.grade) for t, o
 GRADES: dict[str, str] = {name: grade for name, (_, grade) in _REGISTRY.items()}
 
 # keys that may appear in a spec besides the hyperparameters
-_META_KEYS = ("type", "grade")
+_META_KEYS = ("type", "grade", "max_grad_norm")
 
 
 def accepted_keys(type_: str) -> list[str]:
@@ -59,6 +59,11 @@ def build_optimizer(params, spec: dict, total_steps: int) -> torch.optim.Optimiz
 
     An optional ``spec["grade"]`` must equal ``GRADES[type]``. Lists are turned into tuples (JSON/YAML
     give ``betas`` as a list). Raises ValueError naming an unknown type or hyperparameter.
+
+    ``spec["max_grad_norm"]`` (gradient grades; 0 or absent: off) is kept on the optimizer as
+    ``opt.max_grad_norm``: the unlearning loop's closure clips the gradients to it after each backward
+    (``train.loss_closure``), so every optimizer sees clipped gradients as in HF Trainer's and
+    SophiaG's loops. A hybrid takes its first-order phase's.
     """
     if not isinstance(spec, dict):
         raise ValueError(f"optimizer spec must be a dict, got {type(spec).__name__}")
@@ -74,9 +79,17 @@ def build_optimizer(params, spec: dict, total_steps: int) -> torch.optim.Optimiz
     if unknown:
         raise ValueError(f"unknown hyperparameter(s) {unknown} for optimizer {type_!r}; accepted: {accepted}")
     hyper = {k: tuple(v) if isinstance(v, list) else v for k, v in hyper.items()}
+    clip = spec.get("max_grad_norm") or 0.0
+    if not (isinstance(clip, (int, float)) and clip >= 0):
+        raise ValueError(f"max_grad_norm must be a number >= 0 (0: no clipping), got {clip!r}")
+    if clip and grade in ("zeroth", "hybrid"):
+        raise ValueError(f"max_grad_norm: optimizer {type_!r} takes no gradient to clip"
+                         + (" (give it in the hybrid's 'fo' entry)" if grade == "hybrid" else ""))
     if type_ == "hybrid":
         return factory(params, total_steps=total_steps, **hyper)
-    return factory(params, **hyper)
+    opt = factory(params, **hyper)
+    opt.max_grad_norm = float(clip)
+    return opt
 
 
 __all__ = [

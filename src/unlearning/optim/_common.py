@@ -215,3 +215,20 @@ def adam_update(p: torch.Tensor, grad: torch.Tensor, state: dict, lr: float,
     v.mul_(b2).addcmul_(grad, grad, value=1.0 - b2)
     denom = (v.sqrt() / math.sqrt(1.0 - b2 ** t)).add_(eps)
     p.addcdiv_(m, denom, value=-lr / (1.0 - b1 ** t))
+
+
+def clip_grad_norm(params: Iterable[torch.Tensor], max_norm: float | None) -> None:
+    """Scale the gradients of ``params`` so that their joint Euclidean norm is at most ``max_norm``
+    (torch's ``clip_grad_norm_``, as HF Trainer and SophiaG's loop call it; FSDP2 DTensor gradients
+    included). ``max_norm`` 0 or None: nothing is done."""
+    if not max_norm:
+        return
+    grads = [p for p in params if p.grad is not None]
+    if grads:
+        torch.nn.utils.clip_grad_norm_(grads, float(max_norm))
+
+
+def closure_kwargs(closure: Callable, **kwargs) -> dict:
+    """``kwargs`` when ``closure`` is the unlearning loop's (``train.loss_closure``, which takes
+    ``part`` and ``clip``), else none of them (a plain ``closure(backward, gnb)``)."""
+    return kwargs if getattr(closure, "takes_parts", False) else {}

@@ -58,6 +58,9 @@ class HybridFOZO(Optimizer):
     """FO-ZO hybrid. ``fo`` and ``zo`` are optimizer specs (as for ``build_optimizer``) whose types must
     be of grade first/compressed/second and zeroth respectively.
 
+    A parameter group's own hyperparameters (e.g. ``{"params": ..., "lr": 0}``) override both phase
+    specs' for that group.
+
     Defaults: ``fo={"type": "adam"}``, ``zo={"type": "adazo"}`` and ``n_fo = n_zo = 20`` the paper's
     (1:1 was best, e.g. 20/20; insensitive to N); sub-spec hyperparameters not given take their
     constructors' defaults. ``total_steps`` is required (the registry passes it).
@@ -77,9 +80,10 @@ class HybridFOZO(Optimizer):
         self._schedule = fozo_schedule(total_steps, n_fo, n_zo)
         super().__init__(params, dict(n_fo=int(n_fo), n_zo=int(n_zo), total_steps=int(total_steps)))
         self.total_steps = int(total_steps)
-        groups = [{"params": g["params"]} for g in self.param_groups]
-        self.fo = build_optimizer(groups, fo, total_steps)
-        self.zo = build_optimizer([{"params": g["params"]} for g in self.param_groups], zo, total_steps)
+        # a group's own settings (e.g. its lr) override the phase specs' for that group, in both phases
+        own = [{k: v for k, v in g.items() if k not in self.defaults} for g in self.param_groups]
+        self.fo = build_optimizer([dict(g) for g in own], fo, total_steps)
+        self.zo = build_optimizer([dict(g) for g in own], zo, total_steps)
         self._boundaries = []
         start = 0
         for kind, n in self._schedule:
@@ -87,6 +91,12 @@ class HybridFOZO(Optimizer):
             start += n
         self.steps_done = 0
         self.last_stats: dict[str, float] = {}
+
+    @property
+    def max_grad_norm(self) -> float:
+        """The first-order phase's gradient clipping norm (the unlearning loop's closure applies it;
+        zeroth-order phases take no gradient)."""
+        return getattr(self.fo, "max_grad_norm", 0.0)
 
     def schedule(self) -> list[tuple[str, int]]:
         """The phase list, e.g. ``[("fo", 20), ("zo", 20), ...]``; lengths sum to total_steps."""

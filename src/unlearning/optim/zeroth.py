@@ -259,7 +259,7 @@ class AdaZO(_ZerothOrder):
     second moment, optionally bias-corrected.
 
         m = b1 m + (1-b1) g_hat
-        bias_correction=False (R-AdaZO as written):  v = b2 v + (1-b2) m^2;   d = m / (sqrt(v) + zeta)
+        bias_correction=False (R-AdaZO's code):      v = b2 v + (1-b2) m^2;   d = m / (sqrt(v) + zeta)
         bias_correction=True  (default):             mh = m / (1-b1^t);  v = b2 v + (1-b2) mh^2;
                                                      d = mh / (sqrt(v / (1-b2^t)) + zeta)
         theta -= lr * d
@@ -281,8 +281,12 @@ class AdaZO(_ZerothOrder):
     ``last_stats["move_over_lr"]``: mean |delta theta| / lr over all weights in the last step (weight
     decay excluded). State: ``exp_avg`` (m), ``exp_avg_sq`` (v); directions are never stored.
 
-    Defaults: ``lr=1e-5`` ours; ``betas=(0.9, 0.999)`` ours (Adam's); ``bias_correction=True`` ours
-    (known step size, above); ``zeta=1e-8`` ours (Adam's eps); ``mu=1e-3``, ``q=1`` MeZO's;
+    ``bias_correction=False`` is R-AdaZO's official code (shuyao95/R-AdaZO radazo.py: no bias
+    correction, its eps outside the square root, betas (0.9, 0.999) and eps 1e-8 as here), which the
+    paper configs run; the paper writes sqrt(v + zeta), followed by neither.
+
+    Defaults: ``lr=1e-5`` ours; ``betas=(0.9, 0.999)`` ours (Adam's, R-AdaZO's); ``bias_correction=True``
+    ours (known step size, above); ``zeta=1e-8`` ours (Adam's eps); ``mu=1e-3``, ``q=1`` MeZO's;
     ``direction="gaussian"``, ``weight_decay=0``, ``seed=0``, ``exact_restore=False`` ours.
     """
 
