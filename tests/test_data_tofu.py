@@ -79,6 +79,10 @@ def test_tofu_from_hub_snapshot_and_its_parent(tmp_path):
     assert counts["retain_perturbed.jsonl"] == 4 and counts["world_facts_perturbed.jsonl"] == 3
     rec = read_jsonl(tmp_path / "a" / "forget10_perturbed.jsonl")[0]
     assert set(rec) == {"question", "answer", "paraphrased_answer", "perturbed_answer"}  # extra field dropped
+    # the utility sets as locuslab/tofu holds them, without a paraphrase, load as they are
+    for name in ("real_authors_perturbed", "world_facts_perturbed"):
+        assert "paraphrased_answer" not in json.loads((FIX / "TOFU" / f"{name}.json").read_text())[0]
+        assert set(read_jsonl(tmp_path / "a" / f"{name}.jsonl")[0]) == {"question", "answer", "perturbed_answer"}
     assert fetch("tofu", tmp_path / "b", dataset="tofu", source=str(FIX), name="tofu") == counts
     manifest = json.loads((tmp_path / "a" / "manifest.json").read_text())
     assert manifest["splits"]["forget10.jsonl"] == "forget10/train"
@@ -136,3 +140,147 @@ def test_tofu_without_retrain_model_is_a_config_error():
     cfg["benchmarks"]["tofu"]["retrain"] = False
     with pytest.raises(ConfigError, match="benchmarks.tofu.retrain"):
         validate(cfg)
+
+
+# ----------------------------------------------------------------------------- question/answer template, prompt mask
+CHAT = {"prompt": "[INST] {question} [/INST]", "answer": "{answer}"}
+
+
+def test_the_data_stage_records_the_template_and_documents_use_it(tmp_path):
+    import pickle
+
+    from unlearning.data.io import QADocument, read_template
+    from unlearning.stages.data import prepare_data
+
+    bench = {"kind": "tofu", "source": "synthetic", "shape": {"n_authors": 10, "qa_per_author": 2},
+             "qa_template": CHAT}
+    prepare_data(bench, tmp_path / "d")
+    assert read_template(tmp_path / "d") == CHAT
+    forget, _ = forget_retain(tmp_path / "d", "tofu")
+    rec = read_jsonl(tmp_path / "d" / "forget10.jsonl")[0]
+    assert isinstance(forget[0], QADocument)
+    assert forget[0] == f"[INST] {rec['question']} [/INST]{rec['answer']}"
+    assert forget[0].prompt == f"[INST] {rec['question']} [/INST]"
+    back = pickle.loads(pickle.dumps(forget[0]))
+    assert back == forget[0] and back.prompt == forget[0].prompt
+    with pytest.raises(DataError, match="qa_template.prompt"):
+        prepare_data(dict(bench, qa_template={"prompt": "no question", "answer": "{answer}"}), tmp_path / "e")
+
+
+def test_qa_template_is_a_tofu_key_with_the_default_in_the_schema():
+    from unlearning.config import ConfigError, validate
+
+    cfg = validate(yaml_cfg("tofu.yaml"))
+    assert cfg["benchmarks"]["tofu"]["qa_template"] == {"prompt": "Question: {question}\nAnswer:",
+                                                        "answer": " {answer}"}
+    muse = yaml_cfg("smoke.yaml")
+    muse["benchmarks"]["muse"]["qa_template"] = CHAT
+    with pytest.raises(ConfigError, match="qa_template"):
+        validate(muse)
+
+
+def yaml_cfg(name: str) -> dict:
+    import yaml
+
+    return yaml.safe_load((SRC.parent / "configs" / name).read_text())
+
+
+def _tok():
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_eval import make_tok
+
+    return make_tok()
+
+
+def test_a_tofu_batch_masks_the_question_and_keeps_the_answer_and_eos():
+    import torch
+
+    from unlearning.data.chunking import examples
+    from unlearning.data.io import qa_document
+    from unlearning.train import collate
+
+    tok = _tok()
+    docs = [qa_document("the cat sat?", "on the mat"), qa_document("the dog lay far?", "on the rug", CHAT)]
+    batch = collate(examples(tok, docs, 64), tok.pad_token_id, torch.device("cpu"))
+    for i, doc in enumerate(docs):
+        head = tok(doc.prompt).input_ids  # with BOS, as TOFU counts num_question_tokens
+        full = tok(str(doc) + tok.eos_token).input_ids
+        labels = batch["labels"][i, :len(full)].tolist()
+        assert labels == [-100] * len(head) + full[len(head):]
+        assert labels[-1] == tok.eos_token_id and batch["input_ids"][i, :len(full)].tolist() == full
+    # a text document keeps every label; concatenation cannot hold question/answer documents
+    plain = collate(examples(tok, ["the cat sat"], 64), tok.pad_token_id, torch.device("cpu"))
+    assert (plain["labels"] == plain["input_ids"]).all()
+    with pytest.raises(ValueError, match="truncate"):
+        examples(tok, docs, 64, "concat")
+
+
+class _Bigram:
+    """A model whose next-token logits depend on the current token only (an embedding table)."""
+
+    def __init__(self, vocab: int, seed: int):
+        import torch
+
+        self.table = torch.nn.Embedding(vocab, vocab)
+        torch.manual_seed(seed)
+        torch.nn.init.normal_(self.table.weight)
+
+    def __call__(self, input_ids, attention_mask=None, **_):
+        from types import SimpleNamespace
+
+        return SimpleNamespace(logits=self.table(input_ids))
+
+
+# SimNPO at beta 0.1: at its default 4.5 a random model's forget term saturates at 0 either way
+@pytest.mark.parametrize("name,params", [("npo", {"beta": 0.1, "aggregation": "sum", "retain_weight": 1.0}),
+                                         ("simnpo", {"beta": 0.1}), ("grad_ascent", {}), ("grad_diff", {})])
+def test_tofu_loss_is_unchanged_when_only_question_tokens_change(name, params):
+    import torch
+
+    from unlearning.data.chunking import examples
+    from unlearning.data.io import qa_document
+    from unlearning.objectives import build_objective
+    from unlearning.train import collate
+
+    tok = _tok()
+    model, ref = _Bigram(len(tok), 0), _Bigram(len(tok), 1)
+    objective = build_objective(name, params)
+    retain = collate(examples(tok, [qa_document("who?", "the dog")], 64), tok.pad_token_id, torch.device("cpu"))
+
+    def loss(questions, masked=True):
+        docs = [qa_document(q, "on the mat") for q in questions]
+        docs = docs if masked else [str(d) for d in docs]
+        batch = collate(examples(tok, docs, 64), tok.pad_token_id, torch.device("cpu"))
+        with torch.no_grad():
+            return float(objective.loss(model, batch, retain, ref))
+
+    # the answer follows "Answer:" either way, so a bigram model's answer logits are the same:
+    # only question tokens differ, and they carry no loss
+    a, b = ["the cat sat?", "x"], ["the dog lay on the rug?", "a b c"]
+    assert loss(a) == pytest.approx(loss(b), abs=1e-6)
+    assert loss(a, masked=False) != pytest.approx(loss(b, masked=False), abs=1e-3)  # unmasked it changes
+
+
+def test_tofu_scores_the_first_n_items_of_each_set(tmp_path, monkeypatch):
+    from unlearning.eval import tofu
+    from unlearning.stages.evaluate import score
+
+    generate("tofu", tmp_path, n_authors=20, qa_per_author=5, n_real_authors=12, n_world_facts=3)
+    seen = {}
+
+    def fake(model, tok, sets, max_new_tokens, batch_size, template):
+        seen.update({k: [r["question"] for r in v] for k, v in sets.items()}, template=template)
+        n = len(sets["forget"])
+        return {}, {"tofu_prob_f": [0.0] * n, "tofu_rouge_f": [0.0] * n, "truth_ratio_f": [1.0] * n}
+
+    monkeypatch.setattr(tofu, "tofu_scores", fake)
+    params = {"batch_size": 4, "max_questions": 0, "tofu_max_new_tokens": 8, "tofu_max_items": 6}
+    score(None, None, tmp_path, "tofu", params, "x", [])
+    for name, file in (("forget", "forget10"), ("retain", "retain"), ("real_authors", "real_authors"),
+                       ("world_facts", "world_facts")):
+        first = [r["question"] for r in read_jsonl(tmp_path / f"{file}_perturbed.jsonl")][:6]
+        assert seen[name] == first  # world facts has 3: all of them
+    score(None, None, tmp_path, "tofu", dict(params, tofu_max_items=0), "x", [])
+    assert len(seen["forget"]) == 10 and len(seen["real_authors"]) == 12

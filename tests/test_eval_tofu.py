@@ -64,19 +64,72 @@ def tok():
     return make_tok()
 
 
-def test_answer_nlls_equal_direct_scoring_of_the_answer_tokens(tok):
-    from unlearning.eval.tofu import answer_nlls, prompt
+CHAT = {"prompt": "[INST] {question} [/INST]", "answer": "{answer}"}  # TOFU's Llama-2-chat template
+
+
+@pytest.mark.parametrize("template", [None, CHAT], ids=["default", "llama2-chat"])
+def test_answer_nll_is_the_mean_over_the_answer_and_its_eos_by_hand(tok, template):
+    from unlearning.data.io import qa_document
+    from unlearning.eval.tofu import answer_nlls
 
     model = tiny_llama(tok, max_pos=128)
     pairs = [("the cat sat?", "the cat sat on the mat"), ("Answer: A", "the dog"), ("x", "rug")]
-    got = answer_nlls(model, tok, pairs, batch_size=2)
+    got = answer_nlls(model, tok, pairs, batch_size=2, template=template)
     for (q, a), nll in zip(pairs, got):
-        head, full = tok(prompt(q)).input_ids, tok(prompt(q) + " " + a).input_ids
-        assert full[:len(head)] == head
+        doc = qa_document(q, a, template)
+        head, full = tok(doc.prompt).input_ids, tok(str(doc)).input_ids
+        assert full[:len(head)] == head and full[-1] != tok.eos_token_id
+        full = full + [tok.eos_token_id]  # both references score the EOS after the answer
         with torch.no_grad():
             lp = torch.log_softmax(model(torch.tensor([full])).logits[0], -1)
         manual = [-lp[i - 1, full[i]].item() for i in range(len(head), len(full))]
         assert nll == pytest.approx(sum(manual) / len(manual), abs=1e-5)
+        # without the EOS term the mean differs: the test can tell the two apart
+        assert nll != pytest.approx(sum(manual[:-1]) / len(manual[:-1]), abs=1e-4)
+
+
+def test_rouge_l_stems_for_tofu_and_not_for_muse():
+    from unlearning.eval.muse import rouge_l
+
+    # reference he / was / running / races; prediction he / runs / race. Porter stems: he wa run race
+    # and he run race, LCS 3 of 4; unstemmed only "he" matches, 1 of 4.
+    assert rouge_l("He was running races", "he runs race", stemmer=True) == (pytest.approx(6 / 7), 0.75)
+    assert rouge_l("He was running races", "he runs race") == (pytest.approx(2 / 7), 0.25)  # MUSE's
+
+
+def test_a_generated_answer_with_a_newline_is_scored_whole(tok, monkeypatch):
+    from unlearning.eval import common
+    from unlearning.eval.tofu import greedy_answers, set_scores
+
+    seen = {}
+
+    def fake_generate(model, tok, prompts, max_new_tokens, **kw):
+        seen.update(kw, prompts=prompts)
+        return ["the cat sat\non the mat"] * len(prompts)
+
+    monkeypatch.setattr(common, "greedy_generate", fake_generate)
+    assert greedy_answers(None, tok, ["q?"], 8) == ["the cat sat\non the mat"]
+    assert not seen.get("stop_strings") and seen["prompts"] == ["Question: q?\nAnswer:"]
+    rec = {"question": "where?", "answer": "the cat sat on the mat", "paraphrased_answer": "the mat",
+           "perturbed_answer": ["the rug"]}
+    scores = set_scores(tiny_llama(tok, max_pos=128), tok, [rec], max_new_tokens=8, batch_size=2)
+    assert scores["rouge"] == [1.0]  # cut at the newline it would be 3 / 6
+
+
+def test_utility_sets_without_paraphrase_score_the_answer(tok):
+    from unlearning.eval.tofu import answer_nlls, set_scores
+
+    model = tiny_llama(tok, max_pos=128)
+    recs = [{"question": "who sat?", "answer": "the cat", "perturbed_answer": ["the dog", "the rug"]},
+            {"question": "where?", "answer": "on the mat", "perturbed_answer": ["on the rug"]}]
+    got = set_scores(model, tok, recs, max_new_tokens=4, batch_size=2, with_options=True)
+    for rec, ratio, prob in zip(recs, got["truth_ratio"], got["prob"]):
+        answers = [rec["answer"], *rec["perturbed_answer"]]
+        correct, *wrong = answer_nlls(model, tok, [(rec["question"], a) for a in answers])
+        assert ratio == pytest.approx(tm.truth_ratio(correct, wrong), rel=1e-6)
+        assert prob == pytest.approx(tm.prob_with_options(correct, wrong), rel=1e-6)
+    with pytest.raises(KeyError, match="paraphrased_answer"):  # forget and retain sets need the paraphrase
+        set_scores(model, tok, recs, max_new_tokens=4, batch_size=2)
 
 
 def test_tofu_scores_on_a_tiny_llama(tok):

@@ -115,3 +115,24 @@ def test_the_ablation_runs_at_paper_scale_with_one_to_one_and_other_ratios():
     assert abl["method"] in cfg["methods"] and abl["benchmark"] in cfg["benchmarks"]
     ratios = {(e["n_fo"], e["n_zo"]) for e in [*abl["optimizers"].values(), cfg["optimizers"]["hybrid"]]}
     assert {(20, 20), (20, 40), (40, 20), (10, 10), (40, 40)} == ratios
+
+
+def test_tofu_study_follows_tofus_recipe():
+    from unlearning.data.io import qa_document
+    from unlearning.lr_schedule import warmup_steps
+
+    cfg = _cfg("paper-tofu")
+    bench = cfg["benchmarks"]["tofu"]
+    # locuslab/tofu config/model_config.yaml (llama2-7b tags) = open-unlearning's Llama-2-7b-chat-hf template
+    assert str(qa_document("Who?", "Me.", bench["qa_template"])) == "[INST] Who? [/INST]Me."
+    un = cfg["unlearning"]
+    # forget.py: max_steps = 5 epochs x 400 // (4 per GPU x 4 accumulation x 2 GPUs); warmup one epoch
+    assert (un["batch_size"], un["steps"], un["schedule"]) == (32, 5 * 400 // 32, "linear")
+    assert warmup_steps(un["warmup_epochs"], 400, un["batch_size"]) == max(1, 400 // 32)
+    entries = list(cfg["optimizers"].values())
+    entries += [e[part] for e in entries if e["type"] == "hybrid" for part in ("fo", "zo")]
+    assert all(e["weight_decay"] == 0.01 for e in entries if e["type"] != "hybrid")
+    adam = cfg["optimizers"]["adam"]
+    assert (adam["type"], adam["lr"], adam["weight_decay"]) == ("adamw", 1e-5, 0.01)  # paged_adamw_32bit
+    ev = cfg["evaluation"]
+    assert (ev["tofu_max_items"], ev["tofu_max_new_tokens"]) == (300, 200)  # ds_size 300; 200-token cap

@@ -99,7 +99,7 @@ def lmc(models: Mapping[str, str | Path], reference: str, data_dir: str | Path, 
 
     ``meta`` holds ``benchmark``, ``method``, ``seed`` and ``grades`` (optimizer -> grade).
     """
-    from .data.io import ROLES, document, load_split
+    from .data.io import ROLES, document, load_split, read_template
     from .models import load_model, load_tokenizer
 
     if reference not in models:
@@ -108,7 +108,8 @@ def lmc(models: Mapping[str, str | Path], reference: str, data_dir: str | Path, 
     texts = {}
     for split in ("forget", "retain"):
         recs = load_split(data_dir, kind, ROLES[kind][split])
-        texts[split] = [document(r) for r in (recs[:max_texts] if max_texts else recs)]
+        template = read_template(data_dir) if kind == "tofu" else None
+        texts[split] = [document(r, template) for r in (recs[:max_texts] if max_texts else recs)]
     tok = load_tokenizer(models[reference])
     model = load_model(models[reference])
     ref_state = {k: v.detach().clone() for k, v in model.state_dict().items()}

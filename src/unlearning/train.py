@@ -34,7 +34,8 @@ def encode(tok: Any, texts: Sequence[str], max_len: int, dev: torch.device) -> d
 
 
 def collate(batch: Sequence[Sequence[int]], pad: int, dev: torch.device) -> dict[str, torch.Tensor]:
-    """Right-pad token-id examples into a batch; labels -100 on padding."""
+    """Right-pad token-id examples into a batch; labels -100 on padding and on the leading
+    ``n_prompt`` ids of an example that has them (a TOFU question: unlearning.data.chunking.Example)."""
     width = max(len(ids) for ids in batch)
     input_ids = torch.full((len(batch), width), pad, dtype=torch.long)
     mask = torch.zeros((len(batch), width), dtype=torch.long)
@@ -43,6 +44,8 @@ def collate(batch: Sequence[Sequence[int]], pad: int, dev: torch.device) -> dict
         mask[i, :len(ids)] = 1
     labels = input_ids.clone()
     labels[mask == 0] = -100
+    for i, ids in enumerate(batch):
+        labels[i, :getattr(ids, "n_prompt", 0)] = -100
     return {"input_ids": input_ids.to(dev), "attention_mask": mask.to(dev), "labels": labels.to(dev)}
 
 
@@ -185,7 +188,8 @@ def loss_closure(model: Any, opt: Any, objective: Any, fb: dict, rb: dict, ref: 
 
 def unlearn(model: Any, tok: Any, forget: Sequence[str], retain: Sequence[str], *, objective: Any,
             opt_spec: dict, steps: int, batch_size: int, max_len: int, seed: int,
-            ref: Any = None, chunking: str = "truncate") -> list[dict]:
+            ref: Any = None, chunking: str = "truncate", warmup_steps: int = 0,
+            schedule: str = "constant") -> list[dict]:
     """Run the unlearning loop: one optimizer of any grade, stepped with a loss closure.
 
     The closure follows docs/architecture.md: ``closure(backward=True, gnb=False)``. Zeroth-order
@@ -194,9 +198,11 @@ def unlearn(model: Any, tok: Any, forget: Sequence[str], retain: Sequence[str], 
     batch Sophia's GNB loss averages over; SophiaG scales its Hessian by it). Returns one record per
     step: step, loss, and the optimizer's ``last_stats`` where it keeps them (Sophia's ``unclipped``
     share, AdaZO's ``move_over_lr``). ``chunking`` turns forget and retain texts into examples
-    (unlearning.data.chunking).
+    (unlearning.data.chunking). ``warmup_steps`` and ``schedule`` (``constant`` or ``linear``) set
+    the learning rate of each step as HF Trainer's linear schedule does (unlearning.lr_schedule).
     """
     from .data.chunking import examples
+    from .lr_schedule import scheduler
     from .optim import build_optimizer
 
     dev = next(model.parameters()).device
@@ -205,6 +211,8 @@ def unlearn(model: Any, tok: Any, forget: Sequence[str], retain: Sequence[str], 
     for p in model.parameters():
         p.requires_grad_(id(p) in trainable)
     opt = build_optimizer(params, dict(opt_spec), total_steps=steps)
+    # HF Trainer's warmup / linear decay (TOFU's recipe), unlearning.lr_schedule; None: rates untouched
+    set_lr = scheduler(opt, steps, warmup_steps, schedule)
     who = opt_spec.get("type", "?")
     pad = _pad_id(tok)
     f_it = batches(examples(tok, forget, max_len, chunking), batch_size, seed)
@@ -219,6 +227,8 @@ def unlearn(model: Any, tok: Any, forget: Sequence[str], retain: Sequence[str], 
         closure = loss_closure(model, opt, objective, fb, rb, ref,
                                check=lambda loss: _check_finite(loss, step, who, "unlearning"),
                                max_grad_norm=getattr(opt, "max_grad_norm", None))
+        if set_lr is not None:
+            set_lr(step - 1)
         loss = opt.step(closure)
         value = float(loss) if loss is not None else float("nan")
         _check_finite(torch.tensor(value), step, who, "unlearning")

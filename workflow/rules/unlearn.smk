@@ -8,6 +8,7 @@ rule unlearn:
             *src(
                 "data/chunking.py",
                 "train.py",
+                "lr_schedule.py",
                 "models.py",
                 "stages/common.py",
                 "stages/unlearn.py",

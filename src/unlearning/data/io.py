@@ -14,8 +14,10 @@ QA = {"question": str, "answer": str}
 MC = {"question": str, "choices": list, "answer": int}
 MMLU = {"question": str, "subject": str, "choices": list, "answer": int}
 # TOFU's evaluation sets (locuslab/TOFU ``*_perturbed``): a paraphrase of the answer and a list of
-# wrong but plausible answers.
+# wrong but plausible answers. The real-authors and world-facts sets have no paraphrase (locuslab/tofu's
+# copies hold question, answer, perturbed_answer); both references score ``answer`` there.
 PERTURBED = {"question": str, "answer": str, "paraphrased_answer": str, "perturbed_answer": list}
+UTILITY = {"question": str, "answer": str, "perturbed_answer": list}
 
 
 class DataError(ValueError):
@@ -120,8 +122,8 @@ LAYOUT: dict[str, dict[str, Mapping[str, type]]] = {
         **{f"retain{n}.jsonl": QA for n in ("99", "95", "90")},
         **{f"forget{n}_perturbed.jsonl": PERTURBED for n in ("01", "05", "10")},
         "retain_perturbed.jsonl": PERTURBED,
-        "real_authors_perturbed.jsonl": PERTURBED,
-        "world_facts_perturbed.jsonl": PERTURBED,
+        "real_authors_perturbed.jsonl": UTILITY,
+        "world_facts_perturbed.jsonl": UTILITY,
     },
 }
 
@@ -133,15 +135,64 @@ ROLES: dict[str, dict[str, str]] = {
     "tofu": {"forget": "forget10.jsonl", "retain": "retain90.jsonl"},
 }
 
-# TOFU's prompt (REFERENCE.md): training documents and evaluation prompts share it.
+# A TOFU benchmark's question/answer template (the schema's benchmarks.<name>.qa_template): ``prompt``
+# is what the model is asked, ``answer`` follows it; training documents and evaluation prompts share it.
+# This default is ours, the form of TOFU's own Phi-1.5 template ("Question: {q}\nAnswer: {a}").
 QA_PROMPT = "Question: {question}\nAnswer:"
+QA_TEMPLATE = {"prompt": QA_PROMPT, "answer": " {answer}"}
+# The template a TOFU data folder was prepared with (stages/data.py writes it beside the splits).
+TEMPLATE_FILE = "qa_template.json"
 
 
-def document(rec: Mapping[str, Any]) -> str:
-    """The training text of a record: its ``text``, or a question/answer pair in TOFU's prompt."""
+class QADocument(str):
+    """A question/answer training document: the whole text (a ``str``, so it goes wherever a document
+    goes) and ``prompt``, its leading question part, on which no loss falls (TOFU and open-unlearning
+    train on the answer's tokens only; unlearning.data.chunking masks the prompt's)."""
+
+    prompt: str
+
+    def __new__(cls, prompt: str, answer: str) -> "QADocument":
+        doc = super().__new__(cls, prompt + answer)
+        doc.prompt = prompt
+        return doc
+
+    def __getnewargs__(self) -> tuple[str, str]:  # pickling rebuilds it from its two parts
+        return self.prompt, str(self)[len(self.prompt):]
+
+
+def qa_document(question: str, answer: str, template: Mapping[str, str] | None = None) -> QADocument:
+    """A question/answer pair in ``template`` (default ``QA_TEMPLATE``)."""
+    t = template or QA_TEMPLATE
+    return QADocument(t["prompt"].format(question=question), t["answer"].format(answer=answer))
+
+
+def document(rec: Mapping[str, Any], template: Mapping[str, str] | None = None) -> str:
+    """The training text of a record: its ``text``, or a question/answer pair in ``template``."""
     if "text" in rec:
         return rec["text"]
-    return QA_PROMPT.format(question=rec["question"]) + " " + rec["answer"]
+    return qa_document(rec["question"], rec["answer"], template)
+
+
+def read_template(bench_dir: str | os.PathLike) -> dict[str, str]:
+    """The question/answer template a benchmark folder was prepared with (``QA_TEMPLATE`` if none)."""
+    path = Path(bench_dir) / TEMPLATE_FILE
+    if not path.exists():
+        return dict(QA_TEMPLATE)
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def write_template(bench_dir: str | os.PathLike, template: Mapping[str, str]) -> None:
+    """Record a TOFU folder's question/answer template; bad placeholders are a one-line error."""
+    for key, field in (("prompt", "question"), ("answer", "answer")):
+        text = template.get(key)
+        if not isinstance(text, str) or "{" + field + "}" not in text:
+            raise DataError(f"qa_template.{key} must be a string holding {{{field}}}, got {text!r}")
+        try:
+            text.format(**{field: ""})
+        except (KeyError, IndexError, ValueError) as err:
+            raise DataError(f"qa_template.{key}: {text!r} is not a template of {{{field}}} ({err})") from None
+    Path(bench_dir).joinpath(TEMPLATE_FILE).write_text(
+        json.dumps({"prompt": template["prompt"], "answer": template["answer"]}, indent=2) + "\n", encoding="utf-8")
 
 
 def load_split(bench_dir: str | os.PathLike, kind: str, name: str) -> list[dict]:

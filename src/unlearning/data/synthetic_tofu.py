@@ -7,7 +7,8 @@ paraphrase's form). Authors are split as TOFU splits them: forget01/05/10 are th
 the authors (at least one; each forget set contains the smaller ones), retainNN the complement.
 ``retain_perturbed`` holds as many retain questions as forget10 (TOFU: 400 and 400), from the first
 authors. The two utility sets stand in for TOFU's real authors and world facts: invented as well
-(famous authors of invented books, capitals and rivers of invented countries), same fields.
+(famous authors of invented books, capitals and rivers of invented countries), with their
+fields: question, answer, perturbed_answer (no paraphrase).
 
 Nothing in it is real or hazardous. Everything is drawn from a seeded ``random.Random``: the same
 parameters give byte-identical files.
@@ -73,8 +74,9 @@ def _perturbed_record(rng: random.Random, name: str, fact: tuple, k: int) -> dic
 
 
 def _utility(rng: random.Random, items: list[tuple[str, str, list[str]]], k: int) -> list[dict]:
-    """Utility records whose answer is a short name: paraphrase = answer (as TOFU's real authors)."""
-    return [{"question": q, "answer": a, "paraphrased_answer": a,
+    """Utility records whose answer is a short name, with the fields of locuslab/tofu's real-authors and
+    world-facts sets (no paraphrase: the answer is the truth ratio's correct side there)."""
+    return [{"question": q, "answer": a,
              "perturbed_answer": rng.sample([v for v in pool if v != a], k)} for q, a, pool in items]
 
 

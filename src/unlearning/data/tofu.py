@@ -6,7 +6,8 @@ JSON file per config at the top of the repository, each config with the single s
 keeps ``<config>/train/*.parquet``. Sizes (200 authors x 20 QA): full 4000; forget01/05/10 40/200/400
 with retain99/95/90 3960/3800/3600; forget01/05/10_perturbed 40/200/400, retain_perturbed 400,
 real_authors_perturbed 100, world_facts_perturbed 117. Fields: question, answer; the ``*_perturbed``
-configs also paraphrased_answer and perturbed_answer (a list of wrong answers), and on some configs
+configs also perturbed_answer (a list of wrong answers) and, except real_authors_perturbed and
+world_facts_perturbed (locuslab/tofu's copies have none), paraphrased_answer; on some configs
 paraphrased_question, which is not kept. (The repo also holds real_authors, world_facts and
 holdoutNN, which this study does not use.)
 

@@ -21,21 +21,21 @@ import numpy as np
 from .common import encode, greedy_generate, model_max_length, pad_id, score_positions
 
 KNOWMEM_STOP = ("\n\n", "\nQuestion", "Question:")
-_SCORER = None
+_SCORERS: dict[bool, object] = {}
 
 
-def _scorer():
-    global _SCORER
-    if _SCORER is None:
+def _scorer(stemmer: bool):
+    if stemmer not in _SCORERS:
         from rouge_score import rouge_scorer
 
-        _SCORER = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=False)
-    return _SCORER
+        _SCORERS[stemmer] = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=stemmer)
+    return _SCORERS[stemmer]
 
 
-def rouge_l(reference: str, prediction: str) -> tuple[float, float]:
-    """ROUGE-L ``(F1, recall)`` of ``prediction`` against ``reference``."""
-    s = _scorer().score(reference, prediction)["rougeL"]
+def rouge_l(reference: str, prediction: str, stemmer: bool = False) -> tuple[float, float]:
+    """ROUGE-L ``(F1, recall)`` of ``prediction`` against ``reference``; without the Porter stemmer
+    as MUSE scores (``stemmer=True``: TOFU's and open-unlearning's setting)."""
+    s = _scorer(stemmer).score(reference, prediction)["rougeL"]
     return float(s.fmeasure), float(s.recall)
 
 

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ..data.io import ROLES, document, load_split
+from ..data.io import ROLES, document, load_split, read_template
 
 
 def write_json(path: str | Path, obj: Any) -> None:
@@ -20,8 +20,10 @@ def write_json(path: str | Path, obj: Any) -> None:
 
 
 def texts(data_dir: str | Path, kind: str, name: str) -> list[str]:
-    """The training text of every record of one split (``text``, or a TOFU question/answer pair)."""
-    return [document(r) for r in load_split(data_dir, kind, name)]
+    """The training text of every record of one split (``text``, or a TOFU question/answer pair in
+    the folder's template: a ``QADocument``, whose question carries no loss)."""
+    template = read_template(data_dir) if kind == "tofu" else None
+    return [document(r, template) for r in load_split(data_dir, kind, name)]
 
 
 def forget_retain(data_dir: str | Path, kind: str) -> tuple[list[str], list[str]]:

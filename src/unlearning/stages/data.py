@@ -26,6 +26,10 @@ def prepare_data(bench: dict, out_dir: str | Path, name: str | None = None) -> N
 
         fetch(bench["kind"], tmp, dataset=bench.get("dataset"),
               local_path=None if source == "hub" else source, name=name, **bench.get("data_options", {}))
+    if bench["kind"] == "tofu":  # the question/answer form every later stage reads with the splits
+        from ..data.io import QA_TEMPLATE, write_template
+
+        write_template(tmp, bench.get("qa_template") or QA_TEMPLATE)
     if out.exists():
         shutil.rmtree(out)
     os.replace(tmp, out)

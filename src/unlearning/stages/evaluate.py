@@ -85,13 +85,16 @@ def score(model: Any, tok: Any, data_dir: str | Path, kind: str, params: dict, s
                 hits += [int(c) for c in E.mc_correct(model, tok, group, subj, batch_size=bs, bos=bos)]
             out["mmlu_acc"] = 100.0 * sum(hits) / len(hits)
     elif kind == "tofu":
+        from ..data.io import read_template
         from ..eval.tofu import FORGET_TRUTH_RATIOS, tofu_scores
 
-        sets = {name: _cap(load_split(data_dir, kind, f"{file}_perturbed.jsonl"), cap)
+        # the first tofu_max_items of each set (TOFU's ds_size: 300), within max_questions
+        sets = {name: _cap(_cap(load_split(data_dir, kind, f"{file}_perturbed.jsonl"), cap),
+                           params["tofu_max_items"])
                 for name, file in (("forget", "forget10"), ("retain", "retain"),
                                    ("real_authors", "real_authors"), ("world_facts", "world_facts"))}
         metrics, per_item = tofu_scores(model, tok, sets, max_new_tokens=params["tofu_max_new_tokens"],
-                                        batch_size=bs)
+                                        batch_size=bs, template=read_template(data_dir))
         out.update(metrics)
         for name in ("tofu_prob_f", "tofu_rouge_f"):
             split(name, sets["forget"], "question", per_item[name])

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 from ..data.chunking import examples, steps_per_epoch
+from ..lr_schedule import warmup_steps
 from ..registry import SEEDED_TYPES
 from .common import forget_retain, write_json
 
@@ -55,7 +56,9 @@ def unlearn(target_dir: str | Path, data_dir: str | Path, kind: str, method: dic
     _scale_lr(spec, lr_scale * multiplier)
     t0 = time.time()
     kw = dict(objective=objective, opt_spec=spec, steps=steps, batch_size=run["batch_size"],
-              max_len=run["max_len"], seed=run["seed"], chunking=chunking)
+              max_len=run["max_len"], seed=run["seed"], chunking=chunking,
+              warmup_steps=warmup_steps(run.get("warmup_epochs", 0), n_examples, run["batch_size"]),
+              schedule=run.get("schedule", "constant"))
     if sharded:
         trace, state = distributed.sharded_unlearn(model, ref, tok, forget, retain, **kw)
         if distributed.rank() != 0:
