@@ -14,7 +14,8 @@ import yaml
 from unlearning import calibration as C
 from unlearning.config import ConfigError, validate
 from unlearning.report import calibration as report
-from unlearning.report.findings import findings, findings_markdown
+from unlearning.report.findings import findings
+from unlearning.report.findings_report import findings_markdown
 from unlearning.report.tables import main_table, main_table_markdown
 from unlearning.stages.calibrate import calibrate
 

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from unlearning.report import findings as fd
+from unlearning.report import findings_report as fr
 from unlearning.report import stats, style, tables
 from unlearning.report.figures import figures
 
@@ -123,7 +124,7 @@ def test_findings_verdicts_on_constructed_tables():
                         for s in range(3) for o, b in (("signadam", 0.0), ("zo", 1.0))])
     lmc = {x["id"]: x for x in fd.findings({"muse": paper_like()}, OPTS, METHODS, "adam", barriers=bar)}
     assert lmc["L1"]["verdict"] == stats.REPRODUCES
-    md = fd.findings_markdown({"muse": paper_like()}, list(lmc.values()), ["muse_quantization.png"])
+    md = fr.findings_markdown({"muse": paper_like()}, list(lmc.values()), ["muse_quantization.png"])
     assert "| Q1 |" in md and "**reproduces**" in md and "![muse_quantization](muse_quantization.png)" in md
     assert "| npo / signadam |" in md  # summary table row
     assert "Holm p" in md and "old rule" in md

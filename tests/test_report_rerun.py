@@ -15,7 +15,7 @@ from unlearning.report import code_of
 from conftest import ROOT
 
 REPORT_MODULES = ["tidy", "tables", "figures", "quantization_plot", "relearning_plot", "tradeoff_plot", "lmc_plot",
-                  "ablation", "findings", "provenance", "grade_distance"]
+                  "ablation", "findings", "findings_report", "provenance", "grade_distance", "blocks"]
 
 
 def test_code_of_lists_a_module_and_the_report_modules_it_reaches():

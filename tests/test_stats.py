@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from unlearning.report import findings as fd
+from unlearning.report import findings_report as fr
 from unlearning.report import stats
 
 COLS = ["benchmark", "method", "optimizer", "grade", "seed", "attack", "metric", "value"]
@@ -150,7 +151,7 @@ def test_findings_recovery_primary_and_legacy_side_by_side():
     assert {c["attack"] for c in r1["comparisons"] if c["primary"]} == {"relearn25"}
     c = next(c for c in r1["comparisons"] if c["primary"] and c["other"] == "adam")
     assert c["control"] == pytest.approx(2.0)  # the retrain model's change under the same attack
-    v = fd.verdicts_frame(list(found.values()), 3)
+    v = fr.verdicts_frame(list(found.values()), 3)
     assert list(v.columns[:5]) == ["id", "claim", "primary", "verdict", "legacy_verdict"]
 
 
@@ -158,14 +159,14 @@ def test_collapsed_model_is_left_out_and_counted():
     found = {f["id"]: f for f in fd.findings({"muse": study(zo_utility=10.0)}, OPTS, METHODS, "adam")}
     assert found["Q3"]["verdict"] == fd.COLLAPSED
     assert found["Q4"]["verdict"] == fd.COLLAPSED  # judged among models that kept utility: none is ZO
-    assert fd.counts(found["Q4"])["collapsed"] == 2
+    assert fr.counts(found["Q4"])["collapsed"] == 2
     c = next(c for c in found["Q3"]["comparisons"] if c["primary"])
     assert c["status"] == "collapsed" and c["collapsed"].startswith("zo (10% of the target's utility)")
     assert math.isnan(c["p_holm"])  # not voting
     # 10 points below the others on every seed (62% of the targets' utility on average) ZO kept its
     # utility at the declared share 0.5: judged, and the worst; at a declared share of 0.7 it collapsed
     kept = {f["id"]: f for f in fd.findings({"muse": study()}, OPTS, METHODS, "adam")}
-    assert kept["Q4"]["verdict"] == stats.REPRODUCES and fd.counts(kept["Q4"])["collapsed"] == 0
+    assert kept["Q4"]["verdict"] == stats.REPRODUCES and fr.counts(kept["Q4"])["collapsed"] == 0
     share = {f["id"]: f for f in fd.findings({"muse": study()}, OPTS, METHODS, "adam",
                                              stats_cfg={"collapse_share": 0.7})}
     assert share["Q4"]["verdict"] == fd.COLLAPSED
@@ -187,7 +188,7 @@ def test_absent_attack_makes_a_finding_untestable():
     # the declared threshold decides: at 30 points relearning is absent too
     strict = {f["id"]: f for f in fd.findings({"muse": df}, OPTS, METHODS, "adam", stats_cfg={"presence_points": 30})}
     assert strict["R1"]["verdict"] == fd.UNTESTABLE
-    md = fd.findings_markdown({"muse": df}, list(found.values()))
+    md = fr.findings_markdown({"muse": df}, list(found.values()))
     assert "**untestable: attack absent at this scale**" in md
 
 

@@ -142,7 +142,7 @@ def _cmd_ablation(a: argparse.Namespace) -> None:
 
 
 def _cmd_findings(a: argparse.Namespace) -> None:
-    from .report.findings import write_findings
+    from .report.findings_report import write_findings
 
     write_findings(a.tables, a.optimizers, a.methods, a.reference, a.out, barriers=a.barriers or (),
                    ablation=a.ablation, figures=a.figures or (), figure_names=a.figure_names or (),
@@ -329,13 +329,20 @@ def main(argv: list[str] | None = None) -> int:
     from .data.io import DataError
     from .train import NonFiniteLoss
 
+    uses_torch = args.stage not in ("aggregate", "figures", "summary", "data", "report-tables", "lmc-figure",
+                                    "ablation", "findings", "provenance", "tofu-table")
     # Reporting stages and data preparation never touch torch: don't pay for importing it.
-    if args.stage not in ("aggregate", "figures", "summary", "data", "report-tables", "lmc-figure",
-                          "ablation", "findings", "provenance", "tofu-table"):
+    if uses_torch:
         _threads(args.threads)
+    known: tuple[type[Exception], ...] = (DataError, NonFiniteLoss, FileNotFoundError, ValueError)
     try:
+        if uses_torch:  # a GPU job (models.gpu_job) that finds no CUDA stops here, before any work
+            from .models import NoCuda, check_device
+
+            known += (NoCuda,)
+            check_device()
         args.fn(args)
-    except (DataError, NonFiniteLoss, FileNotFoundError, ValueError) as err:
+    except known as err:
         print(f"error [{args.stage}]: {err}", file=sys.stderr)
         return 1
     return 0

@@ -176,7 +176,7 @@ rule report_findings:
         provenance=f"{R}/tables/provenance.csv",
         grade_distance=f"{R}/tables/grade_distance.csv",
         calibration=calibration_table(),
-        code=src(*report_code("findings")),
+        code=src(*report_code("findings_report")),
     output:
         md=report(f"{README_DIR}/findings.md", caption="../report/findings.rst", category="0. Findings"),
         verdicts=f"{README_DIR}/verdicts.csv",

@@ -13,7 +13,8 @@ One module per concern, so that a reporting rule lists (and reruns for) only the
 - ``lmc_plot``: linear-mode-connectivity paths and their loss barriers.
 - ``ablation``: the hybrid ablation's table and figure.
 - ``findings``: the paper's findings as data (with their declared primary comparisons), judged by
-  one function; results/README/findings.md, verdicts.csv, comparisons.csv.
+  one function.
+- ``findings_report``: results/README/findings.md, verdicts.csv, comparisons.csv.
 - ``blocks``: README's and docs' generated blocks, written from the files committed in results/README.
 
 This file imports nothing, so importing one module never loads the others; ``code_of`` tells the
