@@ -70,7 +70,7 @@ def test_hybrid_group_at_lr_0_stays_put():
     assert (a.detach() - a0).abs().max() > 0.05  # the other group moved (FO and ZO phases)
 
 
-# ---------------------------------------------------------------- a two-term objective through the loop's closure ------
+# ---------------------------------------------------------------- a two-term objective, the loop's closure ---------
 class TwoTerms:
     """A stand-in objective: forget f(x) = 0.5 x'A x - b'x, retain r(x) = 0.5 x'C x - c'x over one
     flat parameter (the closure under test is the loop's own, train.loss_closure)."""
@@ -249,8 +249,9 @@ def test_clipping_is_a_first_order_setting():
 def _paper_configs() -> dict[str, dict]:
     import yaml
 
-    from conftest import ROOT
     from unlearning.config import validate
+
+    from conftest import ROOT
 
     return {p.name: validate(yaml.safe_load(p.read_text())) for p in sorted((ROOT / "configs").glob("paper-*.yaml"))}
 
@@ -307,7 +308,8 @@ def _sophia_run(refresh: str, hessian: str, steps: int = 4, k: int = 2):
         loss.backward()
         return loss.detach()
 
-    opt = build_optimizer([x], {"type": "sophia", "lr": 0.01, "k": k, "hessian": hessian, "hess_scale": 1.0, "rho": 10.0,
+    opt = build_optimizer([x], {"type": "sophia", "lr": 0.01, "k": k, "hessian": hessian, "hess_scale": 1.0,
+                                "rho": 10.0,
                                 "hessian_refresh": refresh}, steps)
     xs, hs = [x.detach().clone()], []
     for _ in range(steps):
@@ -361,8 +363,9 @@ def test_paper_configs_run_the_optimizers_as_the_lab_does():
 def test_default_study_keeps_todays_optimizers():
     import yaml
 
-    from conftest import ROOT
     from unlearning.config import validate
+
+    from conftest import ROOT
 
     for path in (ROOT / "config.yaml", ROOT / "configs" / "smoke.yaml"):
         for entry, spec in _entries(validate(yaml.safe_load(path.read_text()))).items():

@@ -197,7 +197,9 @@ def unlearn(model: Any, tok: Any, forget: Sequence[str], retain: Sequence[str], 
     The closure carries ``batch_tokens``, the number of predicted tokens of the forget batch (the
     batch Sophia's GNB loss averages over; SophiaG scales its Hessian by it). Returns one record per
     step: step, loss, and the optimizer's ``last_stats`` where it keeps them (Sophia's ``unclipped``
-    share, AdaZO's ``move_over_lr``). ``chunking`` turns forget and retain texts into examples
+    share, AdaZO's ``move_over_lr``). The closure clips the gradients to the entry's
+    ``max_grad_norm`` (kept on the built optimizer; 0: off). ``chunking`` turns forget and retain texts into
+    examples
     (unlearning.data.chunking). ``warmup_steps`` and ``schedule`` (``constant`` or ``linear``) set
     the learning rate of each step as HF Trainer's linear schedule does (unlearning.lr_schedule).
     """
