@@ -202,3 +202,19 @@ def test_collapse_counts_multiple_choice_utility_above_chance():
     assert fd.collapsed(df, "npo", "zo", 0.5) == pytest.approx((2 / 15 + 3 / 16 + 1 / 14) / 3)  # by seed
     assert fd.collapsed(df, "npo", "adam", 0.5) is None
 
+
+
+def test_write_findings_writes_markdown_verdicts_and_comparisons(tmp_path):
+    table = tmp_path / "muse.csv"
+    df = study()
+    fp4 = df[df.attack == "nf4"].assign(attack="fp4")  # FP4: secondary, it does not vote
+    pd.concat([df, fp4]).to_csv(table, index=False)
+    found = fr.write_findings([table], OPTS, METHODS, "adam", tmp_path / "README" / "findings.md",
+                              stats_cfg={"alpha": 0.05}, verdicts_csv=tmp_path / "README" / "verdicts.csv",
+                              comparisons_csv=tmp_path / "README" / "comparisons.csv")
+    v = pd.read_csv(tmp_path / "README" / "verdicts.csv")
+    assert list(v.id) == [f.id for f in fd.FINDINGS] and v.set_index("id").loc["Q3", "verdict"] == stats.REPRODUCES
+    c = pd.read_csv(tmp_path / "README" / "comparisons.csv")
+    assert len(c) == sum(len(f["comparisons"]) for f in found) and c.primary.any() and (~c.primary).any()
+    md = (tmp_path / "README" / "findings.md").read_text()
+    assert "Primary comparisons (voting" in md and "Secondary comparisons" in md and "seeds for 10 points" in md
