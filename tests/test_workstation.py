@@ -215,6 +215,13 @@ def test_a_job_waits_for_a_card_another_run_holds(tmp_path):
     assert job.wait(timeout=30) == 0
 
 
+def test_the_claim_imports_no_torch():
+    """CUDA is first touched in the job, after its cards are set: the claim itself never imports torch."""
+    code = "import sys, unlearning.gpu_pool; print('torch' in sys.modules)"
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert res.stdout.strip() == "False"
+
+
 @pytest.mark.parametrize("n, visible, message", [(2, "0", "lists 1 card"), (2, "0,0", "names a card twice"),
                                                  (-1, None, "a count of 0 or more")])
 def test_bad_pools_are_refused_in_one_line(n, visible, message):
@@ -304,3 +311,31 @@ def test_sharded_unlearning_on_a_workstation_starts_torchrun_with_its_cards(tmp_
     assert r.returncode == 0, r.stderr[-3000:]
     assert "python -m unlearning.gpu_pool --cards 2 --pool 0,1 --locks " in r.stdout
     assert " -- torchrun --standalone --nproc-per-node 2 --no-python -- unlearning --threads 1 unlearn" in r.stdout
+
+
+# --- on a GPU (marker gpu; skipped without CUDA) ----------------------------------------------------
+
+
+@pytest.mark.gpu
+def test_smoke_study_through_the_workstation_profile_on_the_machines_cards(tmp_path):
+    """Every GPU job of the smoke study claims one of the machine's cards and computes on it."""
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("needs CUDA")
+    from conftest import make_study
+
+    cards = torch.cuda.device_count()
+    study = make_study(tmp_path / "study")
+    r = snakemake("--profile", "profiles/workstation", "--resources", f"gpu={cards}", "--cores", "4",
+                  "--configfile", "configs/smoke.yaml", cwd=study, timeout=900,
+                  env={gpu_pool.LOCKS_ENV: str(tmp_path / "locks"), "OMP_NUM_THREADS": "1"})
+    assert r.returncode == 0, r.stderr[-4000:]
+    logs = [p for rule in ("train_model", "unlearn", "relearn", "evaluate", "calibration_point", "lmc")
+            for p in (study / "results" / "logs" / rule).rglob("*.log")]
+    assert logs
+    for log in logs:
+        first = log.read_text().splitlines()[0]
+        assert first.startswith("gpu_pool: CUDA_VISIBLE_DEVICES="), (log, first)
+        assert first.split("=", 1)[1] in {str(i) for i in range(cards)}, (log, first)
+    for result in (study / "results" / "eval").rglob("none.json"):
+        assert json.loads(result.read_text())["env"]["device"] != "cpu", result
