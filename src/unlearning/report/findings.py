@@ -505,13 +505,12 @@ def power(comps: list[dict], alpha: float, target: float) -> dict:
             "mde5_holm": detectable(sd, 5, alpha / m), "seeds_needed": seeds_for(target, sd, alpha / m)}
 
 
-def primary_label(f: Finding, kinds: Sequence[str] | None = None) -> str:
-    """The declared primary comparison of a finding, in words (metrics of the benchmark ``kinds``
-    given, else of every kind)."""
+def primary_label(f: Finding, metrics_used: Sequence[str] = ()) -> str:
+    """The declared primary comparison of a finding, in words: the primary metrics its comparisons
+    used (``metrics_used``), else every declared one."""
     if f.primary_metric == "barrier":
         return "forget-split loss barrier"
-    declared = PRIMARY_METRICS[f.primary_metric]
-    metrics = "/".join(dict.fromkeys(declared[k] for k in declared if kinds is None or k in kinds))
+    metrics = "/".join(dict.fromkeys(metrics_used or PRIMARY_METRICS[f.primary_metric].values()))
     attack = {"none": "before attack (level)", "nf4": "recovery under NF4 (after - before)",
               "relearn": "recovery under the reported relearning (after - before)"}[f.primary_attack]
     return f"{metrics}, {attack}"
@@ -552,7 +551,7 @@ def judge(f: Finding, tables: dict[str, pd.DataFrame], optimizers: dict, methods
         verdict = NO_RUNS
     legacy = combine([c["legacy"] for c in comps]) if comps else verdict
     return {"id": f.id, "claim": f.claim.format(reference=reference), "how": f.how.format(reference=reference),
-            "direction": f.direction, "primary": primary_label(f, [kind_of(df) for df in tables.values()]),
+            "direction": f.direction, "primary": primary_label(f, [c["metric"] for c in primaries]),
             "comparisons": comps, "verdict": verdict,
             "legacy_verdict": legacy, "power": power(comps, st["alpha"], st["target_detectable"]),
             "alpha": st["alpha"], "margin": st["equivalence_margin"], "target": st["target_detectable"]}
