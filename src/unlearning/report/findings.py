@@ -416,8 +416,9 @@ def _exclusions(comps: list[dict], f: Finding, tables: dict[str, pd.DataFrame], 
                 reference: str, st: dict) -> None:
     """Mark each comparison's ``status``: ``ok``, ``collapsed`` (a side's utility below the declared
     share of the target's; ``collapsed`` names it) or ``untestable`` (its attack absent in that
-    benchmark and method; ``presence`` holds the controls' numbers, on the benchmark's primary forget
-    metric). ``control``: the retrain model's mean change under the same attack and metric."""
+    benchmark and method; ``presence_excess``: the positive control's recovery beyond the negative
+    control's, on the benchmark's primary forget metric). ``control``: the retrain model's mean change
+    under the same attack and metric."""
     presence: dict[tuple, dict] = {}
     for c in comps:
         bench, method = c["benchmark"], c["method"]
@@ -462,9 +463,10 @@ def _outcomes(comps: list[dict], direction: str, alpha: float) -> None:
     for c, p, q in zip(voting, ph, pt):
         c["p_holm"], c["p_tost_holm"] = p, q
     sign = {"lower": -1, "higher": 1}.get(direction, 0)
+    votes = {id(c) for c in voting}
     for c in comps:
-        p = c["p_holm"] if c in voting else c["p"]
-        q = c["p_tost_holm"] if c in voting else c["p_tost"]
+        p = c["p_holm"] if id(c) in votes else c["p"]
+        q = c["p_tost_holm"] if id(c) in votes else c["p_tost"]
         if c["status"] != "ok":
             c["outcome"] = c["status"]
         elif direction == "same":
