@@ -104,15 +104,28 @@ def main_table(df: pd.DataFrame, calibration: dict | None = None) -> pd.DataFram
 
 def main_table_markdown(df: pd.DataFrame, wide: pd.DataFrame | None = None) -> str:
     """The main table as markdown, one table per attack (rows as in ``main_table``; a row whose
-    calibration did not meet the criterion is marked)."""
+    calibration did not meet the criterion is marked); mean [95% interval], the interval of a 0-100
+    metric on the logit scale (inside the range)."""
     from .calibration import NOT_REACHED_MARK, NOT_REACHED_NOTE
 
     wide = main_table(df) if wide is None else wide
     calibrated = "calibration" in wide.columns
     bench = df.benchmark.iloc[0]
     n = int(wide.n_seeds.max())
-    note = (f"Mean ± 95% confidence-interval half-width over {n} seeds (Student t)." if n > 1 else
+    note = (f"Mean [95% interval] over {n} seeds: on the logit scale for 0-100 metrics, so it stays in their "
+            "range (stats.bounded_ci), Student t otherwise; the CSV holds the Student-t half-width." if n > 1 else
             "One seed: means only, no confidence interval (add seeds for intervals).")
+    values = df.groupby(["method", "optimizer", "attack", "metric"]).value.apply(list)
+
+    def cell(r: pd.Series, col: str) -> str:
+        metric, attack = col.split("@")
+        bounds = metric_range(metric)
+        key = (r["method"], r["optimizer"], attack, metric)
+        if bounds is None or key not in values.index:
+            m, h = r[col], r[f"{col}_ci95"]
+            return fmt_interval(m, m - h, m + h)
+        return fmt_interval(r[col], *bounded_ci(values[key], *bounds))
+
     parts = [f"# {bench}: main table", "", note,
              "Rows: the original (target) model, the retrain model, then each method's optimizers in "
              "grade order (second, first, compressed, zeroth, hybrid). Attack `none` is before any attack.", ""]
@@ -134,7 +147,7 @@ def main_table_markdown(df: pd.DataFrame, wide: pd.DataFrame | None = None) -> s
         parts += [f"## {title}", "", "| row | grade | " + lr_head + " | ".join(metrics) + " |",
                   "|---|---|" + lr_rule + "---:|" * len(metrics)]
         for _, r in sub.iterrows():
-            cells = [fmt(r[c], r[f"{c}_ci95"]) for c in cols]
+            cells = [cell(r, c) for c in cols]
             name = r["row"]
             lr_cell = ""
             if calibrated:
