@@ -239,8 +239,8 @@ def bounded_ci(values: Sequence[float], lo: float = 0.0, hi: float = 100.0,
     """A ``level`` interval for the typical value of a metric bounded to [``lo``, ``hi``] that never
     leaves the range: the Student-t interval of the mean of logit((v - lo) / (hi - lo)) (values within
     ``EDGE`` of an edge moved to it), mapped back. Near the middle of the range it is close to the
-    ordinary interval; near an edge it is asymmetric, as the range demands. (lo, hi) of the interval;
-    NaN with fewer than two values."""
+    ordinary interval; near an edge it is asymmetric, as the range demands, and a bound within ``EDGE``
+    of an edge is the edge. (lo, hi) of the interval; NaN with fewer than two values."""
     import numpy as np
     from scipy import stats
     from scipy.special import expit, logit
@@ -254,6 +254,9 @@ def bounded_ci(values: Sequence[float], lo: float = 0.0, hi: float = 100.0,
     z = logit(u)
     hw = float(stats.t.ppf(0.5 + level / 2, len(z) - 1) * z.std(ddof=1) / math.sqrt(len(z)))
     a, b = float(expit(z.mean() - hw)), float(expit(z.mean() + hw))
+    # within EDGE of an edge the squeezed logit cannot tell values apart: a bound there reaches the edge
+    a = 0.0 if a <= EDGE * (1 + 1e-9) else a
+    b = 1.0 if b >= 1 - EDGE * (1 + 1e-9) else b
     return lo + a * (hi - lo), lo + b * (hi - lo)
 
 
