@@ -63,7 +63,7 @@ def test_calibration_and_tofu_blocks_from_copied_study_files(tmp_path):
     assert "1 of the 2 entries chose one multiplier on every seed; 3 choices lie at a grid edge" in text
     assert "Not reached: muse npo zo seed 1 (1.2 points above)" in text
     tofu = [{"benchmark": "tofu", "method": m, "optimizer": o, "grade": "first", "seed": s, "attack": a,
-             "metric": k, "value": v + s}
+             "metric": k, "value": v + s * (0.01 if k == "forget_quality" else 1.0)}
             for m, o in [("none", "target"), ("none", "retrain"), ("npo", "adam")] for s in range(3)
             for a in ("none", "nf4") for k, v in [("tofu_prob_f", 50.0), ("tofu_rouge_f", 40.0),
                                                  ("model_utility", 60.0), ("forget_quality", 0.3)]]
@@ -72,7 +72,7 @@ def test_calibration_and_tofu_blocks_from_copied_study_files(tmp_path):
     assert set(pd.read_csv(readme_dir / "tofu.csv").attack) == {"none"}
     table = blocks.render("tofu", readme_dir)
     assert "| npo / adam | 51.0 [" in table and "| 0.0 / 0.0 / 53.2 |" in table  # the paper's 7B row beside
-    assert "Forget Quality" in table and "0.40 [" not in table  # FQ is 0.30-0.32: mean 0.31
+    assert "Forget Quality" in table and "| 0.31 [0." in table  # FQ 0.30-0.32: two significant digits
     assert json.loads((readme_dir / "runs.json").read_text())["tofu"]["results"].endswith("study")
 
 

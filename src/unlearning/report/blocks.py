@@ -154,8 +154,10 @@ def tofu_block(readme_dir: Path) -> str:
                 continue
             m = mean_ci(v)[0]
             lo, hi = bounded_ci(v, *(metric_range(metric) or (0.0, 100.0)))
-            digits = 2 if metric == "forget_quality" else 1
-            cells.append(fmt_interval(m, lo, hi, digits))
+            if metric == "forget_quality":  # p-values span decades: two significant digits
+                cells.append(f"{m:.2g}" + (f" [{lo:.2g}, {hi:.2g}]" if lo == lo else ""))
+            else:
+                cells.append(fmt_interval(m, lo, hi))
         lines.append(f"| {row_label(method, opt)} | " + " | ".join(cells) + f" | {PAPER_TOFU.get((method, opt), '')} |")
     return "\n".join(lines)
 
