@@ -38,7 +38,11 @@ KEYS = ["benchmark", "method", "optimizer", "attack", "metric"]
 
 
 def verdicts(results: Path) -> dict[str, dict]:
-    """Finding id -> verdict and comparison counts, from ``results/README/findings.md``."""
+    """Finding id -> verdict and comparison counts (the primary outcomes), from
+    ``results/README/verdicts.csv``, or from ``findings.md``'s table where a run predates it."""
+    table = results / "README" / "verdicts.csv"
+    if table.exists():
+        return {r.id: {"verdict": r.verdict, "comparisons": r.outcomes} for r in pd.read_csv(table).itertuples()}
     out = {}
     for line in (results / "README" / "findings.md").read_text(encoding="utf-8").splitlines():
         m = _VERDICT.match(line.strip())
