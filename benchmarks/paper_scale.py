@@ -50,28 +50,78 @@ ARCHS = {
                      num_attention_heads=16, num_key_value_heads=16),  # ours: 7B's shape at 1/4 width/depth
     "llama-300m": dict(vocab_size=32000, hidden_size=1024, intermediate_size=2752, num_hidden_layers=16,
                        num_attention_heads=16, num_key_value_heads=16),
+    # ours: the CPU checks of the model (8M, 33M, 110M parameters; vocabularies kept small so the
+    # decoder layers, not the embeddings, dominate as at 7B)
+    "llama-110m": dict(vocab_size=16000, hidden_size=768, intermediate_size=2048, num_hidden_layers=12,
+                       num_attention_heads=12, num_key_value_heads=12),
     "small": dict(vocab_size=8000, hidden_size=512, intermediate_size=1376, num_hidden_layers=8,
-                  num_attention_heads=8, num_key_value_heads=8),  # ours: 33M, the CPU check of the model
+                  num_attention_heads=8, num_key_value_heads=8),  # 33M
+    "llama-8m": dict(vocab_size=8000, hidden_size=256, intermediate_size=688, num_hidden_layers=4,
+                     num_attention_heads=4, num_key_value_heads=4),
     "tiny": dict(vocab_size=1024, hidden_size=128, intermediate_size=344, num_hidden_layers=4,
                  num_attention_heads=4, num_key_value_heads=4),
 }
+CHECK_ARCHS = ("llama-8m", "small", "llama-110m")  # the three CPU sizes the model is checked at
 LAB_BATCH, LAB_SEQ = 4, 2048  # lab (Unlearn-Smooth MUSE run_muse_unlearn.sh)
-OPTIMIZERS = {
+OPTIMIZERS = {  # the measured / fit-table entries (the paper configs' types)
     "adam": {"type": "adam"}, "signadam": {"type": "signadam"}, "sophia": {"type": "sophia", "k": 10},
-    "adamw8bit": {"type": "adamw8bit"}, "zo_sgd": {"type": "zo_sgd"}, "adazo": {"type": "adazo"},
-    "hybrid": {"type": "hybrid", "n_fo": 1, "n_zo": 1},
+    "sam": {"type": "sam", "smooth_terms": "forget"},
+    "rs": {"type": "rs", "n_samples": 3, "smooth_terms": "forget"}, "adamw8bit": {"type": "adamw8bit"},
+    "zo_sgd": {"type": "zo_sgd"}, "adazo": {"type": "adazo"},
+    "hybrid": {"type": "hybrid", "n_fo": 1, "n_zo": 1}, "relearn": {"type": "adam"},
 }
-# Bytes per trainable weight kept by each optimizer, beyond weights and gradients: (unsharded with
-# weights of w bytes, sharded fp32). From the code: Adam m, v; signAdam m; Sophia m, h; AdamW8bit two
-# 8-bit states (+ block scales, ~0.03); ZO-SGD nothing, plus the fp32 master (4) when w < 4; AdaZO m, v
-# in fp32 plus that master; hybrid: Adam's and AdaZO's.
-def state_bytes(opt: str, w: int) -> float:
-    master = 4 if w < 4 else 0
-    return {"adam": 2 * w, "signadam": w, "sophia": 2 * w, "adamw8bit": 2.03, "zo_sgd": master,
-            "adazo": 8 + master, "hybrid": 2 * w + 8 + master}[opt]
 
 
-FIRST_ORDER = {"adam", "signadam", "sophia", "adamw8bit", "hybrid"}  # keep gradients
+# Bytes per trainable weight each optimizer keeps beyond weights and gradients; every run trains fp32
+# weights now (models.TRAIN_DTYPE, FSDP2's fp32 shards), so the states are fp32 everywhere. From the
+# code (optim/*.py): Adam m, v; signAdam m; Sophia m, h; SAM Adam's m, v + one more fp32 copy at
+# its peak (the weights' copy before the ascent, alive during the second backward; with smooth_terms
+# "forget" the forget gradient during the retain backward instead); RS Adam's + the weights' copy
+# and the averaged gradient; AdamW8bit two 8-bit states + block scales (~0.03); N-bit Adam at 8 bits
+# the same; ZO-SGD nothing; AdaZO m, v; the hybrid both of its parts' (both live for the whole run).
+STATE_BYTES = {"adam": 8, "adamw": 8, "signadam": 4, "signsgd": 0, "sophia": 8, "sam": 12, "rs": 16,
+               "adamw8bit": 2.03, "nbit_adam": 2.03, "zo_sgd": 0, "adazo": 8}
+ZEROTH = {"zo_sgd", "adazo"}
+
+
+def state_bytes(spec: dict) -> float:
+    """fp32 state bytes per weight of an optimizer entry (``STATE_BYTES``; a hybrid: both parts)."""
+    t = spec["type"]
+    if t == "hybrid":
+        return state_bytes(spec.get("fo", {"type": "adam"})) + state_bytes(spec.get("zo", {"type": "adazo"}))
+    if t not in STATE_BYTES:
+        raise ValueError(f"optimizer type {t!r}: no state bytes in paper_scale.STATE_BYTES")
+    return STATE_BYTES[t]
+
+
+def _spec(opt: str | dict) -> dict:
+    return dict(OPTIMIZERS[opt]) if isinstance(opt, str) else opt
+
+
+def draws(spec: dict) -> float:
+    """Random numbers drawn per weight and step (optim/zeroth.py, smoothing.py): a sphere direction is
+    drawn for its norm, the two perturbations and the update (which also restores), 4 per direction;
+    Gaussian and Rademacher 3; RS one noise draw per sample; a hybrid its phases' mean."""
+    t = spec["type"]
+    if t in ZEROTH:
+        return (4.0 if spec.get("direction", "sphere") == "sphere" else 3.0) * spec.get("q", 1)
+    if t == "rs":
+        return float(spec.get("n_samples", 3))
+    if t == "hybrid":
+        fo, zo = spec.get("fo", {"type": "adam"}), spec.get("zo", {"type": "adazo"})
+        n_fo, n_zo = spec.get("n_fo", 20), spec.get("n_zo", 20)
+        return (n_fo * draws(fo) + n_zo * draws(zo)) / (n_fo + n_zo)
+    return 0.0
+
+
+GPU_DRAWS_S = 2e11  # random numbers per second on a GPU (ours, unmeasured; gpu-check.sh measures a ZO step)
+
+
+def first_order(spec: dict) -> bool:
+    """Whether the entry keeps gradients (every grade but zeroth order; a hybrid has an FO phase)."""
+    return spec["type"] not in ZEROTH
+
+
 ACT_PER_LAYER = 34  # bytes/(B T H 2) of one Llama layer's saved activations (attention via SDPA), ours
 GIB = 1 << 30
 
@@ -84,76 +134,107 @@ def n_params(arch: dict) -> int:
     return n * per_layer + 2 * v * h + h
 
 
-def model_bytes(arch: dict, opt: str, *, batch: int = LAB_BATCH, seq: int = LAB_SEQ, shards: int = 1,
-                weight_bytes: int = 2, checkpointing: bool = True, npo_ref: bool = True) -> dict:
-    """Modelled peak bytes per device of one NPO step (module docstring), split by part."""
+def rank_batch(batch: int, shards: int) -> int:
+    """Examples one rank computes per batch (distributed.DataShare: blocks differing by at most one; a
+    rank with none runs one example at weight 0)."""
+    return max(1, -(-batch // shards))
+
+
+def model_bytes(arch: dict, opt: str | dict, *, batch: int = LAB_BATCH, seq: int = LAB_SEQ, shards: int = 1,
+                device: str = "cuda", checkpointing: bool = True, npo_ref: bool = True) -> dict:
+    """Modelled peak bytes per device of one NPO step (module docstring), split by part.
+
+    ``device`` "cuda": fp32 weights, gradients and states (models.TRAIN_DTYPE), bf16 compute under
+    autocast (its bf16 weight copies: all of them without checkpointing, saved for the backward; a
+    layer's with it), the NPO reference in bf16. "cpu": everything fp32, the reference a fp32 copy
+    (stages/unlearn.py) - the path the CPU measurement checks. ``shards`` > 1 (FSDP2, data parallel):
+    weights, gradients, states and the bf16 reference split N ways, two gathered bf16 layers (the one
+    computing and the one prefetched), activations for this rank's share of the batch."""
+    spec = _spec(opt)
     p = n_params(arch)
     h, v, n_layers = arch["hidden_size"], arch["vocab_size"], arch["num_hidden_layers"]
-    fo = opt in FIRST_ORDER
-    if shards > 1:  # distributed.py: fp32 weights, states and gradients, sharded; bf16 compute
-        layer = p / n_layers * 2  # one gathered bf16 layer (FSDP2 prefetches the next: x2)
-        parts = {"weights": 4 * p / shards + 2 * layer, "reference": (2 * p / shards) if npo_ref else 0,
-                 "gradients": 4 * p / shards if fo else 0, "states": state_bytes(opt, 4) * p / shards}
+    fo = first_order(spec)
+    gpu = device != "cpu"
+    layer = p / n_layers
+    ref_bytes = 2 if gpu else 4
+    if shards > 1:
+        parts = {"weights": 4 * p / shards + 2 * 2 * layer, "reference": ref_bytes * p / shards if npo_ref else 0,
+                 "gradients": 4 * p / shards if fo else 0, "states": state_bytes(spec) * p / shards, "casts": 0}
     else:
-        w = weight_bytes
-        parts = {"weights": w * p, "reference": w * p if npo_ref else 0, "gradients": w * p if fo else 0,
-                 "states": state_bytes(opt, w) * p}
-    a = 2 if shards > 1 else weight_bytes  # compute dtype: bf16 on GPU, fp32 on the CPU
-    bth = batch * seq * h * a
-    logits = batch * seq * v
+        casts = 0 if not gpu else (2 * p if (fo and not checkpointing) else 2 * 2 * layer + 2 * 2 * v * h)
+        parts = {"weights": 4 * p, "reference": ref_bytes * p if npo_ref else 0, "gradients": 4 * p if fo else 0,
+                 "states": state_bytes(spec) * p, "casts": casts}
+    a = 2 if gpu else 4  # compute dtype
+    b = rank_batch(batch, shards)
+    bth = b * seq * h * a
+    logits = b * seq * v
     if fo:
         # the forget and retain graphs are both alive until backward: two sets of layer activations,
         # two logits (compute dtype) with their fp32 log-softmax, and one fp32 logits gradient
         layers = (n_layers * bth + ACT_PER_LAYER * bth) if checkpointing else n_layers * ACT_PER_LAYER * bth
         parts["activations"] = 2 * layers + logits * (2 * (a + 4) + 4)
-    else:
-        parts["activations"] = ACT_PER_LAYER * bth + logits * (a + 4)
+    else:  # a forward without grad: one layer's activations; the logits, their fp32 log-softmax and
+        # the loss's copies of both (twice: measured in the CPU check, ~3 fp32 logits beyond the first)
+        parts["activations"] = ACT_PER_LAYER * bth + 2 * logits * (a + 4)
     parts["total"] = sum(parts.values())
     return {k: int(x) for k, x in parts.items()}
 
 
-# measured / modelled peak on the CPU at the small shape was at most this (docs/speed-and-memory.md):
-# the fit table asks the model's total times this factor to fit (allocator slack, temporaries).
-CHECK_FACTOR = 1.25
+def relearn_bytes(arch: dict, **kw) -> dict:
+    """Relearning (AdamW fine-tuning on the forget texts, one batch per step): Adam without the NPO
+    reference; the model_bytes of a first-order step with one batch's activations counted twice is an
+    upper bound, used as is."""
+    return model_bytes(arch, "adam", npo_ref=False, **kw)
 
 
-def fit_table(arch: dict, cards=(40, 80, 141), shards=(1, 2, 4, 8)) -> list[dict]:
-    """Per optimizer and shard count: modelled GiB per GPU and whether it fits each card (the modelled
-    total times CHECK_FACTOR within the card's memory)."""
+# A card "fits" when the modelled peak is within FIT_SHARE of its memory: the CPU check found the
+# model within CHECK_TOLERANCE of measured peaks, and CUDA keeps ~1 GB for its context and allocator.
+CHECK_TOLERANCE = 0.20
+FIT_SHARE = 0.95
+CARDS_GB = (40, 80, 141)  # A100 40 GB, A100/H100 80 GB, H200 141 GB
+
+
+def fit_table(arch: dict, cards=CARDS_GB, shards=(1, 8), checkpointing: bool = True) -> list[dict]:
+    """Per optimizer and shard count: modelled GiB per GPU at the lab's batch and whether it fits each
+    card (within FIT_SHARE of its memory)."""
     rows = []
     for opt in OPTIMIZERS:
         for n in shards:
-            if n > 1 and opt == "adamw8bit":
-                continue  # cannot shard (distributed.UNSHARDABLE)
-            need = model_bytes(arch, opt, shards=n)["total"] / GIB
-            rows.append({"optimizer": opt, "gpus": n, "gib_per_gpu": round(need, 1),
-                         **{f"fits_{c}gb": need * CHECK_FACTOR <= c * 1e9 / GIB for c in cards}})
+            kw = dict(shards=n, checkpointing=checkpointing)
+            need = (relearn_bytes(arch, **kw) if opt == "relearn" else model_bytes(arch, opt, **kw))["total"]
+            rows.append({"optimizer": opt, "gpus": n, "gib_per_gpu": round(need / GIB, 1),
+                         **{f"fits_{c}gb": need <= FIT_SHARE * c * 1e9 for c in cards}})
     return rows
 
 
 # ------------------------------------------------------------------------------------------ GPU-hours
-# Per optimizer step of NPO/GradDiff with checkpointing, in units of P * B * T FLOPs (B x T tokens per
-# batch; a forward is 2 P per token, a backward 4 P, checkpointing recomputes the forward): first
-# order: forward, recompute and backward on the forget and retain batches (2 x 8) + the reference's
-# forward on the forget batch (2) = 18. Zeroth order: two evaluations of the objective (2 x (2 x 2 +
-# 2)) = 12 per direction. SAM: two first-order passes (34). RS: n_samples first-order passes. Sophia:
-# + a GNB forward/recompute/backward on the forget batch every k steps (8 / k). Hybrid: the mean of
-# its phases. Relearning: forward, recompute, backward on one batch (8) per step.
-def step_flop_units(spec: dict) -> float:
+# Per optimizer step of NPO/GradDiff, in units of P * b * T FLOPs (b x T tokens per batch and rank; a
+# forward is 2 P per token, a backward 4 P, checkpointing recomputes the forward): first order:
+# forward, (recompute,) backward on the forget and retain batches (2 x 8 with checkpointing, 2 x 6
+# without) + the reference's forward on the forget batch (2; NPO only) = 18. Zeroth order: two
+# evaluations of the objective (2 x (2 x 2) + the reference's 2) = 10 per direction. SAM: two
+# first-order passes. RS: n_samples. Sophia: + a GNB pass on the forget batch every k steps. Hybrid:
+# the mean of its phases. Relearning: forward, (recompute,) backward on one batch.
+def step_flop_units(spec: dict, checkpointing: bool = True, ref: bool = True) -> float:
+    """FLOPs of one unlearning step of ``spec`` in units of P x tokens per batch (comment above)."""
     t = spec["type"]
-    if t in ("zo_sgd", "adazo"):
-        return 12.0 * spec.get("q", 1)
+    fb = 8.0 if checkpointing else 6.0
+    r = 2.0 if ref else 0.0
+    if t in ZEROTH:
+        return (2 * 4.0 + r) * spec.get("q", 1)
     if t == "hybrid":
         fo, zo = spec.get("fo", {"type": "adam"}), spec.get("zo", {"type": "adazo"})
         n_fo, n_zo = spec.get("n_fo", 20), spec.get("n_zo", 20)
-        return (n_fo * step_flop_units(fo) + n_zo * step_flop_units(zo)) / (n_fo + n_zo)
+        return (n_fo * step_flop_units(fo, checkpointing, ref) + n_zo * step_flop_units(zo, checkpointing, ref)) / (
+            n_fo + n_zo)
+    one = 2 * fb + r
     if t == "sam":
-        return 34.0
+        return 2 * one
     if t == "rs":
-        return 18.0 * spec.get("n_samples", 3)
+        return one * spec.get("n_samples", 3)
     if t == "sophia":
-        return 18.0 + 8.0 / spec.get("k", 10)
-    return 18.0
+        return one + fb / spec.get("k", 10)
+    return one
 
 
 def unlearning_steps(config: dict, steps_per_epoch: int | None) -> int:
@@ -167,51 +248,167 @@ def unlearning_steps(config: dict, steps_per_epoch: int | None) -> int:
     return int(u.get("steps", 60))  # 60: the schema's default
 
 
-def gpu_hours(config: dict, arch: dict, tflops: float, steps_per_epoch: int | None = None) -> dict:
-    """Modelled GPU-hours of a study's unlearning and relearning runs at ``tflops`` sustained FLOP/s
-    (evaluation and quantization attacks excluded); with `calibration`, every grid point is an
-    unlearning run as well (less the calibration seeds' runs the study reuses)."""
+# Forget-set steps per epoch at batch 4 of the paper configs' hub data (MUSE: the lab's counts,
+# OPTML-Group/Unlearn-Smooth MUSE/README.md; checkpoint-1020 after 10 epochs of News).
+STEPS_PER_EPOCH = {"muse_news": 102, "muse_books": 139}
+
+
+def relearn_steps_per_job(config: dict) -> int:
+    """Steps one relearn job trains: the longest count when the counts are checkpoints of one run
+    (constant schedule, no warmup), else every count from scratch, one after another (the schema)."""
+    r = config["attacks"]["relearn"]
+    steps = sorted(r["steps"])
+    one_run = r.get("schedule", "constant") == "constant" and not r.get("warmup", 0)
+    return max(steps) if one_run else sum(steps)
+
+
+def load_config(path: str) -> dict:
+    """A study config as the workflow sees it: validated, schema defaults filled in."""
+    import yaml
+
+    from unlearning.config import validate
+
+    with open(path) as f:
+        return validate(yaml.safe_load(f))
+
+
+def dag_jobs(config: dict) -> dict:
+    """Jobs per rule the workflow runs for ``config`` (validated), counted from the config.
+
+    ``planned``: what a dry run lists before the calibration checkpoint ran (the grid's unlearning
+    runs; the other seeds' runs are planned after it); ``jobs``: everything, with those runs.
+    Also ``unlearn_runs``: (benchmark, method, optimizer spec, seed) of every unlearn job."""
+    from unlearning import calibration as CAL
+    from unlearning.config import ablation_optimizers, methods_for, optimizers_for
+
+    seeds = [int(s) for s in config["seeds"]]
+    entries = [(b, m, o, seeds) for b in config["benchmarks"] for m in methods_for(config, b)
+               for o in optimizers_for(config, b)]
+    abl = config.get("ablation") or {}
+    if abl:
+        a_seeds = [int(s) for s in abl.get("seeds") or seeds]
+        entries += [(abl["benchmark"], abl["method"], o, a_seeds) for o in ablation_optimizers(config)]
+    grid_runs, other_runs = [], []
+    for b, m, o, ss in entries:
+        spec = config["optimizers"][o]
+        cal = CAL.seeds(config, ss)
+        grid_runs += [(b, m, spec, s) for s in cal for _ in CAL.grid(config, o)]
+        other_runs += [(b, m, spec, s) for s in ss if s not in cal]
+    runs = len([1 for _, _, _, ss in entries for _ in ss])
+    refs = sum(len(CAL.model_seeds(config, role, seeds)) for b in config["benchmarks"]
+               for role in ["target"] + ([] if config["benchmarks"][b].get("retrain") is False else ["retrain"]))
+    lmc = sum(len(methods_for(config, b)) * len(seeds) for b in config["benchmarks"]
+              if (config.get("report") or {}).get("reference_optimizer", "adam") in optimizers_for(config, b)
+              and len(optimizers_for(config, b)) > 1)
+    planned = {"unlearn": len(grid_runs) if CAL.enabled(config) else len(other_runs),
+               "calibration_point": len(grid_runs), "calibrate": len(entries) if CAL.enabled(config) else 0,
+               "relearn": runs, "evaluate": runs, "evaluate_reference": refs, "lmc": lmc,
+               "report_grade_distance": 1}
+    jobs = {**planned, "unlearn": len(grid_runs) + len(other_runs)}
+    return {"planned": {k: v for k, v in planned.items() if v},
+            "jobs": {k: v for k, v in jobs.items() if v}, "unlearn_runs": grid_runs + other_runs}
+
+
+# Evaluation workload per scoring pass (one model under one attack), per benchmark kind: generated
+# tokens (decode steps are bound by reading the weights) and scored tokens (prefill, 2 P FLOPs each).
+# Set sizes: MUSE (muse-bench: verbmem 100, knowmem 100 + 100, privleak 100 + 100 texts), WMDP
+# (cais/wmdp: bio 1273, cyber 1987 questions; MMLU 14042), TOFU (forget10 400, retain 400, real
+# authors 100, world facts 117; perturbed answers 5 each). Prompt lengths ours (approximate).
+EVAL_WORK = {
+    "muse": {"generate": [(100, 128), (100, 32), (100, 32)], "score_tokens": 200 * 2048 + 200 * 600},
+    "wmdp": {"generate": [], "score_tokens": (1500 + 14042) * 250},  # one forward per question
+    "tofu": {"generate": [(400, 200), (400, 200), (100, 200), (117, 200)], "score_tokens": 1017 * 7 * 150},
+}
+HBM_BYTES_S = 2.0e12  # sustained weight-read rate of a decode step (ours: ~60% of an H100's 3.35 TB/s)
+QUANT_SLOWDOWN = 2.0  # bitsandbytes' int8/4-bit kernels vs bf16 (ours, unmeasured)
+# Grade distance on the CPU, seconds per weight with one thread (benchmarks/grade_distance.py at
+# 4M-13M weights on this project's shared 2-core machine: per model 7.1e-8; per pair 0.5-3e-8, the
+# upper end taken); linear in weights, models and pairs; one group per thread (stages/distance.py).
+GD_S_PER_MODEL, GD_S_PER_PAIR = 7.1e-8, 3.0e-8
+
+
+def _pass_seconds(kind: str, p: int, bs: int, tflops: float, quant: bool) -> float:
+    work = EVAL_WORK[kind]
+    decode = sum(-(-n // bs) * new for n, new in work["generate"]) * 2 * p / HBM_BYTES_S
+    prefill = work["score_tokens"] * 2 * p / (tflops * 1e12)
+    return (decode + prefill) * (QUANT_SLOWDOWN if quant else 1.0)
+
+
+def _pairs_of(grades: list[str]) -> int:
+    n = len(grades)
+    return n * (n - 1) // 2 - sum(grades.count(x) * (grades.count(x) - 1) // 2 for x in set(grades))
+
+
+def gpu_hours(config: dict, arch: dict, tflops: float = 400.0, gpus: int = 1, checkpointing: bool = True,
+              steps_per_epoch: int | None = None, distance_threads: int = 9) -> dict:
+    """Modelled GPU-hours of every job of a study (``dag_jobs``) at ``tflops`` sustained per GPU, with
+    unlearning and relearning sharded over ``gpus`` (data parallel: each rank computes ``rank_batch``
+    examples, so GPU-hours grow when gpus exceed the batch); evaluation, calibration points and LMC on
+    one GPU; grade distance in CPU-hours (and wall hours of its job with ``distance_threads``)."""
+    from unlearning.config import methods_for, optimizers_for
+    from unlearning.registry import grade
+
     p = n_params(arch)
-    batch, seq = config["unlearning"]["batch_size"], config["model"]["max_len"]
-    seeds, methods = len(config["seeds"]), len(config["methods"])
-    cal = config.get("calibration") or {}
-    # calibration grid points: unlearning runs too, less the ones the study reuses (config `calibration`)
-    cal_seeds = [] if not cal else (config["seeds"] if cal.get("seeds") == "each" else cal.get("seeds", [0]))
-    reused = len(set(cal_seeds) & set(config["seeds"]))
-    unlearn, unlearn_jobs = 0.0, 0
-    for name, spec in config["optimizers"].items():
-        steps = spec.get("steps", unlearning_steps(config, steps_per_epoch))
-        grid = cal.get("grids", {}).get(name, cal.get("grid", [0.3, 1, 3])) if cal else []
-        jobs = seeds + len(grid) * len(cal_seeds) - (reused if cal else 0)
-        unlearn_jobs += methods * jobs
-        unlearn += methods * jobs * steps * step_flop_units(spec) * p * batch * seq
-    relearn_cfg = config.get("attacks", {}).get("relearn") or {}
-    runs = methods * seeds * len(config["optimizers"])
-    relearn_steps = max(relearn_cfg.get("steps", [0]) or [0])
-    relearn = runs * relearn_steps * 8 * p * relearn_cfg.get("batch_size", batch) * seq
-    hours = {"unlearn": unlearn / (tflops * 1e12) / 3600, "relearn": relearn / (tflops * 1e12) / 3600}
-    # disk: every unlearned model and the target/retrain copies, in bf16; relearned checkpoints too
-    # when kept (one per relearning step count); data, logs and tables are small beside them
-    kept = len(relearn_cfg.get("steps", [])) if relearn_cfg.get("keep_checkpoints") else 0
-    disk_gb = (unlearn_jobs + runs * kept + 2) * 2 * p / 1e9
-    return {"runs": runs, "unlearn_jobs": unlearn_jobs, **{k: round(v, 1) for k, v in hours.items()},
-            "total": round(sum(hours.values()), 1), "disk_gb": round(disk_gb), "disk_gb_with_relearn_checkpoints":
-            round((unlearn_jobs + runs * len(relearn_cfg.get("steps", [])) + 2) * 2 * p / 1e9)}
+    seq, batch = config["model"]["max_len"], config["unlearning"]["batch_size"]
+    flops_s = tflops * 1e12
+    dag = dag_jobs(config)
+    needs_ref = {m: config["methods"][m]["objective"] in ("npo", "simnpo") for m in config["methods"]}
+    unlearn = 0.0
+    for bench, method, spec, _ in dag["unlearn_runs"]:
+        spe = steps_per_epoch or STEPS_PER_EPOCH.get(bench)
+        steps = spec.get("steps", unlearning_steps(config, spe))
+        per_rank = step_flop_units(spec, checkpointing, needs_ref[method]) * p * rank_batch(batch, gpus) * seq
+        # + the directions' random draws, each rank its 1/N of the weights
+        unlearn += steps * (per_rank / flops_s + draws(spec) * p / gpus / GPU_DRAWS_S) * gpus
+    r = config["attacks"]["relearn"]
+    relearn_job = (relearn_steps_per_job(config) * (8.0 if checkpointing else 6.0) * p
+                   * rank_batch(r.get("batch_size", batch), gpus) * seq / flops_s * gpus)
+    relearn = dag["jobs"].get("relearn", 0) * relearn_job
+    ev = config["evaluation"]
+    kind = next(iter(config["benchmarks"].values())).get("kind", "muse")
+    plain = _pass_seconds(kind, p, ev["batch_size"], tflops, False)
+    quant = _pass_seconds(kind, p, ev["batch_size"], tflops, True)
+    nq = len(config["attacks"]["quantization"])
+    evaluation = (dag["jobs"].get("evaluate", 0) * ((1 + len(r["steps"])) * plain + nq * quant)
+                  + dag["jobs"].get("evaluate_reference", 0) * (plain + nq * quant)
+                  + dag["jobs"].get("calibration_point", 0) * plain / 2)  # the criterion's two metrics
+    rep = config.get("report") or {}
+    lmc = 0.0
+    for b in config["benchmarks"]:
+        n_opt = len(optimizers_for(config, b))
+        jobs = len(methods_for(config, b)) * len(config["seeds"]) if n_opt > 1 else 0
+        tokens = 2 * rep.get("lmc_max_texts", 64) * seq  # forget and retain texts per point
+        lmc += jobs * (n_opt - 1) * rep.get("lmc_points", 11) * tokens * 2 * p / flops_s
+    group_s = []
+    for b in config["benchmarks"]:
+        gr = [grade(config["optimizers"][o]["type"]) for o in optimizers_for(config, b)]
+        per_group = p * (GD_S_PER_MODEL * len(gr) + GD_S_PER_PAIR * _pairs_of(gr))
+        group_s += [per_group] * (len(methods_for(config, b)) * len(config["seeds"]))
+    rounds = -(-len(group_s) // distance_threads)
+    hours = {"unlearn": unlearn / 3600, "relearn": relearn / 3600, "evaluate": evaluation / 3600, "lmc": lmc / 3600}
+    kept = len(r["steps"]) if r.get("keep_checkpoints") else 0
+    return {"jobs": dag["jobs"], "gpus": gpus, "tflops": tflops, "checkpointing": checkpointing,
+            **{k: round(v, 1) for k, v in hours.items()}, "total": round(sum(hours.values()), 1),
+            "grade_distance_cpu_hours": round(sum(group_s) / 3600, 1),
+            "grade_distance_wall_hours": round(rounds * max(group_s or [0]) / 3600, 1),
+            "disk_gb": round((dag["jobs"]["unlearn"] + dag["jobs"]["relearn"] * kept + 2) * 2 * p / 1e9)}
 
 
 # ------------------------------------------------------------------------------------------ measurement
 def worker(arch_name: str, opt: str, steps: int, batch: int, seq: int, device: str, checkpointing: bool) -> dict:
+    """One measurement (module docstring): NPO steps of ``opt`` on a random-init Llama, as the
+    workflow trains (fp32 weights; bf16 autocast and a bf16 reference on CUDA; a fp32 copy on the CPU)."""
     import copy
 
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
+    from unlearning.models import autocast, enable_checkpointing
     from unlearning.objectives import build_objective
     from unlearning.optim import build_optimizer
     from unlearning.train import loss_closure
 
     dev = torch.device(device)
-    dtype = torch.bfloat16 if dev.type == "cuda" else torch.float32
     base = 0
     if dev.type == "cpu":
         torch.set_num_threads(1)
@@ -222,10 +419,11 @@ def worker(arch_name: str, opt: str, steps: int, batch: int, seq: int, device: s
     torch.manual_seed(0)
     with torch.device(dev):
         model = LlamaForCausalLM(LlamaConfig(max_position_embeddings=seq, tie_word_embeddings=False, **arch))
-    model.to(dtype)
-    ref = copy.deepcopy(model).eval().requires_grad_(False)
+    model.float()
+    ref = copy.deepcopy(model) if dev.type == "cpu" else copy.deepcopy(model).to(torch.bfloat16)
+    ref.eval().requires_grad_(False)
     if checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        enable_checkpointing(model)
     model.train()
     g = torch.Generator().manual_seed(1)
 
@@ -236,34 +434,186 @@ def worker(arch_name: str, opt: str, steps: int, batch: int, seq: int, device: s
     fb, rb = batch_of(), batch_of()
     objective = build_objective("npo", {"beta": 0.1, "retain_weight": 1.0})
     params = [p for p in model.parameters()]
-    opt_ = build_optimizer(params, dict(OPTIMIZERS[opt]), total_steps=steps)
+    spec = dict(OPTIMIZERS[opt])
+    opt_ = build_optimizer(params, dict(spec), total_steps=steps)
 
     closure = loss_closure(model, opt_, objective, fb, rb, ref)
     if dev.type == "cuda":
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
-    times = []
+    times, cpu_times = [], []
     for _ in range(steps):
-        t0 = time.perf_counter()
-        opt_.step(closure)
+        t0, c0 = time.perf_counter(), time.process_time()
+        with autocast(dev):
+            opt_.step(closure)
         if dev.type == "cuda":
             torch.cuda.synchronize()
         times.append(time.perf_counter() - t0)
+        cpu_times.append(time.process_time() - c0)
     peak = torch.cuda.max_memory_allocated() if dev.type == "cuda" else rss_kb("VmHWM") * 1024
-    modelled = model_bytes(arch, opt, batch=batch, seq=seq, weight_bytes=2 if dtype == torch.bfloat16 else 4,
-                           checkpointing=checkpointing)
+    modelled = model_bytes(arch, spec, batch=batch, seq=seq, device=dev.type, checkpointing=checkpointing)
+    # on the CPU the process's CPU time (one thread): a shared machine's load does not enter it
+    step_s = statistics.median((cpu_times if dev.type == "cpu" else times)[1:] or times)
+    flops = step_flop_units(spec, checkpointing) * n_params(arch) * batch * seq
     return {"arch": arch_name, "optimizer": opt, "params": sum(p.numel() for p in params), "device": str(dev),
             "card": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
-            "dtype": str(dtype).replace("torch.", ""), "batch": [batch, seq], "checkpointing": checkpointing,
-            "steps": steps, "step_s": round(statistics.median(times[1:] or times), 4),
+            "batch": [batch, seq], "checkpointing": checkpointing, "steps": steps, "step_s": round(step_s, 4),
+            "wall_s": round(statistics.median(times[1:] or times), 4), "draws": draws(spec) * n_params(arch),
+            "modelled_flops": int(flops), "tflops": round(flops / step_s / 1e12, 4),
             "peak_bytes": int(peak - base), "runtime_bytes": int(base), "modelled_bytes": modelled["total"],
             "modelled": modelled}
+
+
+def run_workers(arch: str, names: list[str], steps: int, batch: int, seq: int, device: str, ckpt: bool,
+                timeout: float | None = None) -> list[dict]:
+    """``worker`` for each optimizer in a fresh single-threaded process; a failure is recorded, not raised."""
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    src = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src")
+    env["PYTHONPATH"] = src + os.pathsep + env.get("PYTHONPATH", "")
+    results = []
+    for n in names:
+        cmd = [sys.executable, os.path.abspath(__file__), "--worker", n, "--arch", arch, "--steps", str(steps),
+               "--batch", str(batch), "--seq", str(seq), "--device", device, "--checkpointing",
+               "on" if ckpt else "off"]
+        try:
+            proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            rec = {"arch": arch, "optimizer": n, "error": f"timed out after {timeout} s"}
+        else:
+            if proc.returncode != 0:
+                tail = (proc.stderr.strip().splitlines() or ["?"])[-1]
+                rec = {"arch": arch, "optimizer": n, "error": tail, "oom": "out of memory" in proc.stderr.lower()}
+            else:
+                rec = json.loads(proc.stdout.strip().splitlines()[-1])
+        results.append(rec)
+        print(json.dumps(rec), file=sys.stderr, flush=True)
+    return results
+
+
+CHECK_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "paper_scale_check.json")
+
+
+def cpu_check(archs=CHECK_ARCHS, optimizers=("adam", "zo_sgd"), steps: int = 3, batch: int = 2,
+              seq: int = 128) -> dict:
+    """The model against CPU measurements at ``archs`` (one thread, checkpointing on): per run the
+    measured peak over the modelled one, and the measured step (CPU seconds) over the modelled one,
+    FLOPs at one sustained rate plus random draws at another, both rates fitted to all runs together
+    (2 numbers for 6 runs). ``ok`` when every ratio is within CHECK_TOLERANCE of 1."""
+    rows = [r for a in archs for r in run_workers(a, list(optimizers), steps, batch, seq, "cpu", True)]
+    good = [r for r in rows if "error" not in r]
+    import numpy as np
+
+    # step CPU seconds = FLOPs / R + draws / G: the two rates fitted to every run (least squares on
+    # relative error), then each run's measured time over the modelled one
+    x = np.array([[r["modelled_flops"], r["draws"]] for r in good], float)
+    y = np.array([r["step_s"] for r in good], float)
+    inv, *_ = np.linalg.lstsq(x / y[:, None], np.ones(len(good)), rcond=None) if good else ([0, 0],)
+    inv = np.maximum(inv, 1e-30)
+    out = []
+    for r in rows:
+        if "error" in r:
+            out.append({"arch": r["arch"], "optimizer": r["optimizer"], "error": r["error"]})
+            continue
+        modelled_s = r["modelled_flops"] * inv[0] + r["draws"] * inv[1]
+        out.append({"arch": r["arch"], "optimizer": r["optimizer"], "params": r["params"], "step_s": r["step_s"],
+                    "modelled_s": round(float(modelled_s), 4), "peak_mib": round(r["peak_bytes"] / 2**20, 1),
+                    "modelled_mib": round(r["modelled_bytes"] / 2**20, 1),
+                    "memory_ratio": round(r["peak_bytes"] / r["modelled_bytes"], 3),
+                    "time_ratio": round(r["step_s"] / float(modelled_s), 3)})
+    ok = len(good) == len(rows) and all(abs(r[k] - 1) <= CHECK_TOLERANCE for r in out
+                                        for k in ("memory_ratio", "time_ratio"))
+    mean_rate, draw_rate = 1 / inv[0] / 1e12, 1 / inv[1]
+    return {"device": "cpu", "threads": 1, "batch": [batch, seq], "steps": steps, "checkpointing": True,
+            "sustained_gflops": round(float(mean_rate) * 1e3, 2), "draws_per_s": float(f"{draw_rate:.3g}"),
+            "tolerance": CHECK_TOLERANCE, "ok": ok, "rows": out}
+
+
+PAPER_CONFIGS = ("paper-muse-news", "paper-muse-books", "paper-tofu", "paper-wmdp", "paper-wmdp-cyber")
+README = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "README.md")
+BEGIN, END = "<!-- BEGIN generated:paper-scale -->", "<!-- END generated:paper-scale -->"
+FIT_ROWS = ("adam", "sophia", "signadam", "sam", "rs", "adamw8bit", "zo_sgd", "adazo", "hybrid", "relearn")
+
+
+def readme_block(check: dict | None = None, tflops: float = 400.0) -> str:
+    """The README's paper-scale block: the modelled fit table of Llama-2-7B at the lab's batch (one
+    GPU and 8-way sharded, checkpointing on), the modelled GPU-hours of each paper config, and the CPU
+    check the model passed (``check``: the stored ``cpu_check`` result, CHECK_FILE)."""
+    arch = ARCHS["llama2-7b"]
+    rows = {(r["optimizer"], r["gpus"]): r for r in fit_table(arch, shards=(1, 2, 8))}
+    yes = {True: "yes", False: "no"}
+    out = [BEGIN, "<!-- written by `python benchmarks/paper_scale.py --readme`; do not edit by hand -->",
+           f"**Modelled, not measured on a GPU** (benchmarks/paper_scale.py): Llama-2-7B "
+           f"({n_params(arch) / 1e9:.2f}B), NPO at the lab's batch {LAB_BATCH} x {LAB_SEQ} tokens, activation "
+           f"checkpointing on, fp32 weights and states, bf16 compute, bf16 NPO reference. A card fits when "
+           f"the modelled peak is within {FIT_SHARE:.0%} of its memory.", "",
+           "| optimizer | 1 GPU (GiB) | fits 141 GB | fits 80 GB | 2 GPUs (GiB each) | fits 2 x 141 GB "
+           "| 8 GPUs (GiB each) | fits 8 x 80 GB |",
+           "|---|---:|:---:|:---:|---:|:---:|---:|:---:|"]
+    for o in FIT_ROWS:
+        one, two, eight = rows[(o, 1)], rows[(o, 2)], rows[(o, 8)]
+        out.append(f"| {o} | {one['gib_per_gpu']} | {yes[one['fits_141gb']]} | {yes[one['fits_80gb']]} | "
+                   f"{two['gib_per_gpu']} | {yes[two['fits_141gb']]} | {eight['gib_per_gpu']} | "
+                   f"{yes[eight['fits_80gb']]} |")
+    out += ["", f"Modelled GPU-hours at {tflops:.0f} TFLOP/s sustained per GPU (every job of the DAG: "
+            "calibration grid, unlearning, relearning with every step count, evaluation, LMC; grade "
+            "distance in CPU-hours). Unlearning and relearning on 1 GPU, or sharded over 8 (data parallel: "
+            f"at batch {LAB_BATCH} each of 8 ranks computes one example, so 8 GPUs cost about twice the GPU-hours "
+            "of 4).", "",
+            "| config | unlearn jobs | relearn jobs | eval jobs | GPU-h (1 GPU) | GPU-h (8 GPUs) | "
+            "of which evaluation | grade distance CPU-h (wall h) | disk (GB) |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    root = os.path.dirname(README)
+    for name in PAPER_CONFIGS:
+        cfg = load_config(os.path.join(root, "configs", f"{name}.yaml"))
+        one, eight = gpu_hours(cfg, arch, tflops, gpus=1), gpu_hours(cfg, arch, tflops, gpus=8)
+        j = one["jobs"]
+        evals = j["evaluate"] + j.get("evaluate_reference", 0) + j.get("calibration_point", 0)
+        out.append(f"| {name} | {j['unlearn']} | {j['relearn']} | {evals} "
+                   f"| {one['total']} | {eight['total']} | {one['evaluate']} | {one['grade_distance_cpu_hours']} "
+                   f"({one['grade_distance_wall_hours']}) | {one['disk_gb']} |")
+    if check:
+        worst_m = max(abs(r["memory_ratio"] - 1) for r in check["rows"] if "memory_ratio" in r)
+        worst_t = max(abs(r["time_ratio"] - 1) for r in check["rows"] if "time_ratio" in r)
+        sizes = ", ".join(sorted({f"{r['params'] / 1e6:.0f}M" for r in check["rows"] if "params" in r},
+                                 key=lambda x: float(x[:-1])))
+        out += ["", f"Checked on the CPU (`python benchmarks/paper_scale.py --check`, {check['threads']} thread, "
+                f"batch {check['batch'][0]} x {check['batch'][1]}, checkpointing on) at {sizes} parameters, "
+                f"{', '.join(sorted({r['optimizer'] for r in check['rows']}))}: measured peak memory within "
+                f"{worst_m:.0%} of the model, CPU step times within {worst_t:.0%} (FLOPs at one rate, "
+                f"{check['sustained_gflops']} GFLOP/s, plus ZO's random draws at another, both fitted to "
+                f"the {len(check['rows'])} runs); tolerance {check['tolerance']:.0%}: "
+                f"{'passed' if check['ok'] else 'FAILED'} (benchmarks/paper_scale_check.json)."]
+    out.append(END)
+    return "\n".join(out)
+
+
+def write_readme(path: str = README, block: str | None = None) -> bool:
+    """Replace the generated block in ``path`` (between BEGIN and END) with ``readme_block``; True when
+    the file changed. The markers must already be there (placed by hand in the paper-scale section)."""
+    text = open(path, encoding="utf-8").read()
+    if BEGIN not in text or END not in text:
+        raise ValueError(f"{path}: no {BEGIN} ... {END} block to fill")
+    block = block if block is not None else readme_block(stored_check())
+    head, rest = text.split(BEGIN, 1)
+    new = head + block + rest.split(END, 1)[1]
+    if new != text:
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(new)
+    return new != text
+
+
+def stored_check() -> dict | None:
+    """The last ``cpu_check`` result written by ``--check`` (CHECK_FILE), if any."""
+    if not os.path.exists(CHECK_FILE):
+        return None
+    with open(CHECK_FILE) as f:
+        return json.load(f)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--arch", default="tiny", help=f"one of {list(ARCHS)}")
-    ap.add_argument("--optimizers", default=",".join(OPTIMIZERS))
+    ap.add_argument("--optimizers", default=",".join(o for o in OPTIMIZERS if o != "relearn"))
     ap.add_argument("--steps", type=int, default=3, help="steps per optimizer, the first a warm-up")
     ap.add_argument("--batch", type=int, default=LAB_BATCH)
     ap.add_argument("--seq", type=int, default=None, help=f"tokens per sequence (default {LAB_SEQ}; tiny, small 128)")
@@ -273,22 +623,35 @@ def main() -> None:
     ap.add_argument("--fit-table", action="store_true", help="print the modelled fit table and exit")
     ap.add_argument("--gpu-hours", metavar="CONFIG", nargs="+",
                     help="print modelled GPU-hours of these study configs (at --tflops) and exit")
+    ap.add_argument("--gpus", type=int, default=1, help="GPUs per unlearning/relearning job for --gpu-hours")
     ap.add_argument("--tflops", type=float, default=400.0,
                     help="sustained bf16 TFLOP/s for --gpu-hours (default 400: ~40%% of an H100's dense peak)")
     ap.add_argument("--steps-per-epoch", type=int, default=None,
                     help="for --gpu-hours of a config with unlearning.epochs: the forget set's steps per epoch")
+    ap.add_argument("--check", action="store_true",
+                    help=f"check the model against CPU measurements at {', '.join(CHECK_ARCHS)} and store the "
+                         f"result ({os.path.basename(CHECK_FILE)}); exit 1 when outside the tolerance")
+    ap.add_argument("--readme", action="store_true", help="rewrite README.md's generated paper-scale block")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.arch not in ARCHS:
         sys.exit(f"--arch: unknown architecture {a.arch!r}; known: {list(ARCHS)}")
+    if a.readme:
+        changed = write_readme()
+        print(f"paper_scale: README.md {'updated' if changed else 'unchanged'}")
+        return
+    if a.check:
+        res = cpu_check(steps=a.steps)
+        with open(CHECK_FILE, "w") as f:
+            json.dump(res, f, indent=1)
+            f.write("\n")
+        print(json.dumps(res, indent=1))
+        sys.exit(0 if res["ok"] else 1)
     if a.gpu_hours:
-        import yaml
-
         for path in a.gpu_hours:
-            with open(path) as f:
-                cfg = yaml.safe_load(f)
-            print(json.dumps({"config": path, "arch": a.arch, "tflops": a.tflops, "modelled": True,
-                              **gpu_hours(cfg, ARCHS[a.arch], a.tflops, a.steps_per_epoch)}))
+            print(json.dumps({"config": path, "arch": a.arch, "modelled": True,
+                              **gpu_hours(load_config(path), ARCHS[a.arch], a.tflops, a.gpus,
+                                          steps_per_epoch=a.steps_per_epoch)}))
         return
     if a.fit_table:
         out = {"arch": a.arch, "params": n_params(ARCHS[a.arch]), "modelled": True, "rows": fit_table(ARCHS[a.arch])}
@@ -304,23 +667,10 @@ def main() -> None:
         return
     names = [n for n in a.optimizers.split(",") if n]
     for n in names:
-        if n not in OPTIMIZERS:
-            sys.exit(f"--optimizers: unknown optimizer {n!r}; known: {list(OPTIMIZERS)}")
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    src = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src")
-    env["PYTHONPATH"] = src + os.pathsep + env.get("PYTHONPATH", "")
-    results = []
-    for n in names:
-        cmd = [sys.executable, os.path.abspath(__file__), "--worker", n, "--arch", a.arch, "--steps", str(a.steps),
-               "--batch", str(a.batch), "--seq", str(seq), "--device", device, "--checkpointing",
-               "on" if ckpt else "off"]
-        proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
-        if proc.returncode != 0:
-            tail = (proc.stderr.strip().splitlines() or ["?"])[-1]
-            rec = {"arch": a.arch, "optimizer": n, "error": tail, "oom": "out of memory" in proc.stderr.lower()}
-        else:
-            rec = json.loads(proc.stdout.strip().splitlines()[-1])
-        results.append(rec)
+        if n not in OPTIMIZERS or n == "relearn":
+            sys.exit(f"--optimizers: unknown optimizer {n!r}; known: {[o for o in OPTIMIZERS if o != 'relearn']}")
+    results = run_workers(a.arch, names, a.steps, a.batch, seq, device, ckpt)
+    for rec in results:
         print(json.dumps(rec), flush=True)
     if a.out:
         with open(a.out, "w") as f:
