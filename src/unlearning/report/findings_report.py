@@ -181,7 +181,9 @@ def findings_markdown(tables: dict[str, pd.DataFrame], found: list[dict], figure
         prim = [c for c in f["comparisons"] if c["primary"]]
         sec = [c for c in f["comparisons"] if not c["primary"]]
         if prim:
-            parts += ["Primary comparisons (voting; effect = subject - other, paired by seed):", "",
+            parts += ["Primary comparisons (voting; level: mean [95% interval] after the attack; paired effect: "
+                      "subject - other in the measure, paired by seed; retrain's change: the negative control "
+                      "under the same attack):", "",
                       "| benchmark / method | optimizer | level | compared with | level | retrain's change "
                       "| measure | paired effect [95% CI] | p | Holm p | outcome |",
                       "|---|---|---:|---|---:|---:|---|---:|---:|---:|---|"]
