@@ -220,3 +220,20 @@ def test_write_findings_writes_markdown_verdicts_and_comparisons(tmp_path):
     assert len(c) == sum(len(f["comparisons"]) for f in found) and c.primary.any() and (~c.primary).any()
     md = (tmp_path / "README" / "findings.md").read_text()
     assert "Primary comparisons (voting" in md and "Secondary comparisons" in md and "seeds for 10 points" in md
+
+
+def test_a_finding_without_its_primary_comparison_is_not_tested():
+    # only FP4 ran: NF4, the declared primary attack family's member, falls back to FP4 (the first 4-bit
+    # attack present); with no 4-bit attack at all the relearning findings still run but Q1 has no row
+    df = study()
+    q1 = {f["id"]: f for f in fd.findings({"muse": df.assign(attack=df.attack.replace("nf4", "fp4"))}, OPTS,
+                                          METHODS, "adam")}["Q1"]
+    assert {c["attack"] for c in q1["comparisons"] if c["primary"]} == {"fp4"}
+    no_utility = df[df.metric != "knowmem_f"]  # Q4's comparisons run; the forget findings have none
+    found = {f["id"]: f for f in fd.findings({"muse": no_utility}, OPTS, METHODS, "adam")}
+    assert found["Q4"]["verdict"] == stats.REPRODUCES and found["Q3"]["verdict"] == fd.NO_RUNS
+    barrier_only = {f["id"]: f for f in fd.findings({"muse": df}, OPTS, METHODS, "adam", barriers=pd.DataFrame(
+        [{"benchmark": "muse", "method": "npo", "seed": s, "optimizer": o, "split": "retain", "barrier": 0.1 * s}
+         for s in range(3) for o in ("signadam", "zo")]))}
+    assert barrier_only["L1"]["verdict"] == fd.NO_PRIMARY  # only the retain split's barrier: secondary
+

@@ -57,6 +57,7 @@ from .tidy import forget_metrics, four_bit, last_relearn, methods, metric_range
 NOT_TESTED = "not tested (optimizer not configured)"
 NO_ABLATION = "not tested (no ablation configured)"
 NO_RUNS = "not tested (no comparable runs)"
+NO_PRIMARY = "not tested (none of its declared primary comparisons ran)"
 UNTESTABLE = "untestable: attack absent at this scale"
 COLLAPSED = "collapsed"
 
@@ -131,9 +132,11 @@ METRICS: dict[str, Callable[[pd.DataFrame], list[str]]] = {
 
 
 def kind_of(df: pd.DataFrame) -> str | None:
-    """The benchmark kind of a tidy table (muse, wmdp or tofu), read from its forget metrics."""
+    """The benchmark kind of a tidy table (muse, wmdp or tofu), read from its forget metrics, else
+    from its utility metrics."""
     present = set(df.metric)
-    return next((k for k, m in PRIMARY_METRICS["forget"].items() if m in present), None)
+    return next((k for role in ("forget", "utility") for k, m in PRIMARY_METRICS[role].items() if m in present),
+                None)
 
 
 @dataclass(frozen=True)
@@ -544,7 +547,7 @@ def judge(f: Finding, tables: dict[str, pd.DataFrame], optimizers: dict, methods
     elif primaries and any(c["status"] == "collapsed" for c in primaries):
         verdict = COLLAPSED if not any(c["status"] == "untestable" for c in primaries) else UNTESTABLE
     elif comps:
-        verdict = NO_RUNS
+        verdict = NO_PRIMARY
     elif f.evidence == "ablation":
         verdict = NO_ABLATION if ablation is None or ablation.empty else NO_RUNS
     elif any(not R[r] for r in (f.subject, f.other, *f.needs) if r is not None):
