@@ -34,11 +34,12 @@ def test_check_fails_on_a_stale_block_and_update_fixes_it(tmp_path):
                    "seeds": 3, "mde_holm": 12.34}]).to_csv(readme_dir / "verdicts.csv", index=False)
     (readme_dir / "runs.json").write_text(json.dumps({"default": {"results": "results", "commit": "abc1234"}}))
     doc = tmp_path / "README.md"
-    doc.write_text("a\n<!-- BEGIN generated:verdicts -->\nhand-typed 99\n<!-- END generated:verdicts -->\nb\n")
+    other = "<!-- BEGIN generated:paper-scale -->\nanother script's 42\n<!-- END generated:paper-scale -->\n"
+    doc.write_text("a\n<!-- BEGIN generated:verdicts -->\nhand-typed 99\n<!-- END generated:verdicts -->\nb\n" + other)
     assert blocks.stale(tmp_path, readme_dir) == ["README.md: verdicts"]
     assert blocks.update(tmp_path, readme_dir) == [doc]
     text = doc.read_text()
-    assert blocks.stale(tmp_path, readme_dir) == [] and text.startswith("a\n") and text.endswith("-->\nb\n")
+    assert blocks.stale(tmp_path, readme_dir) == [] and text.startswith("a\n") and text.endswith("-->\nb\n" + other)
     row = "| Q1 | c | knowmem_f, recovery under NF4 | 2 for, 0 against, 0 neither | 12.3 | **reproduces** |"
     assert row + " inconclusive at this scale |" in text
     assert "copied at commit abc1234" in text  # the block names its run

@@ -42,9 +42,13 @@ def blocks(text: str) -> dict[str, str]:
     return {m["name"]: m["body"] for m in BLOCK.finditer(text)}
 
 
-def replace(text: str, render: Callable[[str], str]) -> str:
-    """``text`` with every generated block's body replaced by ``render(name)``."""
-    return BLOCK.sub(lambda m: f"{m.group(1)}{render(m['name']).rstrip()}\n{m.group(4)}", text)
+def replace(text: str, render: Callable[[str], str | None]) -> str:
+    """``text`` with every generated block's body replaced by ``render(name)`` (kept where it gives None)."""
+    def one(m: re.Match) -> str:
+        body = render(m["name"])
+        return m.group(0) if body is None else f"{m.group(1)}{body.rstrip()}\n{m.group(4)}"
+
+    return BLOCK.sub(one, text)
 
 
 def _runs(readme_dir: Path) -> dict:
@@ -179,22 +183,24 @@ def documents(root: Path) -> list[Path]:
 
 
 def stale(root: Path, readme_dir: Path) -> list[str]:
-    """``file: block`` for every block that differs from what ``render`` writes now."""
+    """``file: block`` for every block of ours (``RENDERERS``) that differs from what ``render`` writes
+    now. Blocks other scripts write (e.g. benchmarks/paper_scale.py's ``paper-scale``) are theirs."""
     out = []
     for doc in documents(root):
         text = doc.read_text(encoding="utf-8")
         for name, body in blocks(text).items():
-            if body.rstrip() != render(name, readme_dir).rstrip():
+            if name in RENDERERS and body.rstrip() != render(name, readme_dir).rstrip():
                 out.append(f"{doc.relative_to(root)}: {name}")
     return out
 
 
 def update(root: Path, readme_dir: Path) -> list[Path]:
-    """Rewrite every generated block of README.md and docs/*.md; the files that changed."""
+    """Rewrite every generated block of ours in README.md and docs/*.md (others' blocks are left as
+    they are); the files that changed."""
     changed = []
     for doc in documents(root):
         text = doc.read_text(encoding="utf-8")
-        new = replace(text, lambda name: render(name, readme_dir))
+        new = replace(text, lambda name: render(name, readme_dir) if name in RENDERERS else None)
         if new != text:
             doc.write_text(new, encoding="utf-8")
             changed.append(doc)
