@@ -1,33 +1,35 @@
-"""Peak memory and step time of NPO unlearning per optimizer at a named architecture; and the memory
-model behind the fit table of docs/speed-and-memory.md.
+"""The cost model of a paper-scale study, and the measurements that check it.
 
-    PYTHONPATH=src python benchmarks/paper_scale.py --arch tiny [--optimizers adam,adazo] [--out r.json]
-    PYTHONPATH=src python benchmarks/paper_scale.py --arch llama2-7b          # on a GPU
-    PYTHONPATH=src python benchmarks/paper_scale.py --fit-table               # memory model only
+    PYTHONPATH=src python benchmarks/paper_scale.py --fit-table [--arch llama2-7b]  # modelled memory per GPU
+    PYTHONPATH=src python benchmarks/paper_scale.py --gpu-hours configs/paper-X.yaml [--gpus 8]
+    PYTHONPATH=src python benchmarks/paper_scale.py --check      # the model against CPU runs at 3 sizes
+    PYTHONPATH=src python benchmarks/paper_scale.py --readme     # README's generated paper-scale block
+    PYTHONPATH=src python benchmarks/paper_scale.py --arch llama2-7b   # measure on a GPU (see gpu-check.sh)
 
-Measurement: for each optimizer a fresh subprocess builds a randomly initialised LlamaForCausalLM of
-the architecture (no download) on the device, in bf16 on CUDA (as the workflow's unsharded GPU path
-loads models) and fp32 on the CPU, plus the frozen NPO reference (a copy), one forget and one retain
-batch of random tokens at the lab's batch (4 x 2048 tokens; lab (Unlearn-Smooth MUSE
-run_muse_unlearn.sh, per_device_batch_size 4, max_len 2048)), gradient checkpointing on when
-``--checkpointing`` (default: on for CUDA), and runs ``--steps`` steps of NPO (beta 0.1,
-retain_weight 1, the paper configs'). Peak memory: ``torch.cuda.max_memory_allocated`` on CUDA; on
-the CPU the peak RSS (VmHWM, reset before the model is built) minus the RSS at that point (the
-interpreter and libraries, reported as ``runtime_bytes``); both include the weights.
-Step time: median of the steps after the first.
+Jobs (``dag_jobs``): what the workflow runs for a config, counted from it (calibration grid, the
+other seeds' runs, ablation hybrids, relearn / evaluate / reference / LMC / grade-distance jobs);
+tests/test_paper_scale.py holds the counts against Snakemake's dry run.
 
-Memory model (``model_bytes``): bytes = P * (weights + reference + gradients + states + master) +
-activations, per optimizer, from what the code keeps (optim/*.py), with the per-weight byte counts of
-``STATE_BYTES``. Unsharded (one GPU, bf16 weights): weights 2, NPO reference 2, gradients 2 for
-first/second-order grades, states in the weights' dtype (torch's Adam keeps bf16 moments there),
-fp32 ZO master copy 4 (zeroth.py). Sharded over N GPUs (distributed.py: fp32 weights and states,
-bf16 compute, bf16 reference): (4 + 2 ref + 4 grads + fp32 states) / N plus two gathered bf16
-layers (the one computing and the one prefetched). Activations:
-in the compute dtype (a bytes: 2 on GPU, 4 on the CPU), with checkpointing the layer inputs
-(L B T H a) + one layer's recompute (~ACT_PER_LAYER B T H a), twice (forget and retain graphs live
-together), + the logits (B T V: two batches of logits and fp32 log-softmax, one fp32 gradient); a
-forward-only (ZO) step keeps one layer and one batch's logits. The model is checked against the CPU measurement
-at the tiny shape by tests/test_paper_scale.py (same formula with fp32 weights).
+Memory (``model_bytes``), per GPU, as the code trains: fp32 weights, gradients and optimizer states
+(``STATE_BYTES`` per weight), bf16 compute (autocast without its cast cache on one GPU: the bf16 casts
+of the layers computing; FSDP2's bf16 gather when sharded), the NPO reference in bf16 (a fp32 copy on
+the CPU). Sharded over N (FSDP2, data parallel): weights, gradients, states and reference / N, two
+gathered bf16 layers, activations for this rank's share of the batch (``rank_batch``). Activations
+in the compute dtype (a: 2 on GPU, 4 on the CPU): with checkpointing the layer inputs (L b T H a) +
+one layer's recompute (ACT_PER_LAYER b T H a), twice (forget and retain graphs live together), + the
+logits (two batches' logits and fp32 log-softmax, one fp32 gradient); a forward-only (ZO) step one
+layer and the logits with their copies.
+
+Time: FLOPs per step (``step_flop_units``) at a sustained rate, plus random draws (``draws``);
+GPU-hours (``gpu_hours``) of every job, evaluation from decode steps and scored tokens, grade distance
+from benchmarks/grade_distance.py's CPU measurements.
+
+Measurement (``worker``, one fresh process per optimizer): a random-init LlamaForCausalLM of a named
+shape (no download), fp32 weights with bf16 autocast and a bf16 reference on CUDA (fp32 and a fp32
+copy on the CPU), random forget and retain batches, NPO (beta 0.1, retain weight 1) steps. Peak
+memory: ``torch.cuda.max_memory_allocated`` on CUDA; on the CPU the peak RSS (VmHWM, reset before the
+model is built) minus the RSS at that point; both include the weights. Step time: median after the
+first step; on the CPU the process's CPU time (one thread), which a shared machine's load leaves alone.
 """
 
 from __future__ import annotations
