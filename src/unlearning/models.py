@@ -22,14 +22,85 @@ SPECIAL = {"bos_token": "<s>", "eos_token": "</s>", "pad_token": "<pad>", "unk_t
 QUANTS = ("int8", "fp4", "nf4")
 
 
+# How a job says it is a GPU job: the profile (or the user) sets DEVICE_ENV=cuda, or SLURM gave the
+# job GPUs. Either way a job that then finds no CUDA stops at start instead of running on the CPU.
+DEVICE_ENV = "UNLEARNING_DEVICE"
+_SLURM_GPU_VARS = ("SLURM_GPUS_ON_NODE", "SLURM_JOB_GPUS", "SLURM_STEP_GPUS")
+
+
+class NoCuda(RuntimeError):
+    """A GPU job found no CUDA device (the message is one line naming why the job is a GPU job)."""
+
+
+def gpu_job() -> str | None:
+    """Why this process must run on a GPU (``UNLEARNING_DEVICE=cuda``, or the SLURM variable that
+    gave it GPUs), or None."""
+    want = os.environ.get(DEVICE_ENV, "auto").strip().lower() or "auto"
+    if want not in ("auto", "cuda", "cpu"):
+        raise ValueError(f"{DEVICE_ENV}={want!r}: expected cuda, cpu or auto")
+    if want != "auto":
+        return f"{DEVICE_ENV}=cuda" if want == "cuda" else None
+    for var in _SLURM_GPU_VARS:
+        value = os.environ.get(var, "").strip()
+        if value and value not in ("0", "(null)", "N/A"):
+            return f"{var}={value}"
+    return None
+
+
+def check_device() -> torch.device:
+    """``device()``, called when a stage starts: a GPU job without CUDA fails here, in one line."""
+    return device()
+
+
 def device() -> torch.device:
-    """CUDA when present, else CPU: the same code path serves both."""
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    """CUDA when present, else CPU (the same code path serves both). ``UNLEARNING_DEVICE=cpu`` forces
+    the CPU; a GPU job (``gpu_job()``) that finds no CUDA raises ``NoCuda`` instead of falling back."""
+    if os.environ.get(DEVICE_ENV, "").strip().lower() == "cpu":
+        return torch.device("cpu")
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    why = gpu_job()
+    if why:
+        raise NoCuda(f"a GPU job ({why}) finds no CUDA device: torch {torch.__version__} (CUDA build "
+                     f"{torch.version.cuda or 'none'}) sees {torch.cuda.device_count()} GPU(s); install a CUDA "
+                     f"torch that this node's driver supports (scripts/gpu-check.sh), or set {DEVICE_ENV}=cpu")
+    return torch.device("cpu")
 
 
 def dtype_for(dev: torch.device) -> torch.dtype:
-    """bf16 on CUDA (as the paper's 7B runs), fp32 on CPU (bf16 matmuls are slow there)."""
+    """Storage and inference dtype: bf16 on CUDA (as the paper's 7B models), fp32 on CPU (bf16
+    matmuls are slow there). Training keeps fp32 weights everywhere (``TRAIN_DTYPE``)."""
     return torch.bfloat16 if dev.type == "cuda" else torch.float32
+
+
+# Weights that are trained (unlearning, relearning, fitting) are fp32 on every device: an Adam step of
+# lr 1e-5 is below half a bf16 ulp of most weights and would be rounded away (tests/test_zo_bf16.py
+# measures it). On CUDA the forward and backward still run in bf16 (``autocast``): fp32 masters,
+# bf16 compute, as FSDP2's MixedPrecisionPolicy does for sharded runs.
+TRAIN_DTYPE = torch.float32
+
+
+def autocast(dev: torch.device):
+    """bf16 autocast on CUDA (fp32 weights, bf16 matmuls); nothing on the CPU (all fp32, unchanged)."""
+    import contextlib
+
+    if dev.type == "cuda":
+        # no cast cache: it would keep a bf16 copy of every weight for the whole step (2 bytes per
+        # weight, 12.5 GiB at 7B; benchmarks/paper_scale.py); recasting costs a weight read per pass
+        return torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=False)
+    return contextlib.nullcontext()
+
+
+def enable_checkpointing(model: Any) -> None:
+    """Activation checkpointing (HF's, non-reentrant): each decoder layer keeps only its input and
+    recomputes the rest in the backward. Call before ``distributed.shard`` (FSDP2's hooks then run
+    inside the recomputation and gather the layer again). Changes memory and time, not results."""
+    kwargs = {"use_reentrant": False}
+    if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.2's name
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+    model.config.use_cache = False
 
 
 def train_tokenizer(texts: Iterable[str], vocab_size: int, out_dir: str | Path) -> Any:
@@ -133,12 +204,13 @@ def check_model_source(source: str | Path, key: str = MODEL_SOURCE_KEY) -> bool:
                      f"machine with network run `hf download {source}` (same HF_HOME), or give a local folder")
 
 
-def load_model(path: str | Path, quant: str | None = None, dev: torch.device | None = None) -> Any:
+def load_model(path: str | Path, quant: str | None = None, dev: torch.device | None = None,
+               dtype: torch.dtype | None = None) -> Any:
     """Load a causal LM from ``path`` (a local folder, a hub id in the hub cache, or a hub id when
     online; otherwise one line naming the config key, see ``check_model_source``).
 
     ``quant`` is None, ``int8`` (LLM.int8), ``fp4`` or ``nf4`` (4-bit, bitsandbytes). Safetensors only,
-    remote code off.
+    remote code off. ``dtype``: of the weights (default ``dtype_for(dev)``; ``TRAIN_DTYPE`` to train).
     """
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
@@ -148,7 +220,7 @@ def load_model(path: str | Path, quant: str | None = None, dev: torch.device | N
         "use_safetensors": True,
         "trust_remote_code": False,
         "local_files_only": offline_ok,
-        "dtype": dtype_for(dev),
+        "dtype": dtype or dtype_for(dev),
     }
     if quant is not None:
         if quant not in QUANTS:
@@ -242,9 +314,11 @@ def save_model(model: Any, tok: Any, out_dir: str | Path, state_dict: dict | Non
     """Save model (safetensors) and tokenizer to ``out_dir`` atomically: a half-written folder never
     carries the final name, so a killed job leaves nothing that looks finished. ``state_dict``: the
     weights to write instead of the model's own (a sharded run's gathered fp32 weights; they are saved
-    in the dtype an unsharded run on this machine would save, ``dtype_for(device())``)."""
+    in the dtype ``dtype_for(device())``: bf16 on CUDA, whatever the training kept, fp32 on the CPU)."""
+    dt = dtype_for(device())
+    if state_dict is None and any(p.is_floating_point() and p.dtype != dt for p in model.parameters()):
+        state_dict = model.state_dict()  # fp32 masters of a GPU run: saved in bf16, as before
     if state_dict is not None:
-        dt = dtype_for(device())
         state_dict = {k: v.to(dt) if v.is_floating_point() else v for k, v in state_dict.items()}
 
     def write(tmp: Path) -> None:

@@ -73,6 +73,11 @@ def batches(texts: Sequence[Any], batch_size: int, seed: int) -> Iterator[list[A
         yield [texts[i] for i in chunk]
 
 
+def _predicted(examples_: Sequence[Sequence[int]]) -> int:
+    """Predicted tokens of a batch of examples (every token but each example's first)."""
+    return sum(max(0, len(e) - 1) for e in examples_)
+
+
 def _check_finite(loss: torch.Tensor, step: int, who: str, what: str) -> None:
     if not torch.isfinite(loss).all():
         raise NonFiniteLoss(f"non-finite {what} loss ({loss.item()}) at step {step} with optimizer {who}")
@@ -81,15 +86,21 @@ def _check_finite(loss: torch.Tensor, step: int, who: str, what: str) -> None:
 def fit_lm(model: Any, tok: Any, texts: Sequence[str], *, steps: int, lr: float, batch_size: int,
            max_len: int, seed: int, warmup: float = 0.0, schedule: str = "constant",
            weight_decay: float = 0.0, desc: str = "train", chunking: str = "truncate",
-           on_step: Callable[[int], None] | None = None) -> list[float]:
+           on_step: Callable[[int], None] | None = None, data_parallel: bool = False) -> list[float]:
     """Fine-tune ``model`` with AdamW on next-token prediction over ``texts``; return the loss trace.
 
     ``chunking`` turns the texts into examples (unlearning.data.chunking: ``truncate`` per
     document, ``concat`` the lab's EOS-joined ``max_len``-token chunks). ``on_step(step)`` is called
-    after each step (1-based), e.g. to save relearning checkpoints.
+    after each step (1-based), e.g. to save relearning checkpoints. ``data_parallel`` (a torchrun
+    job, distributed.py): each rank takes its block of every batch and weights its token-mean loss by
+    its share of the batch's predicted tokens, so the ranks' average gradient (FSDP2's) and the traced
+    loss are the whole batch's. On CUDA the forward and backward run under bf16 autocast (fp32 weights).
     """
     from .data.chunking import examples
+    from .models import autocast
+
     dev = next(model.parameters()).device
+    share = _share() if data_parallel else None
     model.train()
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     n_warm = int(warmup * steps)
@@ -107,14 +118,21 @@ def fit_lm(model: Any, tok: Any, texts: Sequence[str], *, steps: int, lr: float,
     trace: list[float] = []
     bar = tqdm(range(1, steps + 1), desc=desc, mininterval=2.0, disable=None)
     for step in bar:
-        batch = collate(next(it), pad, dev)
-        loss = model(**batch).loss
+        ex = next(it)
+        weight = 1.0
+        if share is not None:
+            total = _predicted(ex)
+            ex, mine = share.split(ex)  # mine 0: a rank with no example runs one at weight 0
+            weight = share.token_weight(_predicted(ex), total) if mine else 0.0
+        batch = collate(ex, pad, dev)
+        with autocast(dev):
+            loss = model(**batch).loss
         _check_finite(loss, step, "adamw", desc)
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        (loss * weight if weight != 1.0 else loss).backward()
         opt.step()
         sched.step()
-        trace.append(loss.item())
+        trace.append(share.mean(loss.detach() * weight).item() if share is not None else loss.item())
         if step % 20 == 0:
             bar.set_postfix(loss=f"{sum(trace[-20:]) / 20:.3f}")
         if on_step is not None:
@@ -124,7 +142,7 @@ def fit_lm(model: Any, tok: Any, texts: Sequence[str], *, steps: int, lr: float,
 
 
 def loss_closure(model: Any, opt: Any, objective: Any, fb: dict, rb: dict, ref: Any = None,
-                 check: Any = None, max_grad_norm: float | None = None) -> Any:
+                 check: Any = None, max_grad_norm: float | None = None, share: Any = None) -> Any:
     """The optimizer closure for one forget and one retain batch (docs/architecture.md):
     ``closure(backward=True, gnb=False, part="all", clip=True)`` returns the detached unlearning loss,
     after ``backward()`` when asked; ``gnb=True`` gives Sophia's Gauss-Newton-Bartlett loss on the
@@ -137,18 +155,27 @@ def loss_closure(model: Any, opt: Any, objective: Any, fb: dict, rb: dict, ref: 
     ``check(loss)`` sees every unlearning loss before it is used. The closure carries
     ``batch_tokens``, the forget batch's number of predicted tokens (SophiaG scales its Hessian by it),
     ``max_grad_norm`` and ``takes_parts`` (it accepts ``part`` and ``clip``).
+
+    ``share`` (data parallelism, ``distributed.DataShare``): ``(fb, rb)`` are this rank's part of the
+    batch, ``share.weight`` scales the loss before its backward, every returned value is the ranks'
+    average, and the GNB pass runs on ``share.whole_forget`` (the whole forget batch on every rank).
     """
     from .objectives import gnb_loss
     from .optim._common import clip_grad_norm
 
     def terms(part: str) -> Any:
         if part == "all":
-            return objective.loss(model, fb, rb, ref)
-        if part == "forget":
-            return objective.forget_loss(model, fb, ref)
-        if part == "retain":
-            return objective.retain_loss(model, rb, ref)
-        raise ValueError(f"closure part must be 'all', 'forget' or 'retain', got {part!r}")
+            loss = objective.loss(model, fb, rb, ref)
+        elif part == "forget":
+            loss = objective.forget_loss(model, fb, ref)
+        elif part == "retain":
+            loss = objective.retain_loss(model, rb, ref)
+        else:
+            raise ValueError(f"closure part must be 'all', 'forget' or 'retain', got {part!r}")
+        return loss * share.weight if share is not None and share.weight != 1.0 else loss
+
+    def out(loss: torch.Tensor) -> torch.Tensor:
+        return share.mean(loss) if share is not None else loss
 
     def clipped() -> None:
         clip_grad_norm((p for g in opt.param_groups for p in g["params"]), max_grad_norm)
@@ -156,7 +183,7 @@ def loss_closure(model: Any, opt: Any, objective: Any, fb: dict, rb: dict, ref: 
     def closure(backward: bool = True, gnb: bool = False, part: str = "all", clip: bool = True) -> torch.Tensor:
         if gnb:
             opt.zero_grad(set_to_none=True)
-            loss = gnb_loss(model, fb)
+            loss = gnb_loss(model, fb if share is None else share.whole_forget)
             loss.backward()
             if clip:
                 clipped()
@@ -166,30 +193,37 @@ def loss_closure(model: Any, opt: Any, objective: Any, fb: dict, rb: dict, ref: 
             with torch.enable_grad():
                 loss = terms(part)
             if not torch.is_tensor(loss):  # a term that is absent (retain weight 0): no gradient
-                return torch.tensor(float(loss))
+                return out(torch.tensor(float(loss)))
             if check is not None:
                 check(loss)
             loss.backward()
             if clip:
                 clipped()
-            return loss.detach()
+            return out(loss.detach())
         loss = terms(part)
         if not torch.is_tensor(loss):
-            return torch.tensor(float(loss))
+            return out(torch.tensor(float(loss)))
         if check is not None:
             check(loss)
-        return loss.detach()
+        return out(loss.detach())
 
-    closure.batch_tokens = int((fb["labels"][:, 1:] != -100).sum())
+    whole = fb if share is None else share.whole_forget
+    closure.batch_tokens = int((whole["labels"][:, 1:] != -100).sum())
     closure.max_grad_norm = max_grad_norm
     closure.takes_parts = True
     return closure
 
 
+def _share() -> Any:
+    from .distributed import DataShare
+
+    return DataShare()
+
+
 def unlearn(model: Any, tok: Any, forget: Sequence[str], retain: Sequence[str], *, objective: Any,
             opt_spec: dict, steps: int, batch_size: int, max_len: int, seed: int,
             ref: Any = None, chunking: str = "truncate", warmup_steps: int = 0,
-            schedule: str = "constant") -> list[dict]:
+            schedule: str = "constant", data_parallel: bool = False) -> list[dict]:
     """Run the unlearning loop: one optimizer of any grade, stepped with a loss closure.
 
     The closure follows docs/architecture.md: ``closure(backward=True, gnb=False)``. Zeroth-order
@@ -202,9 +236,12 @@ def unlearn(model: Any, tok: Any, forget: Sequence[str], retain: Sequence[str], 
     examples
     (unlearning.data.chunking). ``warmup_steps`` and ``schedule`` (``constant`` or ``linear``) set
     the learning rate of each step as HF Trainer's linear schedule does (unlearning.lr_schedule).
+    ``data_parallel`` (a torchrun job, distributed.py): each rank computes its share of every batch.
+    On CUDA the forward and backward run under bf16 autocast (models.autocast; weights stay fp32).
     """
     from .data.chunking import examples
     from .lr_schedule import scheduler
+    from .models import autocast
     from .optim import build_optimizer
 
     dev = next(model.parameters()).device
@@ -222,16 +259,29 @@ def unlearn(model: Any, tok: Any, forget: Sequence[str], retain: Sequence[str], 
     model.train()
     trace: list[dict] = []
     bar = tqdm(range(1, steps + 1), desc=f"unlearn[{who}]", mininterval=2.0, disable=None)
+    share = _share() if data_parallel else None
     for step in bar:
-        fb = collate(next(f_it), pad, dev)
-        rb = collate(next(r_it), pad, dev)
+        f_all, r_all = next(f_it), next(r_it)
+        if share is not None:  # this rank's block of each batch (distributed.DataShare)
+            share.whole_forget = collate(f_all, pad, dev)
+            tokens = _predicted(f_all), _predicted(r_all)
+            f_all, share.weight = share.split(f_all)
+            r_all, _ = share.split(r_all)  # the same block sizes: both batches have batch_size examples
+        fb = collate(f_all, pad, dev)
+        rb = collate(r_all, pad, dev)
+        if share is not None and share.weight:
+            # token means (objectives.mean_nll) over the whole batch's tokens: N sum_r / T after the
+            # loss's factor n_r N / B, so the ranks' average is the single process's token mean
+            for b, total in zip((fb, rb), tokens):
+                b["token_scale"] = batch_size / (len(f_all) * max(1, total))
 
         closure = loss_closure(model, opt, objective, fb, rb, ref,
                                check=lambda loss: _check_finite(loss, step, who, "unlearning"),
-                               max_grad_norm=getattr(opt, "max_grad_norm", None))
+                               max_grad_norm=getattr(opt, "max_grad_norm", None), share=share)
         if set_lr is not None:
             set_lr(step - 1)
-        loss = opt.step(closure)
+        with autocast(dev):
+            loss = opt.step(closure)
         value = float(loss) if loss is not None else float("nan")
         _check_finite(torch.tensor(value), step, who, "unlearning")
         trace.append({"step": step, "loss": value, **getattr(opt, "last_stats", {})})

@@ -37,13 +37,14 @@ def one_run_serves_all(schedule: str, warmup: float) -> bool:
 def relearn(load: Callable[[], Any], tok: Any, texts: Sequence[str], *, steps: Sequence[int], lr: float,
             batch_size: int, max_len: int, seed: int, warmup: float, out_root: str | Path,
             schedule: str = "constant", chunking: str = "truncate",
-            save: Callable[[Any, Path], None] | None = None) -> dict[int, list[float]]:
+            save: Callable[[Any, Path], None] | None = None, data_parallel: bool = False) -> dict[int, list[float]]:
     """Relearn on ``texts`` and save ``out_root/relearn{s}`` for every ``s`` in ``steps``.
 
     ``load()`` returns a fresh copy of the unlearned model; ``save(model, folder)`` writes one
     (default: ``models.save_model`` with ``tok``; a sharded run gathers the shards there). Runs are
     independent per step count unless ``one_run_serves_all``; every run draws the same batches
-    (``seed``). Returns the loss trace of each saved step count.
+    (``seed``); ``data_parallel``: each torchrun rank trains on its share (``train.fit_lm``). Returns
+    the loss trace of each saved step count.
     """
     from ..models import save_model
     from ..train import fit_lm
@@ -55,7 +56,7 @@ def relearn(load: Callable[[], Any], tok: Any, texts: Sequence[str], *, steps: S
     wanted = sorted(set(int(s) for s in steps))
     out_root = Path(out_root)
     common = dict(lr=lr, batch_size=batch_size, max_len=max_len, seed=seed, warmup=warmup,
-                  schedule=schedule, chunking=chunking)
+                  schedule=schedule, chunking=chunking, data_parallel=data_parallel)
     log.info("relearning on %d texts (%s chunking), %s schedule, warmup %g: %s", len(texts), chunking, schedule,
              warmup, "checkpoints of one run" if one_run_serves_all(schedule, warmup) else "a run per step count")
     if one_run_serves_all(schedule, warmup):

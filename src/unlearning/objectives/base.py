@@ -43,8 +43,13 @@ def sequence_nll(model, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def mean_nll(model, batch: Batch) -> torch.Tensor:
-    """Token-level mean NLL over every non-padding predicted token of the batch (HF's LM loss)."""
+    """Token-level mean NLL over every non-padding predicted token of the batch (HF's LM loss). A
+    data-parallel rank's share of a batch carries ``token_scale`` (train.unlearn): its summed NLL times
+    that, so that the ranks' weighted average is the whole batch's token mean (distributed.py)."""
     logp, mask = token_logprobs(_logits(model, batch), batch["labels"])
+    scale = batch.get("token_scale")
+    if scale is not None:
+        return -logp.sum() * scale
     return -logp.sum() / mask.sum().clamp_min(1)
 
 

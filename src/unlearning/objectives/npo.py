@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from ..distributed import any_rank
 from .base import AGGREGATIONS, Objective, aggregate_nll, npo_core, sequence_nll
 
 
@@ -50,8 +51,8 @@ class NPO(Objective):
         # the cache maps an example (its token ids and labels; batches are right-padded) to its NLL. A
         # batch with an unseen example is scored whole (one forward, as before) and only the unseen
         # ones are kept. Keyed on the reference model too, so that a new one starts afresh. Sharded
-        # runs (distributed.py) give every rank the same batches, so the ranks score (and all-gather
-        # the sharded reference) at the same steps.
+        # runs (distributed.py) give each rank its share of a batch: a rank scores whenever any rank
+        # has an unseen example, so that they all-gather the sharded reference at the same steps.
         lengths = batch["attention_mask"].sum(dim=1).tolist()
         keys = [(tuple(ids[:n]), tuple(labels[:n])) for ids, labels, n in
                 zip(batch["input_ids"].tolist(), batch["labels"].tolist(), lengths)]
@@ -59,7 +60,8 @@ class NPO(Objective):
         if cache is None or cache[0] is not ref:
             cache = self._ref_cache = (ref, {})
         known = cache[1]
-        if not all(k in known for k in keys):
+        # data-parallel ranks hold different examples: they agree on scoring (a sharded forward)
+        if any_rank(not all(k in known for k in keys)):
             with torch.no_grad():
                 nll_ref, _ = sequence_nll(ref, batch)
             for key, value in zip(keys, nll_ref.unbind()):

@@ -33,7 +33,16 @@ def step_seed(seed: int, step: int, index: int = 0) -> int:
     return x >> 1
 
 
-CHUNK = 1 << 18  # elements per generated chunk (1 MiB in fp32)
+CHUNK = 1 << 18  # elements per generated chunk on the CPU (1 MiB in fp32)
+# On a GPU a chunk of 2**26 elements (256 MiB in fp32) replays a 7B direction in ~100 chunks instead
+# of ~26,000 (each one a Python iteration and a few kernel launches); the draws differ from the CPU's
+# anyway (another generator), so the CPU keeps its chunk and its results.
+CUDA_CHUNK = 1 << 26
+
+
+def chunk_size(dev: torch.device) -> int:
+    """Elements per generated chunk of a direction on ``dev``."""
+    return CUDA_CHUNK if dev.type == "cuda" else CHUNK
 
 
 KINDS = ("normal", "rademacher")
@@ -74,11 +83,12 @@ class DirectionStream:
         g = self._gen(local.device)
         key = (local.device, local.dtype)
         buf = self._bufs.get(key)
+        step = chunk_size(local.device)
         if buf is None:
-            buf = self._bufs[key] = torch.empty(CHUNK, dtype=local.dtype, device=local.device)
+            buf = self._bufs[key] = torch.empty(step, dtype=local.dtype, device=local.device)
         n, lo, hi = p.numel(), offset, offset + local.numel()
-        for start in range(0, n, CHUNK):
-            end = min(n, start + CHUNK)
+        for start in range(0, n, step):
+            end = min(n, start + step)
             z = buf[: end - start]
             if self.kind == "normal":
                 torch.randn(end - start, generator=g, out=z)
@@ -93,7 +103,7 @@ class DirectionStream:
         key = (dev, "bits")
         bufs = self._bufs.get(key)
         if bufs is None:
-            nbytes = CHUNK // 8
+            nbytes = chunk_size(dev) // 8
             bufs = self._bufs[key] = (torch.empty(nbytes, dtype=torch.uint8, device=dev),
                                       torch.empty(nbytes, 8, dtype=torch.uint8, device=dev),
                                       torch.arange(8, dtype=torch.uint8, device=dev))
@@ -147,9 +157,23 @@ def normal_like(params: Sequence[torch.Tensor], seed: int, kind: str = "normal",
                 dtype: torch.dtype | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Yield ``(p, z)`` with ``z ~ N(0, I)`` (or Rademacher) shaped like ``p``, reproducible from
     ``seed``: the same draw that ``DirectionStream(seed, kind=kind)`` applies chunk by chunk
-    (materialised here, for RS and tests), drawn in ``dtype`` (default ``p``'s)."""
+    (materialised here, for RS and tests), drawn in ``dtype`` (default ``p``'s). For a DTensor shard
+    (FSDP2) ``z`` is a DTensor laid out as ``p``: this rank's slice of the whole draw, so every rank
+    perturbs its shard as one process perturbs the whole weight."""
     stream = DirectionStream(seed, kind=kind)
     for p in params:
+        if _is_dtensor(p):
+            from torch.distributed.tensor import DTensor
+
+            if dtype not in (None, p.dtype):
+                raise ValueError("sharded weights draw their noise in their own dtype")
+            local = p.to_local()
+            z = torch.empty(local.numel(), dtype=local.dtype, device=local.device)
+            for a, b, chunk in stream.chunks(p):
+                z[a:b].copy_(chunk)
+            yield p, DTensor.from_local(z.view_as(local), p.device_mesh, p.placements, run_check=False,
+                                        shape=p.shape, stride=p.stride())
+            continue
         z = torch.empty(p.numel(), dtype=dtype or p.dtype, device=p.device)
         for a, b, chunk in stream.chunks(z):
             z[a:b].copy_(chunk)

@@ -159,5 +159,17 @@ def adamw8bit(params, lr: float = 1e-5, betas=(0.9, 0.999), eps: float = 1e-8, w
         import bitsandbytes as bnb
     except Exception as exc:  # ImportError, or a native-library load failure
         raise RuntimeError(f"optimizer 'adamw8bit' needs bitsandbytes, which failed to import: {exc}") from exc
-    return bnb.optim.AdamW8bit(params, lr=float(lr), betas=check_betas(betas), eps=float(eps),
-                               weight_decay=float(weight_decay), min_8bit_size=int(min_8bit_size))
+    def build(ps):
+        return bnb.optim.AdamW8bit(ps, lr=float(lr), betas=check_betas(betas), eps=float(eps),
+                                   weight_decay=float(weight_decay), min_8bit_size=int(min_8bit_size))
+
+    params = list(params)
+    if any(type(p).__name__ == "DTensor" for p in params):  # FSDP2 shards: each rank steps its own
+        from ..distributed import LocalShards
+
+        opt = LocalShards(params, build)
+        mng = bnb.optim.GlobalOptimManager.get_instance()
+        for p, q in zip(opt.params, opt.proxies):  # the whole weight's size picks 8 or 32 bits, as unsharded
+            mng.override_config(q, "min_8bit_size", 0 if p.numel() >= min_8bit_size else p.numel() + 1)
+        return opt
+    return build(params)

@@ -23,12 +23,12 @@ clipped (e does not depend on its scale).
 
 from __future__ import annotations
 
-import math
 from typing import Callable
 
 import torch
 from torch.optim import Optimizer
 
+from ..distributed import global_grad_norm
 from ._common import adam_update, check_betas, check_nonneg, clip_grad_norm, closure_kwargs, require_closure
 
 _BASES = ("adam", "sgd")
@@ -63,7 +63,7 @@ class SAM(Optimizer):
         with torch.enable_grad():
             loss = closure(**kw)
         with_grad = [(g, p) for g in self.param_groups for p in g["params"] if p.grad is not None]
-        norm = math.sqrt(sum(float(p.grad.float().pow(2).sum()) for _, p in with_grad))
+        norm = global_grad_norm([p.grad for _, p in with_grad])  # over every FSDP2 shard too
         backups = []
         for group, p in with_grad:
             backups.append(p.detach().clone())

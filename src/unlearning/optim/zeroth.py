@@ -18,6 +18,14 @@ f(x) = sum x^4 / 4, where grad f = x^3):
   Rademacher-smoothed loss (that would be x^3 + 3 mu^2 x); exact for quadratics, like the others.
 Note the scale: a sphere direction has norm 1, so each coordinate is perturbed by about
 mu / sqrt(d); ``mu_sphere = mu_gaussian * sqrt(d)`` perturbs the weights as much as MeZO does.
+``sphere_radius: mu_sqrt_d`` does that for any d: the sphere's perturbation is mu sqrt(d) u (each
+weight moves by about mu, as with Gaussian or Rademacher directions) and the projection is divided by
+that radius, so g_hat keeps its scale (phi as above) and the smoothing radius becomes mu sqrt(d).
+Needed in bf16: at 7B (d = 6.7e9) mu = 1e-3 on the unit sphere moves each weight by 1.2e-8, below
+the bf16 rounding of any weight, so the perturbed forward (FSDP2 casts the shards to bf16, autocast
+the fp32 weights) sees the unperturbed model and the projection is noise (tests/test_zo_bf16.py: a
+correlation of ~0 with fp32's at d = 2048 already; >= 0.99 with mu_sqrt_d). ``mu`` (default) keeps the
+unit-sphere perturbation.
 
 bf16/fp16 weights (``master_weights``, default on). A ZO update of about lr * |g_hat| ~ 1e-6 per weight
 is below half a bf16 ulp of a typical weight (|w| ~ 1e-2 has ulp 6e-5), so rounding to the nearest
@@ -54,6 +62,7 @@ under ``torch.no_grad()``. ``mu``, ``q``, ``direction``, ``unbiased``, ``seed`` 
 
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 import torch
@@ -72,6 +81,7 @@ from ._common import (
 )
 
 _DIRECTIONS = ("gaussian", "sphere", "rademacher")
+SPHERE_RADII = ("mu", "mu_sqrt_d")
 _LOW_PRECISION = (torch.bfloat16, torch.float16)
 
 
@@ -79,7 +89,9 @@ class _ZerothOrder(Optimizer):
     """Shared RGE machinery; subclasses implement ``_update_param``."""
 
     def __init__(self, params, defaults: dict, mu: float, q: int, direction: str, unbiased: bool,
-                 seed: int, exact_restore: bool, master_weights: bool = True):
+                 seed: int, exact_restore: bool, master_weights: bool = True, sphere_radius: str = "mu"):
+        if sphere_radius not in SPHERE_RADII:
+            raise ValueError(f"sphere_radius must be one of {SPHERE_RADII}, got {sphere_radius!r}")
         if direction not in _DIRECTIONS:
             raise ValueError(f"direction must be one of {_DIRECTIONS}, got {direction!r}")
         if not float(mu) > 0:
@@ -95,6 +107,7 @@ class _ZerothOrder(Optimizer):
         self.seed = int(seed)
         self.exact_restore = bool(exact_restore)
         self.master_weights = bool(master_weights)
+        self.sphere_radius = sphere_radius
         self.last_projections: list[float] = []  # for inspection/tests: [f+ - f-]/(2 mu) per direction
         # CHUNK-sized draw buffers per (device, dtype), kept across steps (a few MiB; reallocating them
         # every step fragmented the heap between the two forwards). Direction i of the update pass
@@ -168,11 +181,13 @@ class _ZerothOrder(Optimizer):
         else:
             norms = [1.0] * self.q
             phi = 1.0
+        # the perturbation's radius along each unit direction (sphere_radius, module docstring)
+        radius = self.mu * math.sqrt(d) if self.direction == "sphere" and self.sphere_radius == "mu_sqrt_d" else self.mu
         snapshot = [p.detach().clone() for p in params] if self.exact_restore and not master else None
 
         projections, losses = [], []
         for i, (s, n) in enumerate(zip(seeds, norms)):
-            scale = self.mu / n  # perturbation mu * u_i = (mu / ||z||) z for the sphere
+            scale = radius / n  # perturbation mu * u_i = (mu / ||z||) z for the sphere
             if master:  # the weights are rewritten from the masters: exact restore for free
                 self._place(params, s, scale)
                 f_plus = float(closure(backward=False))
@@ -189,7 +204,7 @@ class _ZerothOrder(Optimizer):
                 elif i < self.q - 1:
                     self._perturb(params, s, scale)
                 # else: the last direction is restored inside the update pass
-            projections.append((f_plus - f_minus) / (2.0 * self.mu))
+            projections.append((f_plus - f_minus) / (2.0 * radius))
             losses.append(0.5 * (f_plus + f_minus))
         del snapshot
         self.last_projections = projections
@@ -199,7 +214,7 @@ class _ZerothOrder(Optimizer):
         # each with its own CHUNK-sized buffer. With master weights the update acts on the fp32 master
         # and the weights are rewritten from it (which also restores them).
         coefs = [phi / self.q * pr / n for pr, n in zip(projections, norms)]
-        restore_scale = 0.0 if (self.exact_restore or master) else self.mu / norms[-1]
+        restore_scale = 0.0 if (self.exact_restore or master) else radius / norms[-1]
         streams = [self._stream(s, bufs) for s, bufs in zip(seeds, self._buffer_sets)]
         for group in self.param_groups:
             for p in group["params"]:
@@ -239,10 +254,10 @@ class ZOSGD(_ZerothOrder):
 
     def __init__(self, params, lr: float = 1e-6, mu: float = 1e-3, q: int = 1, direction: str = "gaussian",
                  unbiased: bool = True, weight_decay: float = 0.0, seed: int = 0, exact_restore: bool = False,
-                 master_weights: bool = True):
+                 master_weights: bool = True, sphere_radius: str = "mu"):
         check_nonneg(lr=lr, weight_decay=weight_decay)
         super().__init__(params, dict(lr=float(lr), weight_decay=float(weight_decay)),
-                         mu, q, direction, unbiased, seed, exact_restore, master_weights)
+                         mu, q, direction, unbiased, seed, exact_restore, master_weights, sphere_radius)
 
     def _chunk_update(self, pc, a, b, zc, group, st):
         lr, wd = group["lr"], group["weight_decay"]
@@ -293,11 +308,11 @@ class AdaZO(_ZerothOrder):
     def __init__(self, params, lr: float = 1e-5, betas=(0.9, 0.999), zeta: float = 1e-8,
                  bias_correction: bool = True, mu: float = 1e-3, q: int = 1, direction: str = "gaussian",
                  unbiased: bool = True, weight_decay: float = 0.0, seed: int = 0, exact_restore: bool = False,
-                 master_weights: bool = True):
+                 master_weights: bool = True, sphere_radius: str = "mu"):
         check_nonneg(lr=lr, zeta=zeta, weight_decay=weight_decay)
         super().__init__(params, dict(lr=float(lr), betas=check_betas(betas), zeta=float(zeta),
                                       bias_correction=bool(bias_correction), weight_decay=float(weight_decay)),
-                         mu, q, direction, unbiased, seed, exact_restore, master_weights)
+                         mu, q, direction, unbiased, seed, exact_restore, master_weights, sphere_radius)
         self.last_stats: dict[str, float] = {}
         self._moved: dict = {}  # device -> sum of |d| this step (one sync per step, not per chunk)
         self._count = 0

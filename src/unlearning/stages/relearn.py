@@ -14,27 +14,37 @@ def relearn(model_dir: str | Path, data_dir: str | Path, kind: str, params: dict
             max_len: int, out_root: str | Path) -> None:
     """Relearning attack on one unlearned model (``params``: the config's ``attacks.relearn`` and
     ``chunking``). Under torchrun with more than one rank the model is sharded with FSDP2 like a
-    sharded unlearning run (src/unlearning/distributed.py): every rank trains on the same batches and
-    holds a slice of each weight, gradient and AdamW state; rank 0 gathers and saves each model."""
-    import torch
-
+    sharded unlearning run (src/unlearning/distributed.py): each rank trains on its share of every
+    batch and holds a slice of each weight, gradient and AdamW state; rank 0 reads the weights once and
+    gathers and saves each model. Weights are fp32 on every device (bf16 compute on CUDA);
+    ``params["activation_checkpointing"]`` switches activation checkpointing on."""
     from .. import distributed
     from ..attacks.relearn import relearn as attack
     from ..attacks.relearn import relearn_subset
-    from ..models import load_model, load_tokenizer, save_model
+    from ..models import TRAIN_DTYPE, enable_checkpointing, load_model, load_tokenizer, save_model
     from ..train import seed_everything
 
     seed_everything(seed)
     tok = load_tokenizer(model_dir)
     forget, _ = forget_retain(data_dir, kind)
     texts = relearn_subset(forget, params["fraction"])
-    load, save = (lambda: load_model(model_dir)), None
+    checkpointing = bool(params.get("activation_checkpointing", False))
+
+    def load():  # fp32 masters (bf16 compute on CUDA)
+        model = load_model(model_dir, dtype=TRAIN_DTYPE)
+        if checkpointing:
+            enable_checkpointing(model)
+        return model
+
+    save, data_parallel = None, False
     if distributed.world_size() > 1:
         dev = distributed.init()
-        log.info("relearning sharded over %d ranks (FSDP2), this rank on %s", distributed.world_size(), dev)
+        data_parallel = True
+        log.info("relearning sharded over %d ranks (FSDP2, data-parallel), this rank on %s",
+                 distributed.world_size(), dev)
 
-        def load():  # fp32 on the host, then this rank's shards on its device
-            return distributed.shard(load_model(model_dir, dev=torch.device("cpu")), dev)
+        def load():  # rank 0 reads the weights; each rank keeps its shards on its device
+            return distributed.load_sharded(model_dir, dev, checkpointing=checkpointing)[0]
 
         def save(model, folder: Path) -> None:
             state = distributed.full_state_dict(model)  # a collective: every rank takes part
@@ -43,4 +53,4 @@ def relearn(model_dir: str | Path, data_dir: str | Path, kind: str, params: dict
 
     attack(load, tok, texts, steps=params["steps"], lr=params["lr"], batch_size=params["batch_size"],
            max_len=max_len, seed=seed, warmup=params["warmup"], schedule=params.get("schedule", "constant"),
-           chunking=params.get("chunking", "truncate"), out_root=out_root, save=save)
+           chunking=params.get("chunking", "truncate"), out_root=out_root, save=save, data_parallel=data_parallel)

@@ -19,10 +19,8 @@ def unlearn(target_dir: str | Path, data_dir: str | Path, kind: str, method: dic
     """Unlearn the forget set from the target with one method and one optimizer; save the model."""
     import copy
 
-    import torch
-
     from .. import distributed
-    from ..models import load_model, load_tokenizer, save_model
+    from ..models import TRAIN_DTYPE, device, dtype_for, enable_checkpointing, load_model, load_tokenizer, save_model
     from ..objectives import build_objective
     from ..train import seed_everything
     from ..train import unlearn as loop
@@ -30,16 +28,25 @@ def unlearn(target_dir: str | Path, data_dir: str | Path, kind: str, method: dic
     sharded = distributed.world_size() > 1  # launched by torchrun (the rule's `ranks`, docs/clusters.md)
     if sharded:
         distributed.check_shardable(optimizer, optimizer.get("type", "?"))
+    checkpointing = bool(run.get("activation_checkpointing", False))
     seed_everything(run["seed"])
     tok = load_tokenizer(target_dir)
-    # sharded: fp32 on the host, then each rank keeps its shard on its GPU (distributed.shard)
-    model = load_model(target_dir, dev=torch.device("cpu") if sharded else None)
     method = dict(method)
     lr_scale = float(method.pop("lr_scale", 1.0))
     objective = build_objective(method["objective"], {k: v for k, v in method.items() if k != "objective"})
     ref = None
-    if objective.needs_ref:
-        ref = copy.deepcopy(model).eval()
+    if sharded:  # rank 0 reads the weights once; each rank keeps its shards (model and reference)
+        model, ref = distributed.load_sharded(target_dir, distributed.init(), ref=objective.needs_ref,
+                                              checkpointing=checkpointing)
+    else:
+        dev = device()
+        model = load_model(target_dir, dev=dev, dtype=TRAIN_DTYPE)  # fp32 masters (bf16 compute on CUDA)
+        if checkpointing:
+            enable_checkpointing(model)
+    if objective.needs_ref and not sharded:
+        # the frozen reference: on the CPU a copy (fp32, as before); on a GPU read again in bf16
+        ref = (copy.deepcopy(model) if dev.type == "cpu" else load_model(target_dir, dev=dev, dtype=dtype_for(dev)))
+        ref.eval()
         for p in ref.parameters():
             p.requires_grad_(False)
     forget, retain = forget_retain(data_dir, kind)
@@ -60,7 +67,7 @@ def unlearn(target_dir: str | Path, data_dir: str | Path, kind: str, method: dic
               warmup_steps=warmup_steps(run.get("warmup_epochs", 0), n_examples, run["batch_size"]),
               schedule=run.get("schedule", "constant"))
     if sharded:
-        trace, state = distributed.sharded_unlearn(model, ref, tok, forget, retain, **kw)
+        trace, state = distributed.sharded_unlearn(model, ref, tok, forget, retain, sharded=True, **kw)
         if distributed.rank() != 0:
             return {}
         save_model(model, tok, out_dir, state_dict=state)
