@@ -1,11 +1,15 @@
-"""Sharded unlearning (FSDP2 under torchrun, gloo on the CPU) computes what one process computes.
+"""Data-parallel, sharded unlearning (FSDP2 under torchrun, gloo on the CPU) computes what one process
+computes with the whole batch.
 
-Two ranks run STEPS NPO unlearning steps of Adam, signAdam, Sophia and AdaZO (and ZO-SGD with sphere
-directions, signSGD, N-bit Adam and the FO-ZO hybrid) on a tiny Llama, each rank holding half of
-every weight, gradient and optimizer state; the single-process run does the same. Tolerance: losses
-within 1e-6 relative, final weights within 1e-6 absolute (measured: identical, bit for bit, on torch
-2.13 CPU: every rank sees the same batch, so the gradient average is exact, and each rank's slice of
-a ZO direction is the single-process draw).
+Two ranks run STEPS NPO unlearning steps of every grade on a tiny Llama, each rank taking half of
+every batch and holding half of every weight, gradient and optimizer state; the single-process run
+takes the whole batch. Every example has the same length (tests/fsdp_worker.py), so the halves'
+losses average to the whole batch's. Tolerance: losses within 1e-6 relative (2e-6 absolute), final weights within
+1e-5 absolute (measured: at most 2e-6, float summation order). Zeroth-order steps divide a loss
+difference by 2 mu, so the halves' rounding (~1e-7 of the loss) grows by 1/mu: the ZO entries
+perturb each weight by ~1e-2 (mu 1e-2; the unit sphere's mu 1 over sqrt(d) ~ 200: 5e-3), where it stays
+below 1e-5 (at the unit sphere's 1e-3 / sqrt(d) per weight the weights differ by 5e-3 after 3 steps:
+the perturbation is lost in rounding, as in bf16, tests/test_zo_bf16.py).
 """
 
 from __future__ import annotations
@@ -24,21 +28,50 @@ from unlearning import distributed
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKER = ROOT / "tests" / "fsdp_worker.py"
+# Adam's eps 1e-6 (torch's 1e-8): Adam's step lr g / (|g| + eps) turns a gradient error into an update
+# error lr / eps times larger where g ~ 0, and the halves' summation order changes gradients by ~1e-10
+# (measured with eps 1e-8: one weight of 21,000 off by 1.2e-5 after 3 steps).
 SPECS = {
-    "adam": {"type": "adam", "lr": 1e-3},
+    "adam": {"type": "adam", "lr": 1e-3, "eps": 1e-6},
     "signadam": {"type": "signadam", "lr": 1e-3},
-    "sophia": {"type": "sophia", "lr": 1e-3, "k": 1},
-    "adazo": {"type": "adazo", "lr": 1e-3, "seed": 3},
-    "zo_sgd_sphere": {"type": "zo_sgd", "lr": 1e-3, "seed": 3, "direction": "sphere"},
+    # Sophia's GNB refresh samples labels from the model's softmax: at weights 1e-8 apart a sampled
+    # label can differ and move a coordinate's curvature (measured with a refresh every step: one of
+    # 31,520 weights 1.3e-4 off), so the GNB entries refresh at the first step only (k 3), where the
+    # weights are the same; grad_sq refreshes every step
+    "sophia": {"type": "sophia", "lr": 1e-3, "k": 3},
+    "sophia_grad_sq": {"type": "sophia", "lr": 1e-3, "k": 1, "hessian": "grad_sq"},
+    "adazo": {"type": "adazo", "lr": 1e-3, "seed": 3, "mu": 1e-2},
+    "zo_sgd_sphere": {"type": "zo_sgd", "lr": 1e-3, "seed": 3, "direction": "sphere", "mu": 1.0},
     "signsgd": {"type": "signsgd", "lr": 1e-3},
     "nbit_adam": {"type": "nbit_adam", "lr": 1e-3, "bits": 4},
-    "hybrid": {"type": "hybrid", "n_fo": 1, "n_zo": 1, "fo": {"type": "adam", "lr": 1e-3},
-               "zo": {"type": "adazo", "lr": 1e-3, "seed": 1}},
+    "hybrid": {"type": "hybrid", "n_fo": 1, "n_zo": 1, "fo": {"type": "adam", "lr": 1e-3, "eps": 1e-6},
+               "zo": {"type": "adazo", "lr": 1e-3, "seed": 1, "mu": 1e-2}},
+    "sam": {"type": "sam", "lr": 1e-3, "eps": 1e-6, "rho": 0.05},
+    "rs": {"type": "rs", "lr": 1e-3, "eps": 1e-6, "sigma": 0.01, "n_samples": 2, "seed": 1},
+    # 8-bit states for the matrices (1024 weights and more), 32-bit for the norms' 32 (bitsandbytes'
+    # blocks of 256 would split them differently at 16 per shard; at 7B every shard holds whole blocks)
+    "adamw8bit": {"type": "adamw8bit", "lr": 1e-3, "eps": 1e-6, "min_8bit_size": 1024},
+    "zo_rademacher": {"type": "zo_sgd", "lr": 1e-3, "seed": 3, "direction": "rademacher", "mu": 1e-2},
+    "zo_sphere_sqrt_d": {"type": "zo_sgd", "lr": 1e-3, "seed": 3, "direction": "sphere", "mu": 1e-2,
+                         "sphere_radius": "mu_sqrt_d"},
+    "adam_clipped": {"type": "adam", "lr": 1e-3, "eps": 1e-6, "max_grad_norm": 0.5},
+    "adam_checkpointing": {"type": "adam", "lr": 1e-3, "eps": 1e-6, "_checkpointing": True},
+    "adam_batch3": {"type": "adam", "lr": 1e-3, "eps": 1e-6, "_batch": 3},  # shares of 2 and 1 examples
+    # lr 1e-4: Sophia's clipped ratio m / (rho h) is as touchy as Adam's where h ~ 0 (one weight 1.2e-5
+    # off at lr 1e-3 on GradDiff)
+    "sophia_graddiff": {"type": "sophia", "lr": 1e-4, "k": 3, "_objective": "grad_diff"},
+    # the lab's SAM and RS: only the forget term perturbed, the retain term's gradient at the weights
+    "sam_forget": {"type": "sam", "lr": 1e-3, "eps": 1e-6, "rho": 0.05, "smooth_terms": "forget"},
+    "rs_forget": {"type": "rs", "lr": 1e-3, "eps": 1e-6, "sigma": 0.01, "n_samples": 2, "seed": 1,
+                  "smooth_terms": "forget"},
 }
 
 
 def _env():
     return dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT / "src"))
+
+
+pytestmark = pytest.mark.multiprocess
 
 
 @pytest.fixture(scope="module")
@@ -48,43 +81,69 @@ def runs(tmp_path_factory):
     if torchrun is None:
         pytest.fail("torchrun not found next to the test interpreter")
     one, two = tmp / "one.pt", tmp / "two.pt"
-    subprocess.run([sys.executable, str(WORKER), str(one), json.dumps(SPECS)], check=True, env=_env(),
-                   capture_output=True, text=True, timeout=600)
+    # the single process and the two ranks run side by side (three processes, each one thread)
+    single = subprocess.Popen([sys.executable, str(WORKER), str(one), json.dumps(SPECS)], env=_env(),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     proc = subprocess.run([torchrun, "--standalone", "--nproc-per-node", "2", str(WORKER), str(two),
                            json.dumps(SPECS)], env=_env(), capture_output=True, text=True, timeout=600)
+    _, err = single.communicate(timeout=600)
+    assert single.returncode == 0, err[-3000:]
     assert proc.returncode == 0, proc.stderr[-3000:]
     return torch.load(one), torch.load(two)
 
 
 @pytest.mark.parametrize("name", list(SPECS))
-def test_two_ranks_match_one_process(runs, name):
+def test_data_parallel_halves_match_one_process(runs, name):
     one, two = runs[0][name], runs[1][name]
     l1 = [t["loss"] for t in one["trace"]]
     l2 = [t["loss"] for t in two["trace"]]
     assert len(l1) == len(l2) == 3
-    assert l1 == pytest.approx(l2, rel=1e-6)
-    for key in ("unclipped", "move_over_lr"):  # Sophia's and AdaZO's statistics cover every shard
+    assert l1 == pytest.approx(l2, rel=1e-6, abs=2e-6)  # GradDiff's loss is a difference near 0
+    # Sophia's and AdaZO's statistics cover every shard. Sophia's is a share of coordinates: one that
+    # sits on the clip's edge may fall either side (measured: 1 of 31,520 at one step)
+    for key, tol in (("unclipped", {"abs": 1e-4}), ("move_over_lr", {"rel": 1e-4})):
         s1, s2 = [t.get(key, -1.0) for t in one["trace"]], [t.get(key, -1.0) for t in two["trace"]]
-        assert s1 == pytest.approx(s2, rel=1e-6), key
+        assert s1 == pytest.approx(s2, **tol), key
     assert sorted(one["state"]) == sorted(two["state"])
-    for key, w in one["state"].items():
-        assert two["state"][key].shape == w.shape
-        torch.testing.assert_close(two["state"][key], w, atol=1e-6, rtol=0)
+    if name == "adamw8bit":
+        # 8-bit states: a gradient that differs in its 7th digit (the halves' summation order) can
+        # land a state on the next quantization level. Measured: 4 of 21,000 weights beyond 1e-7,
+        # the largest 1.2e-5.
+        diffs = torch.cat([(two["state"][k] - w).abs().view(-1) for k, w in one["state"].items()])
+        assert (diffs > 1e-5).float().mean() < 1e-3 and diffs.max() < 1e-4, diffs.max()
+    else:
+        for key, w in one["state"].items():
+            assert two["state"][key].shape == w.shape
+            torch.testing.assert_close(two["state"][key], w, atol=1e-5, rtol=0)
     # not a vacuous match: the loss moved, and each optimizer ends elsewhere than Adam
     assert l1[-1] != l1[0]
-    if name != "adam":
-        assert any(not torch.equal(w, runs[0]["adam"]["state"][k]) for k, w in one["state"].items())
+    adam = runs[0]["adam"]["state"]
+    if name == "adam_checkpointing":  # activation checkpointing changes memory and time, not results
+        assert all(torch.equal(w, adam[k]) for k, w in one["state"].items())
+    elif name != "adam":
+        assert any(not torch.equal(w, adam[k]) for k, w in one["state"].items())
 
 
-def test_unshardable_grade_fails_in_one_line():
-    with pytest.raises(ValueError, match=r"optimizers\.q8: type 'adamw8bit' cannot run sharded"):
-        distributed.check_shardable({"type": "adamw8bit"}, "q8")
-    with pytest.raises(ValueError, match=r"optimizers\.h\.fo: type 'adamw8bit'"):
+def test_every_paper_optimizer_shards(monkeypatch):
+    """No grade is refused sharded any more; the refusal stays for a type that may need it."""
+    import yaml
+
+    for cfg in sorted((ROOT / "configs").glob("paper-*.yaml")):
+        for name, spec in yaml.safe_load(cfg.read_text()).get("optimizers", {}).items():
+            distributed.check_shardable(spec, name)
+    monkeypatch.setitem(distributed.UNSHARDABLE, "adamw8bit", "a reason")
+    with pytest.raises(ValueError, match=r"optimizers\.h\.fo: type 'adamw8bit' cannot run sharded: a reason"):
         distributed.check_shardable({"type": "hybrid", "fo": {"type": "adamw8bit"}}, "h")
-    distributed.check_shardable({"type": "hybrid", "fo": {"type": "adam"}, "zo": {"type": "adazo"}}, "h")
-    for t in ("sam", "rs"):  # not shard-aware yet: refused rather than silently different
-        with pytest.raises(ValueError, match=f"optimizers.x: type '{t}' cannot run sharded"):
-            distributed.check_shardable({"type": t}, "x")
+
+
+def test_data_share_blocks_cover_the_batch_once():
+    for b in (1, 3, 4, 8):
+        for world in (1, 2, 3, 8):
+            shares = [distributed.DataShare(r, world).split(list(range(b))) for r in range(world)]
+            got = [x for part, w in shares if w for x in part]
+            assert got == list(range(b))
+            assert sum(w for _, w in shares) == pytest.approx(world)  # the weights average to 1
+            assert all(part == [0] for part, w in shares if not w)  # an idle rank runs one example at 0
 
 
 def test_snakemake_rule_runs_two_ranks_when_the_profile_asks(tmp_path):
@@ -144,3 +203,17 @@ def test_two_ranks_relearn_what_one_process_relearns(smoke_run, tmp_path, warmup
         for k in a:
             torch.testing.assert_close(b[k], a[k], atol=1e-6, rtol=0)
         assert any(not torch.equal(a[k], start[k]) for k in a)  # relearning moved the weights
+
+
+def test_host_memory_of_two_ranks_grows_like_one_model():
+    """Rank 0 reads the weights once and broadcasts them into the shards (distributed.load_sharded):
+    rank 1 holds its shards of the model and the NPO reference (one model's worth on the CPU, on the
+    GPUs of a GPU node) and no copy. Measured at 33.7M weights (benchmarks/host_memory.py): rank 1
+    1.24 models, the host's own copies 1.31 models; before, each rank 2.56 (3.11 copies on 2 ranks)."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from host_memory import measure
+
+    got = measure(ranks=2, hidden=512, layers=4, ways=("new",))["new"]  # 21M weights
+    rank0, rank1 = got["per_rank_increment_models"]
+    assert rank1 < 1.8, got  # its shards (1 model) and one whole tensor at a time, not a model + a copy
+    assert got["host_copies"] < 2.2, got  # one model on the host (rank 0's), not 2 per rank
