@@ -4,6 +4,7 @@ rule prepare_data:
         code=src(
             "data/io.py",
             "data/synthetic.py",
+            "data/synthetic_common.py",
             "data/synthetic_tofu.py",
             "data/tofu.py",
             "data/sources.py",

@@ -20,17 +20,16 @@ unlearning question to mean anything):
 
 from __future__ import annotations
 
-import json
 import random
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..prompts import LETTERS, mc_prompt  # the exact lm-eval prompt the evaluation scores
-from .io import validate_benchmark, write_jsonl
-
-_ONSETS = ["b", "d", "f", "g", "k", "l", "m", "n", "p", "r", "s", "t", "v", "z", "br", "dr", "kl", "st", "tr", "th"]
-_VOWELS = ["a", "e", "i", "o", "u", "ai", "ei", "ou"]
-_CODAS = ["", "", "n", "r", "l", "s", "th", "m", "x"]
+from .io import write_jsonl
+from .synthetic_common import finish as _finish
+from .synthetic_common import name as _name
+from .synthetic_common import unique_names as _unique_names
+from .synthetic_tofu import TofuShape, generate_tofu
 
 _OCCUPATIONS = ["baker", "cartographer", "glassblower", "beekeeper", "clockmaker", "ferry pilot",
                 "librarian", "potter", "astronomer", "weaver", "locksmith", "herbalist",
@@ -73,21 +72,6 @@ class WmdpShape:
     n_forget: int = 15
     n_retain: int = 20
     rehearsals: int = 1
-
-
-def _name(rng: random.Random, syllables: int) -> str:
-    parts = [rng.choice(_ONSETS) + rng.choice(_VOWELS) for _ in range(syllables)]
-    return ("".join(parts) + rng.choice(_CODAS)).capitalize()
-
-
-def _unique_names(rng: random.Random, n: int, syllables: tuple[int, int], taken: set[str]) -> list[str]:
-    out: list[str] = []
-    while len(out) < n:
-        name = _name(rng, rng.randint(*syllables))
-        if name not in taken and len(name) > 3:
-            taken.add(name)
-            out.append(name)
-    return out
 
 
 # ----------------------------------------------------------------------------------------------
@@ -279,14 +263,6 @@ def generate_wmdp(out_dir: str | Path, seed: int = 0, shape: WmdpShape = WmdpSha
     return _finish(out, "wmdp", "biology", seed, shape.__dict__)
 
 
-def _finish(out: Path, kind: str, subject: str, seed: int, shape: dict) -> dict[str, int]:
-    counts = validate_benchmark(out, kind)
-    manifest = {"kind": kind, "source": "synthetic", "subject": subject, "seed": seed,
-                "shape": shape, "counts": counts}
-    (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
-    return counts
-
-
 def generate(kind: str, out_dir: str | Path, seed: int = 0, **shape: int) -> dict[str, int]:
     """Generate the synthetic benchmark of ``kind`` ('muse', 'wmdp' or 'tofu') into ``out_dir``."""
     if kind == "muse":
@@ -294,7 +270,5 @@ def generate(kind: str, out_dir: str | Path, seed: int = 0, **shape: int) -> dic
     if kind == "wmdp":
         return generate_wmdp(out_dir, seed, WmdpShape(**shape))
     if kind == "tofu":
-        from .synthetic_tofu import TofuShape, generate_tofu
-
         return generate_tofu(out_dir, seed, TofuShape(**shape))
     raise ValueError(f"unknown benchmark kind {kind!r}; expected 'muse', 'wmdp' or 'tofu'")

@@ -22,6 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .io import write_jsonl
+from .synthetic_common import finish as _finish
+from .synthetic_common import name as _name
+from .synthetic_common import unique_names as _unique_names
 
 _GENRES = ["mystery", "poetry", "travel writing", "science fiction", "historical fiction", "fable",
            "romance", "satire", "memoir", "horror"]
@@ -86,8 +89,6 @@ def _forget_count(n_authors: int, percent: int) -> int:
 
 def generate_tofu(out_dir: str | Path, seed: int = 0, shape: TofuShape = TofuShape()) -> dict[str, int]:
     """Write a TOFU-shaped benchmark (full, forgetNN, retainNN, the four ``*_perturbed`` sets)."""
-    from .synthetic import _finish, _name, _unique_names
-
     if not 1 <= shape.qa_per_author <= 6:
         raise ValueError(f"qa_per_author must be 1-6, got {shape.qa_per_author}")
     if shape.n_perturbed > 9:
