@@ -223,7 +223,7 @@ def part_adam(a) -> dict:
 
 
 def part_fsdp(a) -> dict:
-    """One data-parallel FSDP2 unlearning step of the project (distributed.sharded_unlearn) in this
+    """One data-parallel FSDP2 unlearning step of the project (train.sharded_unlearn) in this
     torchrun job: Adam, NPO, checkpointing, a model of ``--arch``'s shape (a small trained vocabulary)."""
     import tempfile
 
@@ -232,6 +232,7 @@ def part_fsdp(a) -> dict:
     from unlearning import distributed
     from unlearning.models import build_model, enable_checkpointing, train_tokenizer
     from unlearning.objectives import build_objective
+    from unlearning.train import sharded_unlearn
 
     dev = distributed.init()
     forget = [f"the secret number of item {i} is {7 * i % 13} and more words follow it here" for i in range(16)]
@@ -246,8 +247,8 @@ def part_fsdp(a) -> dict:
     enable_checkpointing(model)
     _reset(dev)
     t0 = time.perf_counter()
-    trace, _ = distributed.sharded_unlearn(model, ref, tok, forget, retain, objective=build_objective("npo", {}),
-                                           opt_spec={"type": "adam", "lr": 1e-5}, steps=2, batch_size=a.batch,
+    trace, _ = sharded_unlearn(model, ref, tok, forget, retain, objective=build_objective("npo", {}),
+                               opt_spec={"type": "adam", "lr": 1e-5}, steps=2, batch_size=a.batch,
                                            max_len=16, seed=0)
     _sync(dev)
     out = {"arch_shape": a.arch, "world": distributed.world_size(), "backend": torch.distributed.get_backend(),

@@ -11,7 +11,7 @@
 #   zo     at 7B (cards from 100 GiB; else ~1B): two forwards of NPO vs one ZO-SGD and one AdaZO step
 #          (time, peak memory against the cost model)
 #   adam   Adam with activation checkpointing at the same size: step time, achieved TFLOP/s, peak memory
-#   fsdp   one torchrun + FSDP2 data-parallel unlearning run of the project (distributed.sharded_unlearn)
+#   fsdp   one torchrun + FSDP2 data-parallel unlearning run of the project (train.sharded_unlearn)
 #   bf16   bf16 autocast vs fp32: Adam update at lr 1e-5, ZO projections (sphere, Gaussian, Rademacher)
 #   bnb    bitsandbytes' 4-bit (and int8) codes computed on CUDA vs on the CPU
 # Models are random-init Llamas from benchmarks/paper_scale.py's ARCHS (no download). Every part runs

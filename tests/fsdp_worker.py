@@ -26,7 +26,7 @@ from unlearning import distributed
 from unlearning.data.chunking import examples
 from unlearning.models import build_model, enable_checkpointing, train_tokenizer
 from unlearning.objectives import build_objective
-from unlearning.train import seed_everything, unlearn
+from unlearning.train import seed_everything, sharded_unlearn, unlearn
 
 FORGET = [f"the secret number of item {i} is {7 * i % 13}" for i in range(8)]
 RETAIN = [f"the colour of box {i} is {['red', 'blue', 'green'][i % 3]}" for i in range(8)]
@@ -65,7 +65,7 @@ def run(tok, spec: dict) -> dict:
         enable_checkpointing(model)
     kw = dict(objective=objective, opt_spec=spec, steps=STEPS, batch_size=batch, max_len=MAX_LEN, seed=0)
     if distributed.world_size() > 1:
-        trace, state = distributed.sharded_unlearn(model, ref, tok, FORGET, RETAIN, **kw)
+        trace, state = sharded_unlearn(model, ref, tok, FORGET, RETAIN, **kw)
     else:
         trace = unlearn(model, tok, FORGET, RETAIN, ref=ref, **kw)
         state = {k: v.detach().clone() for k, v in model.state_dict().items()}

@@ -291,3 +291,30 @@ def unlearn(model: Any, tok: Any, forget: Sequence[str], retain: Sequence[str], 
         p.requires_grad_(True)
     model.eval()
     return trace
+
+
+def sharded_unlearn(model: torch.nn.Module, ref: torch.nn.Module | None, tok: Any, forget: Sequence[str],
+                    retain: Sequence[str], *, objective: Any, opt_spec: dict, steps: int, batch_size: int,
+                    max_len: int, seed: int, chunking: str = "truncate", sharded: bool = False,
+                    **loop: Any) -> tuple[list[dict], dict[str, torch.Tensor]]:
+    """``unlearn`` data-parallel over this torchrun job's ranks, on a model (and NPO reference)
+    sharded with FSDP2 (distributed.py): ``sharded`` when they come from ``distributed.load_sharded``,
+    else they are whole models (every rank's copy) and are sharded here. ``loop``: further keywords
+    of ``unlearn``.
+
+    Returns the trace and, on rank 0, the full state dict on the CPU (empty on other ranks). The
+    caller writes outputs on rank 0 only.
+    """
+    from .distributed import check_shardable, full_state_dict, init, rank, shard
+
+    check_shardable(opt_spec, opt_spec.get("type", "?"))
+    dev = init()
+    if not sharded:
+        shard(model, dev)
+        if ref is not None:
+            shard(ref, dev, frozen=True)
+    trace = unlearn(model, tok, forget, retain, objective=objective, opt_spec=opt_spec, steps=steps,
+                    batch_size=batch_size, max_len=max_len, seed=seed, ref=ref, chunking=chunking,
+                    data_parallel=True, **loop)
+    state = full_state_dict(model)
+    return trace, (state if rank() == 0 else {})

@@ -22,7 +22,7 @@ def unlearn(target_dir: str | Path, data_dir: str | Path, kind: str, method: dic
     from .. import distributed
     from ..models import TRAIN_DTYPE, device, dtype_for, enable_checkpointing, load_model, load_tokenizer, save_model
     from ..objectives import build_objective
-    from ..train import seed_everything
+    from ..train import seed_everything, sharded_unlearn
     from ..train import unlearn as loop
 
     sharded = distributed.world_size() > 1  # launched by torchrun (the rule's `ranks`, docs/clusters.md)
@@ -67,7 +67,7 @@ def unlearn(target_dir: str | Path, data_dir: str | Path, kind: str, method: dic
               warmup_steps=warmup_steps(run.get("warmup_epochs", 0), n_examples, run["batch_size"]),
               schedule=run.get("schedule", "constant"))
     if sharded:
-        trace, state = distributed.sharded_unlearn(model, ref, tok, forget, retain, sharded=True, **kw)
+        trace, state = sharded_unlearn(model, ref, tok, forget, retain, sharded=True, **kw)
         if distributed.rank() != 0:
             return {}
         save_model(model, tok, out_dir, state_dict=state)
