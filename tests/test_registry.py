@@ -18,7 +18,7 @@ from unlearning.config import load_schema
 
 PACKAGE = Path(registry.__file__).resolve().parent
 # Modules of optim/ and objectives/ that define no registered type themselves.
-SHARED = {"optim": {"__init__", "_common"}, "objectives": {"__init__", "base"}}
+SHARED = {"optim": {"__init__", "build", "_common"}, "objectives": {"__init__", "base"}}
 
 # The paper's grade of each optimizer it studies (REFERENCE.md, "Optimizer grades"; SAM and RS are the
 # robust first-order baselines). Known values: the registry may add types, never regrade these.

@@ -148,7 +148,7 @@ def kind(wc):
 def optimizer_code(wc):
     spec = config["optimizers"][wc.optimizer]
     mods = {OPTIM_MODULES[t] for t in registry.types_used(spec)}
-    return src("optim/__init__.py", "optim/_common.py", *sorted(mods))
+    return src("optim/__init__.py", "optim/build.py", "optim/_common.py", *sorted(mods))
 
 
 def objective_code(wc):

@@ -5,20 +5,14 @@
 ``opt.step(closure)`` with the closure contract of docs/architecture.md.
 
 Which type is which class (or factory), in which module and of which grade is ``unlearning.registry``
-(``OPTIMIZERS``); this package builds its table from it, so a new type needs no edit here.
+(``OPTIMIZERS``); build.py looks each type up there, so a new type needs no edit here.
 Hyperparameters are the constructors' keyword arguments (``accepted_keys(type)``); defaults live in
 the config schema, the constructors' defaults (documented as the paper's or ours) are a fallback.
 """
 
 from __future__ import annotations
 
-import inspect
-from importlib import import_module
-from typing import Callable
-
-import torch
-
-from ..registry import OPTIMIZERS
+from .build import GRADES, accepted_keys, build_optimizer, factory
 from .compressed import NBitAdam, SignAdam, SignSGD, adamw8bit, quantize
 from .first import adam, adamw
 from .hybrid import HybridFOZO, fozo_schedule
@@ -27,70 +21,8 @@ from .second import Sophia
 from .smoothing import RandomizedSmoothing
 from .zeroth import ZOSGD, AdaZO
 
-
-def _factory(type_: str) -> Callable:
-    entry = OPTIMIZERS[type_]
-    return getattr(import_module(f".{entry.module}", __name__), entry.factory)
-
-
-_REGISTRY: dict[str, tuple[Callable, str]] = {t: (_factory(t), o.grade) for t, o in OPTIMIZERS.items()}
-
-GRADES: dict[str, str] = {name: grade for name, (_, grade) in _REGISTRY.items()}
-
-# keys that may appear in a spec besides the hyperparameters
-_META_KEYS = ("type", "grade", "max_grad_norm")
-
-
-def accepted_keys(type_: str) -> list[str]:
-    """Hyperparameter names ``type_`` accepts (its constructor's keyword arguments)."""
-    factory, _ = _lookup(type_)
-    sig = inspect.signature(factory)
-    return [n for n in sig.parameters if n not in ("params", "total_steps")]
-
-
-def _lookup(type_):
-    if type_ not in _REGISTRY:
-        raise ValueError(f"unknown optimizer type {type_!r}; known: {sorted(_REGISTRY)}")
-    return _REGISTRY[type_]
-
-
-def build_optimizer(params, spec: dict, total_steps: int) -> torch.optim.Optimizer:
-    """Build the optimizer named by ``spec["type"]`` with the other keys as hyperparameters.
-
-    An optional ``spec["grade"]`` must equal ``GRADES[type]``. Lists are turned into tuples (JSON/YAML
-    give ``betas`` as a list). Raises ValueError naming an unknown type or hyperparameter.
-
-    ``spec["max_grad_norm"]`` (gradient grades; 0 or absent: off) is kept on the optimizer as
-    ``opt.max_grad_norm``: the unlearning loop's closure clips the gradients to it after each backward
-    (``train.loss_closure``), so every optimizer sees clipped gradients as in HF Trainer's and
-    SophiaG's loops. A hybrid takes its first-order phase's.
-    """
-    if not isinstance(spec, dict):
-        raise ValueError(f"optimizer spec must be a dict, got {type(spec).__name__}")
-    if "type" not in spec:
-        raise ValueError("optimizer spec has no 'type'")
-    type_ = spec["type"]
-    factory, grade = _lookup(type_)
-    if "grade" in spec and spec["grade"] != grade:
-        raise ValueError(f"optimizer {type_!r} has grade {grade!r}, spec says {spec['grade']!r}")
-    accepted = accepted_keys(type_)
-    hyper = {k: v for k, v in spec.items() if k not in _META_KEYS}
-    unknown = sorted(set(hyper) - set(accepted))
-    if unknown:
-        raise ValueError(f"unknown hyperparameter(s) {unknown} for optimizer {type_!r}; accepted: {accepted}")
-    hyper = {k: tuple(v) if isinstance(v, list) else v for k, v in hyper.items()}
-    clip = spec.get("max_grad_norm") or 0.0
-    if not (isinstance(clip, (int, float)) and clip >= 0):
-        raise ValueError(f"max_grad_norm must be a number >= 0 (0: no clipping), got {clip!r}")
-    if clip and grade in ("zeroth", "hybrid"):
-        raise ValueError(f"max_grad_norm: optimizer {type_!r} takes no gradient to clip"
-                         + (" (give it in the hybrid's 'fo' entry)" if grade == "hybrid" else ""))
-    if type_ == "hybrid":
-        return factory(params, total_steps=total_steps, **hyper)
-    opt = factory(params, **hyper)
-    opt.max_grad_norm = float(clip)
-    return opt
-
+# Every registry entry resolved at import: a wrong module or class name fails here, not mid-study.
+_REGISTRY: dict[str, tuple] = {t: (factory(t), grade) for t, grade in GRADES.items()}
 
 __all__ = [
     "GRADES", "build_optimizer", "accepted_keys", "Sophia", "SAM", "RandomizedSmoothing", "SignSGD", "SignAdam",

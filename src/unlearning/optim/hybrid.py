@@ -25,6 +25,8 @@ from typing import Callable
 
 from torch.optim import Optimizer
 
+from .build import GRADES, build_optimizer
+
 FO, ZO = "fo", "zo"
 
 
@@ -68,8 +70,6 @@ class HybridFOZO(Optimizer):
 
     def __init__(self, params, fo: dict | None = None, zo: dict | None = None, n_fo: int = 20, n_zo: int = 20,
                  total_steps: int | None = None):
-        from . import GRADES, build_optimizer  # late import: the registry imports this module
-
         fo = dict(fo) if fo is not None else {"type": "adam"}
         zo = dict(zo) if zo is not None else {"type": "adazo"}
         if GRADES.get(fo.get("type")) not in ("first", "compressed", "second"):
