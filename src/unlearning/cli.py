@@ -354,7 +354,7 @@ def run(argv: list[str] | None = None) -> int:
     When ``UNLEARNING_FORKSERVER`` names a fork server that answers, a worker forked there runs the
     stage and this returns its exit status; otherwise the stage runs in this process (``main``).
     """
-    from .forkserver import ENV, delegate, turned_off
+    from .forkclient import ENV, delegate, turned_off
 
     argv = sys.argv[1:] if argv is None else argv
     if os.environ.get(ENV) and not turned_off():

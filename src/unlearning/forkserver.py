@@ -31,94 +31,18 @@ import sys
 import traceback
 from typing import Sequence
 
-ENV = "UNLEARNING_FORKSERVER"
+from . import cli
+from .forkclient import ENV, MAX_MSG, delegate, turned_off  # noqa: F401 - delegate, turned_off: the server's API too
+from .forkclient import address as _address
+from .forkclient import recv as _recv
+from .forkclient import recv_exact as _recv_exact
+from .forkclient import send as _send
+
 # Libraries a stage may import; loaded once in the server so that forked workers share them.
 PRELOAD = (
     "torch", "transformers", "transformers.models.llama.modeling_llama", "tokenizers", "safetensors.torch",
     "bitsandbytes", "rouge_score.rouge_scorer", "sklearn.metrics", "pandas", "matplotlib.pyplot",
 )
-_MAX_MSG = 1 << 20
-
-
-def _send(conn: socket.socket, obj: dict) -> None:
-    data = json.dumps(obj).encode()
-    conn.sendall(len(data).to_bytes(4, "big") + data)
-
-
-def _recv(conn: socket.socket) -> dict | None:
-    head = _recv_exact(conn, 4)
-    if head is None:
-        return None
-    size = int.from_bytes(head, "big")
-    if size > _MAX_MSG:
-        raise ValueError(f"fork server message of {size} bytes")
-    body = _recv_exact(conn, size)
-    return None if body is None else json.loads(body)
-
-
-def _recv_exact(conn: socket.socket, n: int) -> bytes | None:
-    buf = b""
-    while len(buf) < n:
-        chunk = conn.recv(n - len(buf))
-        if not chunk:
-            return None
-        buf += chunk
-    return buf
-
-
-def turned_off() -> bool:
-    """Whether the user turned the server off (``UNLEARNING_FORKSERVER=off``, ``0`` or ``false``)."""
-    return os.environ.get(ENV, "") in ("off", "0", "false")
-
-
-def _address(name: str) -> str:
-    # Abstract namespace: no file to clean up, and invisible from other hosts, so a job that lands
-    # elsewhere (or after the server is gone) simply runs by itself.
-    return "\0" + name
-
-
-# --------------------------------------------------------------------------------------------------
-# Client side: what `unlearning` (unlearning.cli.run) does when UNLEARNING_FORKSERVER is set.
-
-
-def delegate(name: str, argv: Sequence[str], timeout: float = 120.0) -> int | None:
-    """Run ``unlearning argv`` in a worker forked by the server ``name``.
-
-    Returns the worker's exit status (128 + signal number if it was killed), or None when no server
-    answers, in which case the caller runs the stage itself.
-    """
-    conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        conn.connect(_address(name))
-    except OSError:
-        conn.close()
-        return None
-    try:
-        request = {"argv": list(argv), "cwd": os.getcwd(), "env": dict(os.environ)}
-        data = json.dumps(request).encode()
-        # Standard streams travel as file descriptors: the worker writes straight into the job's log.
-        socket.send_fds(conn, [len(data).to_bytes(4, "big") + data], [0, 1, 2])
-        # The server may still be importing (it listens first): wait for its acknowledgement.
-        ready, _, _ = select.select([conn], [], [], timeout)
-        if not ready:
-            return None
-        ack = _recv(conn)
-        if ack is None or ack.get("status") != "ready":
-            return None
-        # Commit: only now does the handler fork the worker. A client that gave up above closed the
-        # connection instead, so a stage can never run both here and in a worker.
-        _send(conn, {"go": True})
-        reply = _recv(conn)  # blocks until the worker ends; if we are killed, the handler kills it
-    except (OSError, ValueError):
-        return None
-    finally:
-        conn.close()
-    if reply is None:
-        print("forkserver: lost the server before the job ended", file=sys.stderr)
-        return 1
-    print(f"forkserver: worker {reply['pid']} exit {reply['code']}, peak RSS {reply['maxrss_mb']:.0f} MB, "
-          f"CPU {reply['cpu_s']:.1f} s", file=sys.stderr)
-    return int(reply["code"])
 
 
 # --------------------------------------------------------------------------------------------------
@@ -164,9 +88,7 @@ def _run_worker(request: dict, fds: list[int]) -> None:
         if "numpy" in sys.modules:
             sys.modules["numpy"].random.seed()
         sys.argv = ["unlearning", *request["argv"]]
-        from .cli import main
-
-        code = main(request["argv"])
+        code = cli.main(request["argv"])
     except SystemExit as exc:  # argparse
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     except BaseException:  # noqa: BLE001 - the job's traceback belongs in its log, as without the server
@@ -182,7 +104,7 @@ def _run_worker(request: dict, fds: list[int]) -> None:
 
 def _handle(conn: socket.socket) -> None:
     """In the handler process: fork the worker, relay its exit status, kill it if the client leaves."""
-    msg, fds, _, _ = socket.recv_fds(conn, _MAX_MSG + 4, 3)
+    msg, fds, _, _ = socket.recv_fds(conn, MAX_MSG + 4, 3)
     if len(msg) < 4 or len(fds) != 3:
         return
     size = int.from_bytes(msg[:4], "big")
