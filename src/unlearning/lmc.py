@@ -12,10 +12,13 @@ from __future__ import annotations
 import csv
 import logging
 import os
+from argparse import ArgumentParser, Namespace
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import torch
+
+from .commands import KINDS, Stage, json_arg
 
 log = logging.getLogger(__name__)
 
@@ -134,3 +137,24 @@ def lmc(models: Mapping[str, str | Path], reference: str, data_dir: str | Path, 
         w.writerows(rows)
     os.replace(tmp, out)
     return rows
+
+
+def _arguments(p: ArgumentParser) -> None:
+    p.add_argument("--models", nargs="+", required=True, help="optimizer=folder of each unlearned model")
+    p.add_argument("--reference", required=True, help="optimizer whose solution anchors the paths")
+    p.add_argument("--data", required=True)
+    p.add_argument("--kind", required=True, choices=KINDS)
+    p.add_argument("--meta", type=json_arg, required=True, help="benchmark, method, seed, grades")
+    p.add_argument("--points", type=int, default=11)
+    p.add_argument("--max-texts", type=int, default=64, help="texts per split (0 = all)")
+    p.add_argument("--max-len", type=int, required=True)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--out", required=True, help="CSV")
+
+
+def _run(a: Namespace) -> None:
+    models = dict(m.split("=", 1) for m in a.models)
+    lmc(models, a.reference, a.data, a.kind, a.meta, a.points, a.max_texts, a.max_len, a.batch_size, a.out)
+
+
+STAGE = Stage(_arguments, _run, needs_torch=True)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import math
+from argparse import ArgumentParser, Namespace
 from pathlib import Path
 from typing import Sequence
 
 import pandas as pd
 
+from ..commands import Stage, json_arg
 from .files import atomic_csv
 from .stats import summarise
 from .style import grid, label, pyplot, save
@@ -79,3 +81,19 @@ def ablation(evals: Sequence[str | Path], optimizers: dict, table: str | Path, p
     """The ablation table, then its figure."""
     ablation_table(evals, optimizers, table, auc_retrain)
     ablation_figure(table, png, svg)
+
+
+def _arguments(p: ArgumentParser) -> None:
+    p.add_argument("--inputs", nargs="+", required=True)
+    p.add_argument("--optimizers", type=json_arg, required=True, help="optimizer entries (JSON)")
+    p.add_argument("--auc-retrain", type=float, default=None)
+    p.add_argument("--table", required=True)
+    p.add_argument("--png", required=True)
+    p.add_argument("--svg", default=None)
+
+
+def _run(a: Namespace) -> None:
+    ablation(a.inputs, a.optimizers, a.table, a.png, a.svg, a.auc_retrain)
+
+
+STAGE = Stage(_arguments, _run, needs_torch=False)

@@ -5,12 +5,14 @@ chosen point marked, the target's and retrain model's levels drawn)."""
 from __future__ import annotations
 
 import json
+from argparse import ArgumentParser
 from pathlib import Path
 from typing import Sequence
 
 import pandas as pd
 
 from ..calibration import groups, status
+from ..commands import Stage
 from .files import atomic_csv
 from .style import colour, grid, label, pyplot, save
 
@@ -181,3 +183,12 @@ def report(choices: Sequence[str | Path], csv: str | Path | None, figures: Seque
             raise ValueError(f"calibration-report: no choices for benchmark {bench!r}")
         figure(recs, png, Path(png).with_suffix(".svg"))
     return df
+
+
+def _arguments(p: ArgumentParser) -> None:
+    p.add_argument("--choices", nargs="+", required=True)
+    p.add_argument("--csv", default=None, help="the calibration table (CSV)")
+    p.add_argument("--figures", nargs="*", default=[], help="BENCH=PNG: one figure per benchmark (SVG beside it)")
+
+
+STAGE = Stage(_arguments, lambda a: report(a.choices, a.csv, a.figures), needs_torch=False)

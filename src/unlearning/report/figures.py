@@ -4,8 +4,11 @@ only when asked for, so that one figure's job runs (and is replanned for) that m
 from __future__ import annotations
 
 import importlib
+from argparse import ArgumentParser
 from pathlib import Path
 from typing import Sequence
+
+from ..commands import Stage
 
 FIGURES = ("quantization", "relearning", "tradeoff")
 
@@ -27,3 +30,13 @@ def figures(table: str | Path, out_dir: str | Path, names: Sequence[str] | None 
         draw(df, out / f"{name}.png", out / f"{name}.svg")
         written += [out / f"{name}.png", out / f"{name}.svg"]
     return written
+
+
+def _arguments(p: ArgumentParser) -> None:
+    p.add_argument("--table", required=True)
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--only", nargs="+", choices=list(FIGURES), default=None,
+                   help="draw only these figures (default: all three)")
+
+
+STAGE = Stage(_arguments, lambda a: figures(a.table, a.out, a.only or None), needs_torch=False)

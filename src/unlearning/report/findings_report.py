@@ -6,11 +6,13 @@ calibration's choices, the grades' distances and where the numbers were made."""
 from __future__ import annotations
 
 import shutil
+from argparse import ArgumentParser, Namespace
 from pathlib import Path
 from typing import Sequence
 
 import pandas as pd
 
+from ..commands import Stage, json_arg
 from .calibration import NOT_REACHED_NOTE, choices, mark
 from .calibration import markdown as calibration_markdown
 from .files import atomic_csv, atomic_text
@@ -273,3 +275,35 @@ def write_findings(tables: Sequence[str | Path], optimizers: dict, methods: dict
     if comparisons_csv is not None:
         atomic_csv(comparisons_frame(found), comparisons_csv)
     return found
+
+
+def _arguments(p: ArgumentParser) -> None:
+    p.add_argument("--tables", nargs="+", required=True)
+    p.add_argument("--optimizers", type=json_arg, required=True)
+    p.add_argument("--methods", type=json_arg, required=True)
+    p.add_argument("--reference", required=True)
+    p.add_argument("--barriers", nargs="*", default=[])
+    p.add_argument("--ablation", default=None)
+    p.add_argument("--provenance", default=None, help="the study's provenance table (CSV)")
+    p.add_argument("--grade-distance", default=None, help="the study's grade-distance table (CSV)")
+    p.add_argument("--figures", nargs="*", default=[], help="PNG files copied next to the markdown")
+    p.add_argument("--figure-names", nargs="*", default=[], help="their names there")
+    p.add_argument("--relearn-report", type=int, default=None,
+                   help="relearning step count the findings judge (default the longest)")
+    p.add_argument("--calibration", default=None, help="the calibration table (CSV), if calibrated")
+    p.add_argument("--stats", type=json_arg, default=None,
+                   help="config `report.stats` (JSON): alpha, margins, shares")
+    p.add_argument("--verdicts-csv", default=None, help="write one row per finding here (CSV)")
+    p.add_argument("--comparisons-csv", default=None, help="write every comparison here (CSV)")
+    p.add_argument("--out", required=True)
+
+
+def _run(a: Namespace) -> None:
+    write_findings(a.tables, a.optimizers, a.methods, a.reference, a.out, barriers=a.barriers or (),
+                   ablation=a.ablation, figures=a.figures or (), figure_names=a.figure_names or (),
+                   provenance=a.provenance, grade_distance=a.grade_distance, relearn_report=a.relearn_report,
+                   calibration=a.calibration, stats_cfg=a.stats, verdicts_csv=a.verdicts_csv,
+                   comparisons_csv=a.comparisons_csv)
+
+
+STAGE = Stage(_arguments, _run, needs_torch=False)

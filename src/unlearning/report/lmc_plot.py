@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from argparse import ArgumentParser
 from pathlib import Path
 from typing import Sequence
 
 import pandas as pd
 
+from ..commands import Stage
 from .files import atomic_csv
 from .stats import summarise
 from .style import grid, opt_legend, palette, placeholder, pyplot, save
@@ -70,3 +72,13 @@ def lmc_figure(lmc_csvs: Sequence[str | Path], png: str | Path, svg: str | Path 
     fig.tight_layout()
     save(fig, png, svg)
     plt.close(fig)
+
+
+def _arguments(p: ArgumentParser) -> None:
+    p.add_argument("--inputs", nargs="*", default=[])
+    p.add_argument("--png", required=True)
+    p.add_argument("--svg", default=None)
+    p.add_argument("--barriers", required=True)
+
+
+STAGE = Stage(_arguments, lambda a: lmc_figure(a.inputs, a.png, a.svg, a.barriers), needs_torch=False)

@@ -6,11 +6,13 @@ once by the summary and the findings."""
 from __future__ import annotations
 
 import json
+from argparse import ArgumentParser
 from pathlib import Path
 from typing import Sequence
 
 import pandas as pd
 
+from ..commands import Stage
 from .files import atomic_csv
 
 COUNT = "evaluations"
@@ -48,3 +50,11 @@ def markdown(table: str | Path) -> str:
         lines = [f"Note: the evaluations ran in {len(df)} different environments; numbers that depend on "
                  "the CPU or the library versions may differ between them.", "", *lines]
     return "\n".join(lines)
+
+
+def _arguments(p: ArgumentParser) -> None:
+    p.add_argument("--inputs", nargs="+", required=True, help="evaluation JSON files")
+    p.add_argument("--out", required=True)
+
+
+STAGE = Stage(_arguments, lambda a: write(a.inputs, a.out), needs_torch=False)

@@ -5,11 +5,13 @@ compact summary table of findings.md."""
 from __future__ import annotations
 
 import math
+from argparse import ArgumentParser, Namespace
 from pathlib import Path
 from typing import Sequence
 
 import pandas as pd
 
+from ..commands import Stage
 from .files import atomic_csv, atomic_text
 from .provenance import markdown as provenance_markdown
 from .stats import bounded_ci, fmt, fmt_interval, mean_ci, summarise
@@ -238,3 +240,26 @@ def summary_table_markdown(df: pd.DataFrame, bounded: bool = False) -> str:
         cells = [cell(method, opt, a, m) for m, a in cols]
         lines.append(f"| {row_label(method, opt)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def _summary_arguments(p: ArgumentParser) -> None:
+    p.add_argument("--tables", nargs="+", required=True)
+    p.add_argument("--provenance", default=None, help="the study's provenance table (CSV)")
+    p.add_argument("--out", required=True)
+
+
+def _report_tables_arguments(p: ArgumentParser) -> None:
+    p.add_argument("--table", required=True, help="tidy table of one benchmark")
+    p.add_argument("--main-csv", required=True)
+    p.add_argument("--main-md", required=True)
+    p.add_argument("--quantization", required=True)
+    p.add_argument("--relearning", required=True)
+    p.add_argument("--calibration", default=None, help="the calibration table (CSV), if calibrated")
+
+
+def _report_tables(a: Namespace) -> None:
+    report_tables(a.table, a.main_csv, a.main_md, a.quantization, a.relearning, calibration=a.calibration)
+
+
+SUMMARY = Stage(_summary_arguments, lambda a: summary(a.tables, a.out, provenance=a.provenance), needs_torch=False)
+REPORT_TABLES = Stage(_report_tables_arguments, _report_tables, needs_torch=False)

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import json
 import math
+from argparse import ArgumentParser
 from pathlib import Path
 from typing import Sequence
 
 import pandas as pd
 
+from ..commands import Stage
 from ..registry import GRADES
 from ..tofu_metrics import FORGET_TRUTH_RATIOS, forget_quality
 from .files import atomic_csv
@@ -178,3 +180,12 @@ def row_keys(df: pd.DataFrame) -> list[tuple[str, str]]:
 def row_label(method: str, optimizer: str) -> str:
     """A table row's label: the reference model's name, or ``method / optimizer``."""
     return REF_LABELS.get(optimizer, optimizer) if method == "none" else f"{method} / {optimizer}"
+
+
+def _arguments(p: ArgumentParser) -> None:
+    p.add_argument("--inputs", nargs="+", required=True)
+    p.add_argument("--auc-retrain", type=float, default=None)
+    p.add_argument("--out", required=True)
+
+
+STAGE = Stage(_arguments, lambda a: aggregate(a.inputs, a.auc_retrain, a.out), needs_torch=False)

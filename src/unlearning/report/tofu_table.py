@@ -4,10 +4,12 @@ and Forget Quality; mean and 95% CI over seeds, without attack. CSV + markdown."
 
 from __future__ import annotations
 
+from argparse import ArgumentParser
 from pathlib import Path
 
 import pandas as pd
 
+from ..commands import Stage
 from .files import atomic_csv, atomic_text
 from .stats import fmt, summarise
 from .tidy import row_keys, row_label
@@ -64,3 +66,12 @@ def write(table_csv: str | Path, out_csv: str | Path, out_md: str | Path) -> pd.
     atomic_csv(table, out_csv)
     atomic_text(markdown(table, str(df.benchmark.iloc[0])), out_md)
     return table
+
+
+def _arguments(p: ArgumentParser) -> None:
+    p.add_argument("--table", required=True)
+    p.add_argument("--csv", required=True)
+    p.add_argument("--md", required=True)
+
+
+STAGE = Stage(_arguments, lambda a: write(a.table, a.csv, a.md), needs_torch=False)

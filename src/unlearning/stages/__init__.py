@@ -1,5 +1,5 @@
 """The workflow's stages as plain functions, one module per rule: each reads its inputs, writes its
-outputs atomically, and is exposed by ``unlearning STAGE`` (cli.py). Rules list the module
+outputs atomically, and declares its ``unlearning STAGE`` command (commands.py). Rules list the module
 of their own stage as an input, so editing the evaluation does not replan unlearning."""
 
 from .common import training_texts

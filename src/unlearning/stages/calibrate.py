@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import logging
+from argparse import ArgumentParser, Namespace
 from collections import defaultdict
 from pathlib import Path
 from typing import Sequence
 
 from .. import calibration as C
+from ..commands import KINDS, Stage, json_arg
 from .common import write_json
 
 log = logging.getLogger(__name__)
@@ -100,3 +102,21 @@ def calibrate(points: Sequence[str], retrain: Sequence[str], target: Sequence[st
         log.info("%s seed %s: multiplier %g (%s; %s %.1f vs ceiling %.1f)", meta, g["seed"], g["scale"],
                  C.status(g), forget_name, g["gap"] + g["threshold"], g["threshold"])
     return record
+
+
+def _arguments(p: ArgumentParser) -> None:
+    p.add_argument("--points", nargs="+", required=True,
+                   help="SCALE=JSON: each grid point's unattacked evaluation (one per calibration seed)")
+    p.add_argument("--retrain", nargs="*", default=[], help="the retrain model's unattacked evaluations")
+    p.add_argument("--target", nargs="*", default=[], help="the target model's unattacked evaluations")
+    p.add_argument("--kind", required=True, choices=KINDS)
+    p.add_argument("--params", type=json_arg, required=True, help="the calibration config entry")
+    p.add_argument("--meta", type=json_arg, required=True, help="benchmark/method/optimizer/grade")
+    p.add_argument("--out", required=True, help="choice JSON")
+
+
+def _run(a: Namespace) -> None:
+    calibrate(a.points, a.retrain, a.target, a.kind, a.params, a.meta, a.out)
+
+
+STAGE = Stage(_arguments, _run, needs_torch=False)  # reads evaluation JSON files only

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+from argparse import ArgumentParser
 from pathlib import Path
 
+from ..commands import KINDS, Stage, json_arg
 from .common import texts, training_texts
 
 
@@ -57,3 +59,21 @@ def train_tokenizer(data_dir: str | Path, kind: str, vocab_size: int, out_dir: s
     from ..models import train_tokenizer as train
 
     train(tokenizer_texts(data_dir, kind), vocab_size, out_dir)
+
+
+def _data_arguments(p: ArgumentParser) -> None:
+    p.add_argument("--bench", type=json_arg, required=True, help="the benchmark's config entry (JSON)")
+    p.add_argument("--name", default=None, help="the benchmark's name in the config (for messages)")
+    p.add_argument("--out", required=True)
+
+
+def _tokenizer_arguments(p: ArgumentParser) -> None:
+    p.add_argument("--data", required=True)
+    p.add_argument("--kind", required=True, choices=KINDS)
+    p.add_argument("--vocab-size", type=int, required=True)
+    p.add_argument("--out", required=True)
+
+
+DATA = Stage(_data_arguments, lambda a: prepare_data(a.bench, a.out, name=a.name), needs_torch=False)
+TOKENIZER = Stage(_tokenizer_arguments, lambda a: train_tokenizer(a.data, a.kind, a.vocab_size, a.out),
+                  needs_torch=True)

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+from argparse import ArgumentParser
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+from ..commands import Stage, json_arg
 
 COLUMNS = ["benchmark", "method", "seed", "optimizer_a", "grade_a", "optimizer_b", "grade_b", "metric", "value"]
 
@@ -68,3 +71,14 @@ def grade_distance(runs: list[dict], out: str | Path, device: str = "cpu", worke
     pd.DataFrame(rows, columns=COLUMNS).to_csv(tmp, index=False)
     os.replace(tmp, out)
     return n
+
+
+def _arguments(p: ArgumentParser) -> None:
+    p.add_argument("--runs", type=json_arg, required=True,
+                   help="JSON list of {benchmark, method, optimizer, grade, seed, path, target}")
+    p.add_argument("--out", required=True, help="CSV")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
+                   help="where the sums run (cpu: bit-identical to one thread; cuda: equal to rounding)")
+
+
+STAGE = Stage(_arguments, lambda a: grade_distance(a.runs, a.out, device=a.device), needs_torch=True)

@@ -8,9 +8,11 @@ import os
 import shutil
 import tempfile
 import time
+from argparse import ArgumentParser, Namespace
 from pathlib import Path
 from typing import Any, Iterator
 
+from ..commands import KINDS, Stage, json_arg
 from ..data.io import load_split
 from .common import forget_retain, texts, write_json
 
@@ -238,3 +240,26 @@ def _evaluate(local: Path, model_dir: str | Path, data_dir: str | Path, kind: st
         write_json(Path(out_dir) / f"{attack}.json", record)
         log.info("%s %s: %s (%.1fs)", meta, attack, metrics, time.time() - t0)
         del model
+
+
+def _arguments(p: ArgumentParser) -> None:
+    p.add_argument("--model", required=True)
+    p.add_argument("--data", required=True)
+    p.add_argument("--kind", required=True, choices=KINDS)
+    p.add_argument("--attacks", nargs="+", required=True)
+    p.add_argument("--meta", type=json_arg, required=True, help="benchmark/method/optimizer/grade/seed")
+    p.add_argument("--params", type=json_arg, required=True, help="the evaluation config entry")
+    p.add_argument("--subject", default="biology")
+    p.add_argument("--relearn-fraction", type=float, required=True)
+    p.add_argument("--relearned", default=None, help="folder holding relearn{steps}/ checkpoints")
+    p.add_argument("--reference", default=None, help="target model, for qcode_change")
+    p.add_argument("--metrics", nargs="+", default=None, help="compute only these metrics (default all)")
+    p.add_argument("--out", required=True, help="folder receiving {attack}.json")
+
+
+def _run(a: Namespace) -> None:
+    evaluate(a.model, a.data, a.kind, a.attacks, a.meta, a.params, a.subject, a.relearn_fraction,
+             a.out, relearn_root=a.relearned, reference_dir=a.reference, only=a.metrics)
+
+
+STAGE = Stage(_arguments, _run, needs_torch=True)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import time
+from argparse import ArgumentParser, Namespace
 from pathlib import Path
 
+from ..commands import KINDS, Stage, json_arg
 from .common import training_texts, write_json
 
 
@@ -41,3 +43,20 @@ def training_steps(training: dict, role: str, n_docs: int, n_target_docs: int) -
         return max(1, round(steps * n_docs / n_target_docs))
     return steps
 
+
+def _arguments(p: ArgumentParser) -> None:
+    p.add_argument("--data", required=True)
+    p.add_argument("--kind", required=True, choices=KINDS)
+    p.add_argument("--role", required=True, choices=["target", "retrain"])
+    p.add_argument("--tokenizer", required=True)
+    p.add_argument("--arch", type=json_arg, required=True)
+    p.add_argument("--training", type=json_arg, required=True)
+    p.add_argument("--source", default=None, help="hub id or local folder to copy instead of training")
+    p.add_argument("--out", required=True)
+
+
+def _run(a: Namespace) -> None:
+    train_model(a.data, a.kind, a.role, a.tokenizer, a.arch, a.training, a.source, a.out)
+
+
+STAGE = Stage(_arguments, _run, needs_torch=True)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+from argparse import ArgumentParser, Namespace
 from pathlib import Path
 
+from ..commands import KINDS, Stage, json_arg
 from .common import forget_retain
 
 log = logging.getLogger(__name__)
@@ -54,3 +56,20 @@ def relearn(model_dir: str | Path, data_dir: str | Path, kind: str, params: dict
     attack(load, tok, texts, steps=params["steps"], lr=params["lr"], batch_size=params["batch_size"],
            max_len=max_len, seed=seed, warmup=params["warmup"], schedule=params.get("schedule", "constant"),
            chunking=params.get("chunking", "truncate"), out_root=out_root, save=save, data_parallel=data_parallel)
+
+
+def _arguments(p: ArgumentParser) -> None:
+    p.add_argument("--model", required=True)
+    p.add_argument("--data", required=True)
+    p.add_argument("--kind", required=True, choices=KINDS)
+    p.add_argument("--params", type=json_arg, required=True)
+    p.add_argument("--seed", type=int, required=True)
+    p.add_argument("--max-len", type=int, required=True)
+    p.add_argument("--out", required=True, help="folder receiving relearn{steps}/ checkpoints")
+
+
+def _run(a: Namespace) -> None:
+    relearn(a.model, a.data, a.kind, a.params, a.seed, a.max_len, a.out)
+
+
+STAGE = Stage(_arguments, _run, needs_torch=True)

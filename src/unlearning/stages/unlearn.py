@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import logging
 import time
+from argparse import ArgumentParser, Namespace
 from pathlib import Path
 
+from ..commands import KINDS, Stage, json_arg
 from ..data.chunking import examples, steps_per_epoch
 from ..lr_schedule import warmup_steps
 from ..registry import SEEDED_TYPES
@@ -124,3 +126,20 @@ def _seed_spec(spec: dict, seed: int) -> None:
         if isinstance(spec.get(part), dict):
             spec[part] = dict(spec[part])
             _seed_spec(spec[part], seed)
+
+
+def _arguments(p: ArgumentParser) -> None:
+    p.add_argument("--target", required=True)
+    p.add_argument("--data", required=True)
+    p.add_argument("--kind", required=True, choices=KINDS)
+    p.add_argument("--method", type=json_arg, required=True)
+    p.add_argument("--optimizer", type=json_arg, required=True)
+    p.add_argument("--run", type=json_arg, required=True, help="steps, batch_size, max_len, seed")
+    p.add_argument("--out", required=True)
+
+
+def _run(a: Namespace) -> None:
+    unlearn(a.target, a.data, a.kind, a.method, a.optimizer, a.run, a.out)
+
+
+STAGE = Stage(_arguments, _run, needs_torch=True)
