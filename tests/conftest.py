@@ -1,8 +1,11 @@
 """Shared fixtures: one smoke study run through Snakemake per session, reused by the tests that
-read its results (end-to-end checks, partial reruns, determinism)."""
+read its results (end-to-end checks, partial reruns, determinism); the test tiers (docs/tests.md):
+markers that imply ``slow``, and a guard that fails a fast-tier test that starts a process."""
 
 from __future__ import annotations
 
+import contextlib
+import multiprocessing.util
 import os
 import shutil
 import subprocess
@@ -16,6 +19,54 @@ import pytest
 from unlearning.studyfolder import make_study  # noqa: F401
 
 ROOT = Path(__file__).resolve().parents[1]
+
+# Tests with these markers start Snakemake, torchrun, SLURM jobs or need a GPU: they belong to the slow
+# tier (deselected by pyproject.toml's default `-m "not slow"`, run by scripts/test.sh) without
+# carrying `slow` themselves.
+SLOW_MARKERS = ("slow", "e2e", "slurm", "multiprocess", "gpu")
+
+# Every way a test can start a process: subprocess (run, Popen, check_output), os.system, fork,
+# posix_spawn, and multiprocessing's spawn/forkserver start (which bypasses subprocess).
+_PROCESS_STARTERS = [(subprocess.Popen, "_execute_child"), (os, "system"), (os, "fork"), (os, "forkpty"),
+                     (os, "posix_spawn"), (os, "posix_spawnp"), (multiprocessing.util, "spawnv_passfds")]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test that carries one of SLOW_MARKERS as ``slow`` too."""
+    for item in items:
+        if not item.get_closest_marker("slow") and any(item.get_closest_marker(m) for m in SLOW_MARKERS):
+            item.add_marker(pytest.mark.slow)
+
+
+@contextlib.contextmanager
+def _no_process(item: pytest.Item):
+    """Within a fast-tier test (not marked slow), starting a process fails the test, naming the fix."""
+    if item.get_closest_marker("slow"):
+        yield
+        return
+
+    def refuse(*args, **kwargs):
+        command = next((a for a in args if isinstance(a, (str, bytes, list, tuple))), "")
+        pytest.fail(f"{item.nodeid} started a process ({str(command)[:160]}); a test that starts one "
+                    "belongs to the slow tier: mark it @pytest.mark.slow (docs/tests.md)")
+
+    with pytest.MonkeyPatch.context() as mp:
+        for owner, name in _PROCESS_STARTERS:
+            mp.setattr(owner, name, refuse, raising=False)
+        yield
+
+
+# Setup as well as the call: a session fixture (the smoke study) is set up within the first test that asks for it.
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item: pytest.Item):
+    with _no_process(item):
+        return (yield)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item):
+    with _no_process(item):
+        return (yield)
 
 
 def snakemake(workdir: Path, *args: str, configfile: Path | str | None = "configs/smoke.yaml",
