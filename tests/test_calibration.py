@@ -162,6 +162,7 @@ def test_choose_stage_averages_seeds_and_records_every_point(tmp_path):
                   tmp_path / "c2.json")
 
 
+@pytest.mark.slow
 def test_each_seed_chooses_from_its_own_points_against_its_own_references(tmp_path):
     """`calibration.seeds: each`: a seed's choice reads only its own grid points, its own target, and
     the retrain model (one shared, or its own when trained per seed)."""

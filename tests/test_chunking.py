@@ -61,6 +61,7 @@ def _weights(path):
     return load_file(str(path / "model.safetensors"))
 
 
+@pytest.mark.slow
 def test_cosine_relearning_trains_each_step_count_on_its_own(tok, tmp_path):
     from unlearning.attacks.relearn import relearn
     from unlearning.train import fit_lm
@@ -81,6 +82,7 @@ def test_cosine_relearning_trains_each_step_count_on_its_own(tok, tmp_path):
     assert any(not torch.equal(got[n], snap[n]) for n in got)
 
 
+@pytest.mark.slow
 def test_constant_relearning_without_warmup_saves_checkpoints_of_one_run(tok, tmp_path):
     from unlearning.attacks.relearn import one_run_serves_all, relearn
 

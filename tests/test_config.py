@@ -105,6 +105,7 @@ def test_unknown_enum_lists_allowed_values():
         validate(cfg)
 
 
+@pytest.mark.slow
 def test_snakemake_stops_before_any_job_with_one_line(tmp_path):
     cfg = base()
     cfg["optimizers"]["adam"]["lr"] = -1

@@ -89,6 +89,7 @@ def test_the_variable_turns_it_off_and_a_wrong_value_is_named(monkeypatch):
     assert cpu_linear.backend() == "onednn"
 
 
+@pytest.mark.slow
 def test_a_llama_trains_alike_and_saves_the_same_files(tmp_path):
     from transformers import LlamaConfig, LlamaForCausalLM
 

@@ -267,6 +267,7 @@ def test_unreachable_hub_fails_fast_with_instructions(tmp_path, monkeypatch):
     assert not (tmp_path / "manifest.json").exists()
 
 
+@pytest.mark.slow
 def test_hf_hub_offline_env_gives_one_line_error(tmp_path):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf"),
            "PYTHONPATH": str(SRC)}

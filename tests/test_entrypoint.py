@@ -17,6 +17,9 @@ import pytest
 
 from unlearning import forkserver
 
+# Every test here starts a process (docs/tests.md).
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[1]
 COMMAND = Path(sys.executable).parent / "unlearning"
 

@@ -191,6 +191,7 @@ def test_mc_uses_record_subject_and_tie_goes_to_first(tok):
         ev.mc_accuracy(model, tok, QUESTIONS)
 
 
+@pytest.mark.slow
 def test_mc_loglikelihoods_equal_direct_scoring_on_tiny_llama():
     for tk in (make_tok(), make_tok(259, bos=False)):
         model = tiny_llama(tk, max_pos=256)

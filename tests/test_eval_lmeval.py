@@ -36,6 +36,7 @@ QUESTIONS = [{"question": f"Question number {i}: which {w}?", "choices": [w, f"{
               "answer": i % 4} for i, w in enumerate(["cell", "gene", "virus", "toxin", "dog", "rug", "sat", "on"])]
 
 
+@pytest.mark.slow
 def test_mc_accuracy_equals_lm_eval(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")

@@ -18,6 +18,9 @@ import pytest
 
 from unlearning import forkserver
 
+# Every test here starts a process (docs/tests.md).
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[1]
 SRC = ROOT / "src"
 ARCH = {"hidden_size": 32, "intermediate_size": 64, "num_layers": 1, "num_heads": 2, "max_len": 128}

@@ -16,6 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="with CUDA the script runs the full 8-minute check")
+@pytest.mark.slow
 def test_gpu_check_runs_its_parts_on_the_cpu_and_records_failures(tmp_path):
     out = tmp_path / "gpu-check.json"
     env = dict(os.environ, GPU_CHECK_FAIL="adam")  # benchmarks/gpu_check.py fails this part on purpose

@@ -53,6 +53,7 @@ def test_a_bad_device_setting_names_the_variable(clean_env):
 
 
 @pytest.mark.parametrize("stage", ["unlearn", "relearn"])
+@pytest.mark.slow
 def test_the_gpu_rule_fails_at_start_in_one_line(tmp_path, stage):
     env = {k: v for k, v in os.environ.items() if k not in GPU_VARS and k != "UNLEARNING_FORKSERVER"}
     env.update(SLURM_GPUS_ON_NODE="1", PYTHONPATH=str(ROOT / "src"))

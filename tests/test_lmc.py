@@ -25,6 +25,7 @@ def _models(tok):
     return a, b
 
 
+@pytest.mark.slow
 def test_endpoints_equal_each_models_own_loss(tok):
     a, b = _models(tok)
     texts = {"forget": TEXTS[:4], "retain": TEXTS[4:]}

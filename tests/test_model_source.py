@@ -32,6 +32,7 @@ def test_local_folder_and_cached_id_need_no_network(tmp_path, monkeypatch):
         models.check_model_source("org/other", key="benchmarks.muse.target")
 
 
+@pytest.mark.slow
 def test_copy_model_keeps_the_files_and_dtype(tmp_path):
     import torch
     from safetensors.torch import load_file

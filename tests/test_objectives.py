@@ -129,6 +129,7 @@ def test_npo_reads_the_frozen_model_once_per_example():
     assert ref.calls == 5
 
 
+@pytest.mark.slow
 def test_npo_default_beta_and_its_gradient_pushes_nll_up():
     model, ref = tiny_llama(seed=1), tiny_llama(seed=1)
     obj = build_objective("npo", {"retain_weight": 0.0})

@@ -108,6 +108,7 @@ def _zo_mean_estimate(spec, prob: Quadratic, n: int, loss_fn=None):
 
 
 @pytest.mark.parametrize("direction,q", [("gaussian", 1), ("gaussian", 4), ("sphere", 1), ("sphere", 3)])
+@pytest.mark.slow
 def test_zo_estimate_unbiased_on_quadratic(direction, q):
     # For a quadratic the central difference is exact: [f(x+mu u) - f(x-mu u)]/(2 mu) = g.u, so g_hat =
     # phi/q sum (g.u_i) u_i with E[u u^T] = I (Gaussian, phi=1) or I/d (sphere, phi=d): E g_hat = g.
@@ -123,6 +124,7 @@ def test_zo_estimate_unbiased_on_quadratic(direction, q):
     assert not torch.allclose(est, g, atol=1e-3)
 
 
+@pytest.mark.slow
 def test_zo_sphere_without_phi_is_scaled_by_1_over_d():
     prob = Quadratic()
     g = prob.grad(prob.flat())
@@ -130,6 +132,7 @@ def test_zo_sphere_without_phi_is_scaled_by_1_over_d():
     assert (est * prob.d - g).abs().max() < 5 * math.sqrt(3) * g.norm() / math.sqrt(2000)
 
 
+@pytest.mark.slow
 def test_zo_estimate_is_gradient_of_smoothed_loss():
     # f(x) = sum x^4/4 : grad f = x^3, but grad f_mu(x) = grad E f(x + mu z) = x^3 + 3 mu^2 x (Gaussian z).
     prob = Quadratic(shapes=((3,),))
@@ -634,6 +637,7 @@ def test_every_optimizer_descends_a_convex_quadratic(spec):
     ("sphere", False, lambda x, mu, d: (x ** 3 + 3 * mu ** 2 * x / (d + 2)) / d),
     ("rademacher", True, lambda x, mu, d: x ** 3 + mu ** 2 * x),
 ])
+@pytest.mark.slow
 def test_zo_expectation_per_direction_and_scaling(direction, unbiased, expected):
     prob = Quadratic(shapes=((3,),))
     with torch.no_grad():

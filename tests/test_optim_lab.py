@@ -21,6 +21,7 @@ def _quad(d: int, seed: int):
 
 
 # ---------------------------------------------------------------- bugs ------------------------------------------------
+@pytest.mark.slow
 def test_rs_noise_differs_from_step_to_step_when_the_first_parameter_has_no_gradient():
     # Before the fix RS took its step count from the first trainable parameter's Adam state, which a
     # parameter that never gets a gradient never creates: every step drew step 1's noise.

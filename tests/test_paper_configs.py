@@ -26,6 +26,7 @@ def study(tmp_path_factory):
 
 
 @pytest.mark.parametrize("name", STUDIES)
+@pytest.mark.slow
 def test_dry_run_job_counts_equal_the_grid(study, name):
     cfg = validate(yaml.safe_load((ROOT / "configs" / f"{name}.yaml").read_text()))
     res = snakemake(study, "-n", "--cores", "1", configfile=f"configs/{name}.yaml", timeout=300)

@@ -20,6 +20,7 @@ B7 = ps.ARCHS["llama2-7b"]
 GIB = 1 << 30
 
 
+@pytest.mark.slow
 def test_parameter_count_of_named_architectures():
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -112,6 +113,7 @@ def _dry_run_stats(config: str) -> dict[str, int]:
 
 
 @pytest.mark.parametrize("config", ["paper-muse-news", "paper-wmdp"])
+@pytest.mark.slow
 def test_job_counts_match_the_dry_run(config):
     got = _dry_run_stats(config)
     want = ps.dag_jobs(_config(config))["planned"]
@@ -135,6 +137,7 @@ def test_stored_cpu_check_covers_three_sizes_within_tolerance():
         assert abs(r["memory_ratio"] - 1) <= ps.CHECK_TOLERANCE and abs(r["time_ratio"] - 1) <= ps.CHECK_TOLERANCE
 
 
+@pytest.mark.slow
 def test_cpu_measurement_at_small_shape_matches_the_model(tmp_path):
     out = tmp_path / "r.json"
     proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "paper_scale.py"), "--arch", "small",

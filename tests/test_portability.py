@@ -41,6 +41,7 @@ def logits(model_dir: Path, quant: str) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("quant", ["fp4", "nf4"])
+@pytest.mark.slow
 def test_forced_flag_changes_nothing(monkeypatch, smoke_model, quant):
     force_avx512_bf16(monkeypatch, True)
     flagged = logits(smoke_model, quant)
@@ -64,6 +65,7 @@ def test_forcing_the_flag_does_reach_the_packed_path(monkeypatch, smoke_model):
 
 @pytest.mark.parametrize("hidden,inter,heads", [(16, 32, 2), (30, 33, 3), (6, 9, 3), (2, 3, 1)])
 @pytest.mark.parametrize("quant", ["int8", "fp4", "nf4"])
+@pytest.mark.slow
 def test_any_layer_width_loads_quantized_on_a_flagged_cpu(monkeypatch, tmp_path, hidden, inter, heads, quant):
     """The portable path takes any width, so the config needs no quantizer-shape check."""
     arch = dict(hidden_size=hidden, intermediate_size=inter, num_layers=1, num_heads=heads, max_len=64)
@@ -72,6 +74,7 @@ def test_any_layer_width_loads_quantized_on_a_flagged_cpu(monkeypatch, tmp_path,
     assert torch.isfinite(logits(tmp_path / "m", quant)).all()
 
 
+@pytest.mark.slow
 def test_evaluation_json_is_identical_with_the_flag_on_and_off(monkeypatch, smoke_run, tmp_path):
     """The evaluate stage on the smoke study's trained target under every quantization attack:
     byte-identical JSON whichever way the flag is forced (the recorded CPU facts aside)."""
@@ -94,6 +97,7 @@ def test_evaluation_json_is_identical_with_the_flag_on_and_off(monkeypatch, smok
         assert flagged["metrics"]["qcode_change"] == 0.0  # the target against itself
 
 
+@pytest.mark.slow
 def test_evaluation_json_records_where_it_was_made(smoke_run):
     rec = json.loads((smoke_run / "results/eval/muse/none/target/seed0/nf4.json").read_text())
     env = rec["env"]

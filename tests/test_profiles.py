@@ -163,6 +163,7 @@ def test_slurm_rule_names_match_workflow():
     assert not unsized, f"rules without resources in profiles/slurm: {sorted(unsized)}"
 
 
+@pytest.mark.slow
 def test_slurm_profile_resources_as_snakemake_sees_them(tmp_path):
     wf = stub_workflow(tmp_path)
     r = snakemake("--profile", str(PROFILES / "slurm"), "-n", cwd=wf)
@@ -176,6 +177,7 @@ def test_slurm_profile_resources_as_snakemake_sees_them(tmp_path):
     assert res["train_model"]["mem_mb"] == str(evaluate(load("slurm")["set-resources"]["train_model"]["mem_mb"], 1))
 
 
+@pytest.mark.slow
 def test_retry_asks_for_more_memory_and_time(tmp_path):
     """A job that fails for lack of memory is retried with the attempt-2 request (real run, local executor)."""
     cfg = load("slurm")
@@ -197,6 +199,7 @@ def test_retry_asks_for_more_memory_and_time(tmp_path):
     assert int(runtime) == evaluate(spec["runtime"], 2)
 
 
+@pytest.mark.slow
 def test_local_profile_runs(tmp_path):
     wf = stub_workflow(tmp_path)
     r = snakemake("--profile", str(PROFILES / "local"), cwd=wf)
@@ -204,6 +207,7 @@ def test_local_profile_runs(tmp_path):
     assert all((wf / "results" / f"{rule}.txt").is_file() for rule in ALL_RULES)
 
 
+@pytest.mark.slow
 def test_local_profile_stops_at_first_failure(tmp_path):
     wf = stub_workflow(tmp_path, "echo deliberate >&2; exit 1")
     r = snakemake("--profile", str(PROFILES / "local"), cwd=wf)
@@ -224,6 +228,7 @@ def install(*args, xdg: Path):
     )
 
 
+@pytest.mark.slow
 def test_install_slurm_profile(tmp_path):
     xdg = tmp_path / "xdg"
     r = install("proj123", "batch", "a100", "--gpu-partition", "gpu", xdg=xdg)
@@ -249,6 +254,7 @@ def test_install_slurm_profile(tmp_path):
     assert not (installed.parent / "config.yaml.bak").exists()
 
 
+@pytest.mark.slow
 def test_profile_name_slurm_finds_installed_profile(tmp_path):
     """`snakemake --profile slurm`, typed as is, finds the installed profile (not profiles/)."""
     xdg = tmp_path / "xdg"
@@ -267,6 +273,7 @@ def test_profile_name_slurm_finds_installed_profile(tmp_path):
     "args",
     [[], ["only-account"], ["acc", "part", "model", "extra"], ["bad account", "part"], ["acc", "p;rm"]],
 )
+@pytest.mark.slow
 def test_install_slurm_profile_rejects_bad_arguments(tmp_path, args):
     r = install(*args, xdg=tmp_path)
     assert r.returncode != 0
@@ -275,6 +282,7 @@ def test_install_slurm_profile_rejects_bad_arguments(tmp_path, args):
 
 
 # --- sharded unlearning (issue 16) ------------------------------------------------------------------
+@pytest.mark.slow
 def test_install_with_unlearn_gpus_shards_the_unlearn_rule(tmp_path):
     xdg = tmp_path / "xdg"
     r = install("proj123", "batch", "h100", "--unlearn-gpus", "4", xdg=xdg)
@@ -321,6 +329,7 @@ def test_rules_that_write_models_request_disk_for_them():
     assert evaluate(per_rule["copy_model"]["mem_mb"], 1) <= 8000
 
 
+@pytest.mark.slow
 def test_gpu_retry_moves_to_the_larger_card(tmp_path):
     """--gpu-models/--gpu-constraints: attempt 1 asks for the first card, the retry for the next
     (a real run of the installed profile, local executor; the job fails unless it got the larger card)."""
@@ -349,6 +358,7 @@ def test_gpu_retry_moves_to_the_larger_card(tmp_path):
 
 @pytest.mark.parametrize("args", [["a", "b", "a100", "--gpu-models", "a100,h100"], ["a", "b", "--gpu-models", "a100,"],
                                   ["a", "b", "--gpu-constraints", "x;y"]])
+@pytest.mark.slow
 def test_install_rejects_bad_card_lists(tmp_path, args):
     r = install(*args, xdg=tmp_path)
     assert r.returncode != 0

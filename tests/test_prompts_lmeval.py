@@ -66,6 +66,7 @@ def test_a_hub_wmdp_subset_refuses_a_subject():
                                              "subject": "computer security"}}})
 
 
+@pytest.mark.slow
 def test_mc_bos_option_adds_or_drops_the_tokenizers_bos(tmp_path):
     import torch
 

@@ -17,6 +17,7 @@ def _save(model, path):
 
 
 @pytest.mark.parametrize("quant", ["int8", "fp4", "nf4"])
+@pytest.mark.slow
 def test_identical_models_share_every_code(tmp_path, quant):
     m = build_model(ARCH, 300, seed=0)
     a, copy = _save(m, tmp_path / "a"), _save(m, tmp_path / "copy")

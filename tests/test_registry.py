@@ -146,6 +146,7 @@ def test_the_unlearning_stage_seeds_the_registrys_seeded_types():
     assert "seed" not in spec and spec["fo"]["seed"] == 7 and spec["zo"]["seed"] == 3
 
 
+@pytest.mark.slow
 def test_registry_imports_without_torch():
     """The Snakefile imports it (workflow/rules/common.smk), so it must not pull in torch."""
     code = "import sys, unlearning.registry, unlearning.config; print('torch' in sys.modules)"

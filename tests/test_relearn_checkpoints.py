@@ -11,6 +11,9 @@ import yaml
 
 from conftest import make_study, snakemake
 
+# Every test here starts a process (docs/tests.md).
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def study(tmp_path_factory):

@@ -7,6 +7,7 @@ import importlib.util
 import json
 
 import pandas as pd
+import pytest
 
 from unlearning.report import blocks
 
@@ -46,6 +47,7 @@ def test_check_fails_on_a_stale_block_and_update_fixes_it(tmp_path):
     assert blocks.update(tmp_path, readme_dir) == []  # idempotent
 
 
+@pytest.mark.slow
 def test_calibration_and_tofu_blocks_from_copied_study_files(tmp_path):
     root, study = tmp_path / "repo", tmp_path / "study"
     readme_dir = root / "results" / "README"

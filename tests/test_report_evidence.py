@@ -92,6 +92,7 @@ def paper_like(direction: float = 1.0) -> pd.DataFrame:
     return table(vals)
 
 
+@pytest.mark.slow
 def test_findings_verdicts_on_constructed_tables():
     f = {x["id"]: x for x in fd.findings({"muse": paper_like(1.0)}, OPTS, METHODS, "adam")}
     for fid in ("Q1", "Q2", "Q4", "Q5", "R2"):
@@ -131,6 +132,7 @@ def test_findings_verdicts_on_constructed_tables():
     assert "Holm p" in md and "old rule" in md
 
 
+@pytest.mark.slow
 def test_figures_and_tables_render(tmp_path):
     df = paper_like()
     extra = table({("npo", o, a, "qcode_change"): 5.0 for o in ("adam", "zo") for a in ("int8", "fp4", "nf4")})

@@ -35,6 +35,7 @@ def test_code_of_lists_a_module_and_the_report_modules_it_reaches():
 
 
 @pytest.mark.parametrize("module", REPORT_MODULES)
+@pytest.mark.slow
 def test_code_of_covers_what_importing_the_module_loads(module):
     code = (f"import sys, json; import unlearning.report.{module}; "
             "print(json.dumps(sorted(m for m in sys.modules if m.startswith('unlearning.'))))")

@@ -59,6 +59,7 @@ def plans() -> dict[str, tuple[list[str], dict[str, int]]]:
     return {name: _dry_run(f"configs/{name}.yaml") for name in ("smoke", "paper-wmdp")}
 
 
+@pytest.mark.slow
 def test_a_study_plans_only_inside_its_folder(plans):
     files, _ = plans["paper-wmdp"]
     assert files and all(f.startswith("results/paper-wmdp/") for f in files), files[:5]
@@ -70,6 +71,7 @@ def test_a_study_plans_only_inside_its_folder(plans):
     assert not set(files) & set(default)
 
 
+@pytest.mark.slow
 def test_hub_models_are_copied_on_the_cpu_and_others_trained(plans):
     # paper-wmdp: the target is a hub id (copied), the benchmark has no retrain model
     files, rules = plans["paper-wmdp"]
@@ -93,6 +95,7 @@ rule work:
 """
 
 
+@pytest.mark.slow
 def test_two_studies_run_side_by_side_but_not_the_same_study_twice(tmp_path):
     """Snakemake locks the files a run reads and writes, not the directory: the same study started
     twice is refused, a study with another results folder runs beside it. Snakemake 9's file backend

@@ -157,6 +157,7 @@ def test_findings_recovery_primary_and_legacy_side_by_side():
     assert list(v.columns[:5]) == ["id", "claim", "primary", "verdict", "legacy_verdict"]
 
 
+@pytest.mark.slow
 def test_collapsed_model_is_left_out_and_counted():
     found = {f["id"]: f for f in fd.findings({"muse": study(zo_utility=10.0)}, OPTS, METHODS, "adam")}
     assert found["Q3"]["verdict"] == fd.COLLAPSED

@@ -51,6 +51,7 @@ def test_encode_masks_padding(tok):
     {"type": "hybrid", "n_fo": 1, "n_zo": 1, "fo": {"type": "adam", "lr": 1e-3},
      "zo": {"type": "adazo", "lr": 1e-3, "seed": 0}},
 ])
+@pytest.mark.slow
 def test_one_loop_serves_every_grade_and_raises_forget_loss(tok, spec):
     model = _model(tok)
     batch = encode(tok, FORGET, 64, torch.device("cpu"))
@@ -83,6 +84,7 @@ def test_nan_loss_stops_with_step_optimizer_and_loss(tok):
                 steps=3, batch_size=2, max_len=64, seed=0)
 
 
+@pytest.mark.slow
 def test_fit_lm_learns_and_calls_back(tok):
     model = _model(tok)
     seen = []
@@ -124,6 +126,7 @@ def _default_study_entry(name: str) -> dict:
     return dict(cfg["optimizers"][name])
 
 
+@pytest.mark.slow
 def test_default_sophia_leaves_a_share_unclipped_in_the_trace_and_is_not_signadam(tok):
     # On a tiny Llama that has memorised its texts (as the study's targets have), GradDiff with the
     # default study's Sophia entry (Hessian scaled by the batch's tokens, rho 20) leaves 10-90% of

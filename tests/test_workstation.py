@@ -114,6 +114,7 @@ def test_workstation_profile_asks_for_the_slurm_profiles_gpus():
 # --- running jobs with fake cards -------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_two_cards_four_gpu_jobs_two_at_a_time_each_on_its_own_card(tmp_path):
     wf = stub_workflow(tmp_path / "wf", {"evaluate": 4}, cpu_jobs=3)
     r = snakemake("--profile", str(PROFILE), "--resources", "gpu=2", "--cores", "6", cwd=wf,
@@ -134,6 +135,7 @@ def test_two_cards_four_gpu_jobs_two_at_a_time_each_on_its_own_card(tmp_path):
     assert max_overlap(gpu + cpu) > 2
 
 
+@pytest.mark.slow
 def test_a_sharded_job_given_two_cards_sees_both(tmp_path):
     wf = stub_workflow(tmp_path / "wf", {"unlearn": 1, "evaluate": 2})
     profile = profile_copy(tmp_path, unlearn=2)
@@ -147,6 +149,7 @@ def test_a_sharded_job_given_two_cards_sees_both(tmp_path):
         assert not overlapping(rec[e], rec["unlearn0"])
 
 
+@pytest.mark.slow
 def test_the_pool_is_the_cards_cuda_visible_devices_lists(tmp_path):
     wf = stub_workflow(tmp_path / "wf", {"evaluate": 2}, sleep=0.5)
     r = snakemake("--profile", str(PROFILE), "--resources", "gpu=2", "--cores", "2", cwd=wf,
@@ -155,6 +158,7 @@ def test_the_pool_is_the_cards_cuda_visible_devices_lists(tmp_path):
     assert {v["cvd"] for v in records(wf).values()} == {"5", "7"}
 
 
+@pytest.mark.slow
 def test_a_rule_asking_for_more_gpus_than_the_machine_has_stops_before_any_job(tmp_path):
     wf = stub_workflow(tmp_path / "wf", {"unlearn": 1, "evaluate": 1}, cpu_jobs=1)
     profile = profile_copy(tmp_path, unlearn=4)
@@ -174,6 +178,7 @@ def test_a_rule_asking_for_more_gpus_than_the_machine_has_stops_before_any_job(t
 # --- the lock files -----------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_claim_is_all_or_none_and_a_killed_holder_frees_its_cards(tmp_path):
     locks = str(tmp_path / "locks")
     holder = subprocess.Popen([sys.executable, "-m", "unlearning.gpu_pool", "--cards", "1", "--pool", "0,1",
@@ -192,6 +197,7 @@ def test_claim_is_all_or_none_and_a_killed_holder_frees_its_cards(tmp_path):
         os.close(fd)
 
 
+@pytest.mark.slow
 def test_a_failing_job_releases_its_card_and_keeps_its_exit_status(tmp_path):
     locks = str(tmp_path / "locks")
     cmd = [sys.executable, "-m", "unlearning.gpu_pool", "--cards", "1", "--pool", "0", "--locks", locks, "--"]
@@ -201,6 +207,7 @@ def test_a_failing_job_releases_its_card_and_keeps_its_exit_status(tmp_path):
     assert r.returncode == 0 and r.stdout.split() == ["0", "PCI_BUS_ID"]
 
 
+@pytest.mark.slow
 def test_a_job_waits_for_a_card_another_run_holds(tmp_path):
     locks = str(tmp_path / "locks")
     held = gpu_pool.try_claim(1, ["0"], locks)
@@ -215,6 +222,7 @@ def test_a_job_waits_for_a_card_another_run_holds(tmp_path):
     assert job.wait(timeout=30) == 0
 
 
+@pytest.mark.slow
 def test_the_claim_imports_no_torch():
     """CUDA is first touched in the job, after its cards are set: the claim itself never imports torch."""
     code = "import sys, unlearning.gpu_pool; print('torch' in sys.modules)"
@@ -232,6 +240,7 @@ def test_bad_pools_are_refused_in_one_line(n, visible, message):
 # --- the fork server ----------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_jobs_through_the_fork_server_see_their_own_cards(tmp_path):
     """A worker forked by the server runs with the job's CUDA_VISIBLE_DEVICES (set before anything
     touches CUDA; the server never initialised it)."""
@@ -288,6 +297,7 @@ def job_stats(out: str) -> dict[str, int]:
     return stats
 
 
+@pytest.mark.slow
 def test_paper_config_dry_run_plans_every_job_each_gpu_job_claims_its_card():
     config = "configs/paper-muse-news.yaml"
     ws = snakemake("-n", "-p", "--profile", str(PROFILE), "--resources", "gpu=8", "--configfile", config, cwd=REPO)
@@ -303,6 +313,7 @@ def test_paper_config_dry_run_plans_every_job_each_gpu_job_claims_its_card():
     assert all("--pool 0,1,2,3,4,5,6,7 " in c for c in claims)  # CPU-only jobs claim nothing
 
 
+@pytest.mark.slow
 def test_sharded_unlearning_on_a_workstation_starts_torchrun_with_its_cards(tmp_path):
     profile = profile_copy(tmp_path, unlearn=2, relearn=2)
     results = yaml.safe_load((REPO / "configs" / "paper-muse-news.yaml").read_text())["results"]
