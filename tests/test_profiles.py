@@ -308,11 +308,11 @@ def test_install_with_unlearn_gpus_shards_the_unlearn_rule(tmp_path):
                   cwd=REPO, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     assert "torchrun --standalone --nproc-per-node 4 --no-python -- unlearning --threads 1 unlearn" in r.stdout
-    # an optimizer that cannot shard fails before any job, naming the entry
-    r = snakemake(f"{results}/unlearned/muse_news/npo/adamw8bit/x1/seed0", "-n", "--profile", str(profile),
+    # every optimizer type shards now (issue 23), 8-bit AdamW included: it plans torchrun too
+    r = snakemake(f"{results}/unlearned/muse_news/npo/adamw8bit/x1/seed0", "-n", "-p", "--profile", str(profile),
                   "--configfile", "configs/paper-muse-news.yaml", cwd=REPO, timeout=300)
-    assert r.returncode != 0
-    assert "optimizers.adamw8bit: type 'adamw8bit' cannot run sharded" in r.stdout + r.stderr
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "torchrun --standalone --nproc-per-node 4 --no-python -- unlearning --threads 1 unlearn" in r.stdout
 
 
 # --- storage and larger cards on retry (issue 16) ---------------------------------------------------

@@ -103,7 +103,7 @@ def submissions(out: str) -> list[tuple[str, str]]:
 
 
 def slurm_jobs(ids) -> dict[str, dict[str, str]]:
-    """SLURM's own record of jobs (squeue keeps finished ones for MinJobAge=300 s here)."""
+    """SLURM's own record of jobs (squeue keeps finished ones for MinJobAge=3600 s here)."""
     r = subprocess.run(
         ["squeue", "-h", "-t", "all", "-j", ",".join(ids), "-o", "%i|%T|%m|%j"],
         capture_output=True, text=True, timeout=30, check=True,

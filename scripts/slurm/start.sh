@@ -102,8 +102,10 @@ SchedulerType=sched/backfill
 $ACCT_LINES
 JobCompType=jobcomp/none
 ReturnToService=2
-# squeue-based status checks need finished jobs to stay visible for a while
-MinJobAge=300
+# squeue-based status checks need finished jobs to stay visible for a while, and tests read every job
+# of a slice from squeue after it ends: on a loaded machine a slice outlasted 300 s and its first jobs
+# were gone (test_smoke_slice_runs_under_slurm, KeyError)
+MinJobAge=3600
 KillWait=5
 NodeName=$H NodeAddr=127.0.0.1 CPUs=$CPUS RealMemory=$MEM State=UNKNOWN
 PartitionName=$PARTITION Default=YES Nodes=ALL MaxTime=INFINITE State=UP
