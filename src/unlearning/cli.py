@@ -64,11 +64,11 @@ def main(argv: list[str] | None = None) -> int:
     known: tuple[type[Exception], ...] = (DataError, FileNotFoundError, ValueError)
     try:
         if stage.needs_torch:  # a GPU job (models.gpu_job) that finds no CUDA stops here, before any work
-            from .models import NoCuda, check_device
+            from .models import NoCuda, device
             from .train import NonFiniteLoss
 
             known += (NonFiniteLoss, NoCuda)
-            check_device()
+            device()  # a GPU job without CUDA fails here, in one line
         stage.run(args)
     except known as err:
         print(f"error [{args.stage}]: {err}", file=sys.stderr)

@@ -26,7 +26,7 @@ class Stage:
 
     ``add_arguments(parser)`` adds its options to its subcommand's parser; ``run(args)`` runs it with
     the parsed options; ``needs_torch``: the command sets torch's CPU threads (``--threads``) and checks
-    that a GPU job finds CUDA (``models.check_device``) before it runs, and reports a non-finite
+    that a GPU job finds CUDA (``models.device``) before it runs, and reports a non-finite
     training loss in one line.
     """
 

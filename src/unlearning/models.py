@@ -47,11 +47,6 @@ def gpu_job() -> str | None:
     return None
 
 
-def check_device() -> torch.device:
-    """``device()``, called when a stage starts: a GPU job without CUDA fails here, in one line."""
-    return device()
-
-
 def device() -> torch.device:
     """CUDA when present, else CPU (the same code path serves both). ``UNLEARNING_DEVICE=cpu`` forces
     the CPU; a GPU job (``gpu_job()``) that finds no CUDA raises ``NoCuda`` instead of falling back."""

@@ -232,9 +232,8 @@ def unlearn(model: Any, tok: Any, forget: Sequence[str], retain: Sequence[str], 
     batch Sophia's GNB loss averages over; SophiaG scales its Hessian by it). Returns one record per
     step: step, loss, and the optimizer's ``last_stats`` where it keeps them (Sophia's ``unclipped``
     share, AdaZO's ``move_over_lr``). The closure clips the gradients to the entry's
-    ``max_grad_norm`` (kept on the built optimizer; 0: off). ``chunking`` turns forget and retain texts into
-    examples
-    (unlearning.data.chunking). ``warmup_steps`` and ``schedule`` (``constant`` or ``linear``) set
+    ``max_grad_norm`` (kept on the built optimizer; 0: off). ``chunking`` turns forget and retain
+    texts into examples (unlearning.data.chunking). ``warmup_steps`` and ``schedule`` (``constant`` or ``linear``) set
     the learning rate of each step as HF Trainer's linear schedule does (unlearning.lr_schedule).
     ``data_parallel`` (a torchrun job, distributed.py): each rank computes its share of every batch.
     On CUDA the forward and backward run under bf16 autocast (models.autocast; weights stay fp32).
