@@ -14,7 +14,7 @@
 #                  as your cluster names it in --gpus=MODEL:1 (e.g. a100, h100)
 #   --gpu-partition NAME   a separate partition for the GPU rules (many clusters have one)
 #   --unlearn-gpus N       GPUs per unlearning and relearning job (default 1); N > 1 shards each run
-#                  over N GPUs (torchrun + FSDP2) and asks for 30000 * N MB of host memory (docs/clusters.md)
+#                  over N GPUs (torchrun + FSDP2) and asks for 30000 * N MB of host memory (docs/guides/clusters.md)
 #   --cpus-per-gpu N       CPUs per GPU for a sharded (torchrun) unlearning or relearning job
 #                  (default 4: each rank's process, its data and NCCL threads; sbatch --cpus-per-task=N*GPUs)
 #   --distance-threads N   threads of the grade-distance job (default 9: the most groups of a paper

@@ -21,6 +21,6 @@ else
 fi
 cleanup() { if [ "$cluster" = 1 ]; then bash scripts/slurm/stop.sh || true; fi; }
 trap cleanup EXIT
-# Both tiers (docs/tests.md): -m "" lifts pyproject.toml's default -m "not slow" (the last -m wins, so
+# Both tiers (docs/extending/tests.md): -m "" lifts pyproject.toml's default -m "not slow" (the last -m wins, so
 # `bash scripts/test.sh -m slurm` still selects); the 20 slowest tests are listed to keep the suite in budget.
 .venv/bin/python -m pytest -m "" --durations=20 "$@"

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Write every generated block of README.md and docs/*.md from the files committed under results/README/.
+"""Write every generated block of README.md and docs/**/*.md from the files committed under results/README/.
 
 A block sits between `<!-- BEGIN generated:NAME -->` and `<!-- END generated:NAME -->`; its text comes
 from src/unlearning/report/blocks.py (NAME: verdicts, power, calibration, tofu), which reads only

@@ -1,5 +1,5 @@
 """Shared fixtures: one smoke study run through Snakemake per session, reused by the tests that
-read its results (end-to-end checks, partial reruns, determinism); the test tiers (docs/tests.md):
+read its results (end-to-end checks, partial reruns, determinism); the test tiers (docs/extending/tests.md):
 markers that imply ``slow``, and a guard that fails a fast-tier test that starts a process."""
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ def _no_process(item: pytest.Item):
     def refuse(*args, **kwargs):
         command = next((a for a in args if isinstance(a, (str, bytes, list, tuple))), "")
         pytest.fail(f"{item.nodeid} started a process ({str(command)[:160]}); a test that starts one "
-                    "belongs to the slow tier: mark it @pytest.mark.slow (docs/tests.md)")
+                    "belongs to the slow tier: mark it @pytest.mark.slow (docs/extending/tests.md)")
 
     with pytest.MonkeyPatch.context() as mp:
         for owner, name in _PROCESS_STARTERS:

@@ -17,7 +17,7 @@ import pytest
 
 from unlearning import forkserver
 
-# Every test here starts a process (docs/tests.md).
+# Every test here starts a process (docs/extending/tests.md).
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -11,7 +11,7 @@ import yaml
 
 from conftest import make_study, snakemake
 
-# Every test here starts a process (docs/tests.md).
+# Every test here starts a process (docs/extending/tests.md).
 pytestmark = pytest.mark.slow
 
 

@@ -100,7 +100,7 @@ def test_two_studies_run_side_by_side_but_not_the_same_study_twice(tmp_path):
     """Snakemake locks the files a run reads and writes, not the directory: the same study started
     twice is refused, a study with another results folder runs beside it. Snakemake 9's file backend
     then deletes every lock of the directory when that second run ends (persistence/file.py
-    _delete_locks: rmtree of .snakemake/locks), which docs/clusters.md warns about."""
+    _delete_locks: rmtree of .snakemake/locks), which docs/guides/clusters.md warns about."""
     (tmp_path / "Snakefile").write_text(STUB)
     (tmp_path / "shared-input.txt").write_text("read by both studies\n")
     locks = tmp_path / ".snakemake" / "locks"
@@ -122,7 +122,7 @@ def test_two_studies_run_side_by_side_but_not_the_same_study_twice(tmp_path):
         out, _ = snakemake("results/b").communicate(timeout=120)
         assert (tmp_path / "results" / "b" / "done.txt").read_text() == "results/b\n", out
         assert first.poll() is None  # the first study still runs, untouched
-        assert not locks.exists(), "Snakemake now keeps other runs' locks: update docs/clusters.md"
+        assert not locks.exists(), "Snakemake now keeps other runs' locks: update docs/guides/clusters.md"
         (tmp_path / "results" / "a.go").touch()
         out, _ = first.communicate(timeout=120)
         assert first.returncode == 0, out

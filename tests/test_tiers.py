@@ -1,4 +1,4 @@
-"""The test tiers (docs/tests.md): a plain `pytest` runs the fast tier, scripts/test.sh everything, and a
+"""The test tiers (docs/extending/tests.md): a plain `pytest` runs the fast tier, scripts/test.sh everything, and a
 fast-tier test that starts a process fails (tests/conftest.py)."""
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ CPUs even where they have AVX-512 (MKL_CBWR and MKL_ENABLE_INSTRUCTIONS do not c
 linked into torch, so nothing outside can). oneDNN, also inside torch, picks its kernels by the
 instruction sets the CPU reports. On this project's 2-core AMD EPYC (AVX-512) a [680 x 128] x
 [128 x 384] product, the size of this study's layers, runs at 240 GFLOPS single-threaded with oneDNN
-and 110 with MKL; a whole unlearning run is 20-27% faster (docs/speed-and-memory.md). Both compute in
+and 110 with MKL; a whole unlearning run is 20-27% faster (docs/measurements/speed-and-memory.md). Both compute in
 full fp32: this changes the order of float additions (as a different CPU does), not the precision.
 
 ``use_onednn_linear(model)`` turns every plain ``nn.Linear`` of a model into :class:`OneDNNLinear`

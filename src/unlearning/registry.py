@@ -8,7 +8,7 @@ each entry against its module and against the config schema's enums.
 
 Adding an optimizer type: one entry in OPTIMIZERS, one module under ``optim/`` defining the class or
 factory it names, one entry in workflow/schemas/config.schema.yaml (its name in the type enum and an
-``if``/``then`` block with its hyperparameters and their defaults). See docs/optimizers-adding.md.
+``if``/``then`` block with its hyperparameters and their defaults). See docs/extending/adding-an-optimizer.md.
 """
 
 from __future__ import annotations

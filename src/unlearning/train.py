@@ -143,7 +143,7 @@ def fit_lm(model: Any, tok: Any, texts: Sequence[str], *, steps: int, lr: float,
 
 def loss_closure(model: Any, opt: Any, objective: Any, fb: dict, rb: dict, ref: Any = None,
                  check: Any = None, max_grad_norm: float | None = None, share: Any = None) -> Any:
-    """The optimizer closure for one forget and one retain batch (docs/architecture.md):
+    """The optimizer closure for one forget and one retain batch (docs/extending/architecture.md):
     ``closure(backward=True, gnb=False, part="all", clip=True)`` returns the detached unlearning loss,
     after ``backward()`` when asked; ``gnb=True`` gives Sophia's Gauss-Newton-Bartlett loss on the
     forget batch instead. ``part`` ``"forget"`` or ``"retain"`` computes only that term of the
@@ -226,7 +226,7 @@ def unlearn(model: Any, tok: Any, forget: Sequence[str], retain: Sequence[str], 
             schedule: str = "constant", data_parallel: bool = False) -> list[dict]:
     """Run the unlearning loop: one optimizer of any grade, stepped with a loss closure.
 
-    The closure follows docs/architecture.md: ``closure(backward=True, gnb=False)``. Zeroth-order
+    The closure follows docs/extending/architecture.md: ``closure(backward=True, gnb=False)``. Zeroth-order
     optimizers call it with ``backward=False``; Sophia's Gauss-Newton-Bartlett refresh with ``gnb=True``.
     The closure carries ``batch_tokens``, the number of predicted tokens of the forget batch (the
     batch Sophia's GNB loss averages over; SophiaG scales its Hessian by it). Returns one record per

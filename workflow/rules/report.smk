@@ -166,7 +166,7 @@ if ABLATION:
 
 rule report_findings:
     """results/README/: the README's figures, findings.md (summary tables and the paper's findings,
-    each judged by paired tests over the seeds, docs/statistics.md), verdicts.csv and comparisons.csv
+    each judged by paired tests over the seeds, docs/reference/statistics.md), verdicts.csv and comparisons.csv
     (README's generated blocks read them), all generated from the tables."""
     input:
         tables=[f"{R}/tables/{b}.csv" for b in config["benchmarks"]],

@@ -127,7 +127,7 @@ LAYOUT: dict[str, dict[str, Mapping[str, type]]] = {
     },
 }
 
-# Role of each split in training and unlearning (see docs/architecture.md).
+# Role of each split in training and unlearning (see docs/extending/architecture.md).
 ROLES: dict[str, dict[str, str]] = {
     "muse": {"forget": "raw/forget.jsonl", "retain": "raw/retain1.jsonl"},
     "wmdp": {"forget": "corpora/forget.jsonl", "retain": "corpora/retain.jsonl"},

@@ -75,7 +75,7 @@ def knowmem_prompt(question: str, icl: Iterable[Mapping[str, str]] = (), answer_
     byte-level BPE ("Ġword") and Llama's sentencepiece ("▁word"). So the trailing space is split off
     as a lone space (byte-level) or lone word-marker token (sentencepiece), and the model is asked
     for the answer's first word without its space, a form rare in training. ``answer_space=False``
-    drops the space ("token healing"); docs/testbed.md gives what it moves on either kind."""
+    drops the space ("token healing"); docs/reference/testbed.md gives what it moves on either kind."""
     shots = "".join(f"Question: {r['question']}\nAnswer: {r['answer']}\n\n" for r in icl)
     return shots + f"Question: {question}\nAnswer:" + (" " if answer_space else "")
 

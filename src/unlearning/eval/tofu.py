@@ -1,7 +1,7 @@
 """TOFU metrics: answer probability, ROUGE-L recall, truth ratio, Forget Quality, Model Utility.
 
 Definitions as TOFU's code and open-unlearning's (src/evals/metrics/memorization.py, configs
-eval/tofu_metrics) compute them; see REFERENCE.md and docs/tofu.md:
+eval/tofu_metrics) compute them; see REFERENCE.md and docs/reference/tofu.md:
 - The benchmark's question/answer template (data.io.QA_TEMPLATE by default, "Question: {q}\\nAnswer:"
   then " {a}"; paper-tofu: Llama-2-chat's "[INST] {q} [/INST]" then "{a}", as TOFU tuned its models);
   the answer is scored (or generated) after the prompt.

@@ -2,7 +2,7 @@
 
 ``build_optimizer(params, spec, total_steps)`` with ``spec = {"type": name, **hyperparameters}``;
 ``GRADES[name]`` gives the grade. Every optimizer is a ``torch.optim.Optimizer`` driven by
-``opt.step(closure)`` with the closure contract of docs/architecture.md.
+``opt.step(closure)`` with the closure contract of docs/extending/architecture.md.
 
 Which type is which class (or factory), in which module and of which grade is ``unlearning.registry``
 (``OPTIMIZERS``); build.py looks each type up there, so a new type needs no edit here.

@@ -178,8 +178,8 @@ def render(name: str, readme_dir: Path) -> str:
 
 
 def documents(root: Path) -> list[Path]:
-    """The files whose blocks are generated: README.md and docs/*.md."""
-    return [root / "README.md", *sorted((root / "docs").glob("*.md"))]
+    """The files whose blocks are generated: README.md and docs/**/*.md."""
+    return [root / "README.md", *sorted((root / "docs").rglob("*.md"))]
 
 
 def stale(root: Path, readme_dir: Path) -> list[str]:
@@ -195,7 +195,7 @@ def stale(root: Path, readme_dir: Path) -> list[str]:
 
 
 def update(root: Path, readme_dir: Path) -> list[Path]:
-    """Rewrite every generated block of ours in README.md and docs/*.md (others' blocks are left as
+    """Rewrite every generated block of ours in README.md and docs/**/*.md (others' blocks are left as
     they are); the files that changed."""
     changed = []
     for doc in documents(root):

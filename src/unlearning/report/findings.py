@@ -6,7 +6,7 @@ under which attacks, on which metrics and in which direction, and declares befor
 *primary* comparisons: per benchmark one metric (``PRIMARY_METRICS``) under one attack
 (``PRIMARY_ATTACKS``), for every method and pair of optimizers its roles name. Only the primary
 comparisons vote; the others are shown as secondary. ``judge`` turns a finding into comparisons and a
-verdict (docs/statistics.md):
+verdict (docs/reference/statistics.md):
 
 - a comparison is the paired difference over seeds (each seed a whole replicate), tested by a paired
   t-test; under an attack its measure is the *recovery* (after - before, per seed), the level after

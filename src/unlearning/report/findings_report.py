@@ -116,7 +116,7 @@ HOW = (
     "positive control ({reference}'s unlearned model) recovers less than {points:g} points beyond the "
     "retrain model's change (paired by seed) is absent, and its comparisons are *untestable*. Levels are "
     "given with 95% intervals on the logit scale, which stay inside 0-100. alpha = {alpha:g}. "
-    "docs/statistics.md says why each choice.")
+    "docs/reference/statistics.md says why each choice.")
 
 
 def findings_markdown(tables: dict[str, pd.DataFrame], found: list[dict], figures: Sequence[str] = (),

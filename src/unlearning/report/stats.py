@@ -1,6 +1,6 @@
 """Mean and confidence interval over seeds; paired tests by seed, Holm's correction, TOST equivalence,
 the smallest detectable difference and range-respecting intervals (the verdicts' statistics, see
-docs/statistics.md); and, labelled legacy, the old rule that judged a claim from two unpaired
+docs/reference/statistics.md); and, labelled legacy, the old rule that judged a claim from two unpaired
 intervals (kept only to show the old verdicts beside the new ones)."""
 
 from __future__ import annotations
@@ -97,7 +97,7 @@ def combine(verdicts: Sequence[str]) -> str:
 # test has 2**n equally likely sign patterns, so its smallest two-sided p-value is 2 / 2**n (0.25 at
 # the default study's 3 seeds, 0.0625 at 5): it could never reach 5% below 6 seeds, and no finding
 # could ever reproduce. The t-test assumes roughly normal per-seed differences, which 3 seeds cannot
-# check; the docs (docs/statistics.md) say so. ``sign_flip_p`` is kept for studies with more seeds.
+# check; the docs (docs/reference/statistics.md) say so. ``sign_flip_p`` is kept for studies with more seeds.
 
 ALPHA = 0.05
 POWER = 0.80

@@ -27,7 +27,7 @@ def unlearn(target_dir: str | Path, data_dir: str | Path, kind: str, method: dic
     from ..train import seed_everything, sharded_unlearn
     from ..train import unlearn as loop
 
-    sharded = distributed.world_size() > 1  # launched by torchrun (the rule's `ranks`, docs/clusters.md)
+    sharded = distributed.world_size() > 1  # launched by torchrun (the rule's `ranks`, docs/guides/clusters.md)
     if sharded:
         distributed.check_shardable(optimizer, optimizer.get("type", "?"))
     checkpointing = bool(run.get("activation_checkpointing", False))
