@@ -30,17 +30,15 @@ from pathlib import Path
 
 import yaml
 
+from unlearning.config import validate
+from unlearning.report import blocks
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
-
-from unlearning.report import blocks  # noqa: E402
 
 
-def default_results(root: Path) -> Path:
-    """The default study's results folder: config.yaml's `results`, else the schema's default."""
-    config = yaml.safe_load((root / "config.yaml").read_text(encoding="utf-8")) or {}
-    schema = yaml.safe_load((root / "workflow" / "schemas" / "config.schema.yaml").read_text(encoding="utf-8"))
-    return root / config.get("results", schema["properties"]["results"]["default"])
+def default_config(root: Path) -> dict:
+    """config.yaml, validated with the schema's defaults filled in (its `results`, `report`)."""
+    return validate(yaml.safe_load((root / "config.yaml").read_text(encoding="utf-8")) or {})
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -48,8 +46,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tofu", type=Path, default=None, help="a TOFU study's results folder (e.g. results/tofu)")
     p.add_argument("--render-only", action="store_true", help="copy nothing; rewrite the blocks only")
     p.add_argument("--check", action="store_true", help="change nothing; exit 1 when a block is stale")
+    p.add_argument("--time-log", type=Path, default=None,
+                   help="`/usr/bin/time -v` output of the default study's run, for its wall time")
     a = p.parse_args(argv)
-    results = default_results(ROOT)
+    config = default_config(ROOT)
+    results = ROOT / config["results"]
     readme_dir = results / "README"  # committed: the default study's figures, findings and block sources
     if a.check:
         stale = blocks.stale(ROOT, readme_dir)
@@ -58,7 +59,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1 if stale else 0
     if not a.render_only:
         if (results / "tables").exists():
-            for name in blocks.copy_default(results, readme_dir, ROOT):
+            report = config.get("report", {})
+            for name in blocks.copy_default(results, readme_dir, ROOT, report.get("reference_optimizer", "adam"),
+                                            report.get("stats"), a.time_log):
                 print(f"copied {name} from {results}")
         if a.tofu is not None:
             try:

@@ -21,6 +21,7 @@ from typing import Callable
 
 import pandas as pd
 
+from . import summaries
 from .stats import bounded_ci, fmt_interval, mean_ci
 from .tidy import metric_range, row_keys, row_label
 
@@ -64,7 +65,11 @@ def _run_label(readme_dir: Path, key: str) -> str:
 
 
 def _p(x: float) -> str:
-    return "" if x != x else f"{x:.1f}"
+    """One decimal, blank for NaN, never "-0.0"."""
+    if x != x:
+        return ""
+    s = f"{x:.1f}"
+    return "0.0" if s == "-0.0" else s
 
 
 def verdicts_block(readme_dir: Path) -> str:
@@ -76,7 +81,7 @@ def verdicts_block(readme_dir: Path) -> str:
     df = pd.read_csv(path)
     seeds = int(df.seeds.max())
     lines = [f"From `results/README/{VERDICTS}` (default study, {_run_label(readme_dir, 'default')}; {seeds} seeds; "
-             "evidence in [findings.md](results/README/findings.md)). *Detectable*: the smallest paired difference "
+             "evidence in `results/README/findings.md`). *Detectable*: the smallest paired difference "
              "the seeds detect with 80% power at Holm's strictest level (alpha / number of voting primaries), from "
              "the observed paired SD. *Old rule*: two disjoint unpaired 95% intervals, half the comparisons "
              "(before issue 25).", "",
@@ -166,8 +171,82 @@ def tofu_block(readme_dir: Path) -> str:
     return "\n".join(lines)
 
 
+def _missing(name: str) -> str:
+    return f"No committed `{name}`: run the default study, then `.venv/bin/python scripts/update_readme_results.py`."
+
+
+def run_block(readme_dir: Path) -> str:
+    """Which run the results page quotes: commit, wall time, jobs and the CPU kernels it ran on."""
+    path = readme_dir / summaries.RUN
+    if not path.exists():
+        return _missing(summaries.RUN)
+    f = json.loads(path.read_text(encoding="utf-8"))
+    wall = (f"{int(f['wall_s'] // 60)} min {int(f['wall_s'] % 60)} s wall time" if "wall_s" in f
+            else "wall time not recorded")
+    return (f"Default study ({_run_label(readme_dir, 'default')}): {f['jobs']} jobs, {wall}, CPU kernels as every "
+            f"evaluation recorded them (torch capability / oneDNN ISA / linear backend / torch): "
+            f"{', '.join(f['cpu_kernels']) or 'none recorded'}.")
+
+
+def references_block(readme_dir: Path) -> str:
+    """The reference models per seed: target and retrain model, primary forget and utility metric."""
+    path = readme_dir / summaries.REFERENCES
+    if not path.exists():
+        return _missing(summaries.REFERENCES)
+    df = pd.read_csv(path)
+    seeds = sorted(df.seed.unique())
+    lines = [f"From `results/README/{summaries.REFERENCES}`: each seed's target and retrain model before any attack.",
+             "", "| benchmark | model | metric | " + " | ".join(f"seed {int(s)}" for s in seeds) + " |",
+             "|---|---|---|" + "---:|" * len(seeds)]
+    for (bench, role, metric), d in df.groupby(["benchmark", "role", "metric"], sort=True):
+        by = d.set_index("seed").value
+        cells = " | ".join(_p(by.get(s, float("nan"))) for s in seeds)
+        lines.append(f"| {bench} | {role} | {metric} | {cells} |")
+    return "\n".join(lines)
+
+
+def presence_block(readme_dir: Path) -> str:
+    """Per benchmark, method and attack: the controls' recovery and whether the attack is present."""
+    path = readme_dir / summaries.PRESENCE
+    if not path.exists():
+        return _missing(summaries.PRESENCE)
+    df = pd.read_csv(path)
+    n_present = int((df.present == True).sum())  # noqa: E712 (a column of True/False/NaN)
+    lines = [f"From `results/README/{summaries.PRESENCE}`: **{n_present} of {len(df)}** attack × benchmark × method "
+             "cells present. *Positive*: the reference optimizer's unlearned model, recovery of the primary forget "
+             "metric (after - before, mean over seeds); *negative*: the retrain model's change under the same "
+             "attack; *excess*: positive - negative, paired by seed; present when the excess reaches "
+             "`report.stats.presence_points`.", "",
+             "| benchmark | method | attack | metric | positive | negative | excess | present |",
+             "|---|---|---|---|---:|---:|---:|---|"]
+    for r in df.itertuples():
+        present = {True: "yes", False: "**no**"}.get(r.present, "unknown") if r.present == r.present else "unknown"
+        lines.append(f"| {r.benchmark} | {r.method} | {r.attack} | {r.metric} | {_p(r.positive)} | {_p(r.negative)} "
+                     f"| {_p(r.excess)} | {present} |")
+    return "\n".join(lines)
+
+
+def collapse_block(readme_dir: Path) -> str:
+    """The unlearned entries whose utility collapsed (left out of the robustness comparisons)."""
+    path = readme_dir / summaries.COLLAPSE
+    if not path.exists():
+        return _missing(summaries.COLLAPSE)
+    df = pd.read_csv(path)
+    if df.empty:
+        return f"From `results/README/{summaries.COLLAPSE}`: no unlearned model collapsed."
+    lines = [f"From `results/README/{summaries.COLLAPSE}`: {len(df)} entries kept less than "
+             "`report.stats.collapse_share` of their seed's target's utility (above chance), mean over seeds; "
+             "the findings leave them out of robustness comparisons.", "",
+             "| benchmark | method | optimizer | utility metric | share of the target's |", "|---|---|---|---|---:|"]
+    for r in df.itertuples():
+        lines.append(f"| {r.benchmark} | {r.method} | {r.optimizer} | {r.metric} | {r.share:.2f} |")
+    return "\n".join(lines)
+
+
 RENDERERS: dict[str, Callable[[Path], str]] = {"verdicts": verdicts_block, "power": power_block,
-                                                "calibration": calibration_block, "tofu": tofu_block}
+                                                "calibration": calibration_block, "tofu": tofu_block,
+                                                "run": run_block, "references": references_block,
+                                                "presence": presence_block, "collapse": collapse_block}
 
 
 def render(name: str, readme_dir: Path) -> str:
@@ -229,10 +308,16 @@ def _record(readme_dir: Path, key: str, results: Path, root: Path) -> None:
     (readme_dir / RUNS).write_text(json.dumps(runs, indent=1, sort_keys=True) + "\n", encoding="utf-8")
 
 
-def copy_default(results: Path, readme_dir: Path, root: Path) -> list[str]:
+def copy_default(results: Path, readme_dir: Path, root: Path, reference: str = "adam", stats: dict | None = None,
+                 time_log: Path | None = None) -> list[str]:
     """Copy what the blocks need from the default study's results folder into ``readme_dir``: the
-    calibration's chosen rows (verdicts.csv is written there by rule report_findings already). The
-    files copied."""
+    calibration's chosen rows, the reference models per seed, the attacks' controls, the collapsed
+    entries and the run's facts (``summaries``; verdicts.csv is written there by rule report_findings
+    already). ``reference``/``stats``: the study's `report.reference_optimizer` and `report.stats`;
+    ``time_log``: GNU ``time -v`` output of the run, for its wall time. The files copied."""
+    from .findings import STATS_DEFAULTS
+
+    st = {**STATS_DEFAULTS, **(stats or {})}
     copied = []
     cal = results / "tables" / "calibration.csv"
     if cal.exists():
@@ -241,6 +326,16 @@ def copy_default(results: Path, readme_dir: Path, root: Path) -> list[str]:
                 "at_grid_edge"]
         df[df.chosen.astype(bool)][keep].to_csv(readme_dir / CALIBRATION, index=False)
         copied.append(CALIBRATION)
+    tables = summaries.tidy_tables(results)
+    if tables:
+        for name, frame in ((summaries.REFERENCES, summaries.references_frame(tables)),
+                            (summaries.PRESENCE, summaries.presence_frame(tables, reference, st["presence_points"])),
+                            (summaries.COLLAPSE, summaries.collapse_frame(tables, st["collapse_share"]))):
+            frame.to_csv(readme_dir / name, index=False, float_format="%.4g")
+            copied.append(name)
+        facts = summaries.run_facts(results, time_log)
+        (readme_dir / summaries.RUN).write_text(json.dumps(facts, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+        copied.append(summaries.RUN)
     if copied or (results / "README" / VERDICTS).exists():
         _record(readme_dir, "default", results, root)
     return copied

@@ -1,0 +1,100 @@
+"""Small summaries of a finished study, computed from its results folder for the generated results page
+(docs/measurements/results.md): the reference models per seed, whether each attack restores anything
+(its controls), which unlearned models collapsed, and the run itself (wall time, CPU kernels, jobs).
+
+Each ``*_frame`` reads the study's tidy tables (``results/tables/<bench>.csv``); the blocks
+(``report/blocks.py``) render the CSV files these are saved as under results/README/.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pandas as pd
+
+from .findings import CHANCE, PRIMARY_METRICS, attack_presence, collapsed, kind_of
+from .tidy import attack_order
+
+REFERENCES, PRESENCE, COLLAPSE, RUN = "references.csv", "presence.csv", "collapse.csv", "run.json"
+_WALL = re.compile(r"Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): (?:(\d+):)?(\d+):(\d+(?:\.\d+)?)")
+
+
+def tidy_tables(results: Path) -> dict[str, pd.DataFrame]:
+    """Benchmark name -> its tidy table (``tables/<bench>.csv`` with the tidy columns)."""
+    out = {}
+    for p in sorted((results / "tables").glob("*.csv")):
+        df = pd.read_csv(p)
+        if {"benchmark", "method", "optimizer", "seed", "attack", "metric", "value"} <= set(df.columns):
+            out[p.stem] = df
+    return out
+
+
+def references_frame(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """Per benchmark, reference role (target, retrain) and seed: the primary forget and utility
+    metrics before any attack."""
+    rows = []
+    for df in tables.values():
+        kind = kind_of(df)
+        metrics = [PRIMARY_METRICS[r].get(kind or "") for r in ("forget", "utility")]
+        d = df[(df.method == "none") & (df.attack == "none") & df.metric.isin([m for m in metrics if m])]
+        rows.append(d[["benchmark", "optimizer", "seed", "metric", "value"]].rename(columns={"optimizer": "role"}))
+    cols = ["benchmark", "role", "seed", "metric", "value"]
+    return pd.concat(rows, ignore_index=True)[cols] if rows else pd.DataFrame(columns=cols)
+
+
+def presence_frame(tables: dict[str, pd.DataFrame], reference: str, points: float) -> pd.DataFrame:
+    """Per benchmark, method and attack: the positive control's recovery of the primary forget metric
+    (``reference``'s unlearned model, after - before, mean over seeds), the negative control's change
+    (the retrain model), the excess paired by seed, and whether the attack is present (``points``),
+    as ``findings.attack_presence`` judges it."""
+    rows = []
+    for bench, df in tables.items():
+        metric = PRIMARY_METRICS["forget"].get(kind_of(df) or "")
+        if metric is None:
+            continue
+        methods = sorted(m for m in df.method.unique() if m != "none")
+        for attack in attack_order(df.attack.unique()):
+            if attack == "none":
+                continue
+            for method in methods:
+                p = attack_presence(df, method, attack, metric, points, reference)
+                rows.append({"benchmark": bench, "method": method, "attack": attack, "metric": metric,
+                             "positive": p["positive"], "negative": p["negative"], "excess": p["excess"],
+                             "present": p["present"]})
+    return pd.DataFrame(rows, columns=["benchmark", "method", "attack", "metric", "positive", "negative", "excess",
+                                       "present"])
+
+
+def collapse_frame(tables: dict[str, pd.DataFrame], share: float) -> pd.DataFrame:
+    """Every unlearned entry (benchmark, method, optimizer) whose unattacked utility fell below
+    ``share`` of its seed's target's (above chance where the metric has one): its mean share."""
+    rows = []
+    for bench, df in tables.items():
+        metric = PRIMARY_METRICS["utility"].get(kind_of(df) or "")
+        entries = df[df.method != "none"][["method", "optimizer"]].drop_duplicates()
+        for e in entries.itertuples():
+            r = collapsed(df, e.method, e.optimizer, share)
+            if r is not None:
+                rows.append({"benchmark": bench, "method": e.method, "optimizer": e.optimizer, "metric": metric,
+                             "share": r, "chance": CHANCE.get(metric or "", 0.0)})
+    return pd.DataFrame(rows, columns=["benchmark", "method", "optimizer", "metric", "share", "chance"])
+
+
+def run_facts(results: Path, time_log: Path | None) -> dict:
+    """The run behind the results: wall time (from GNU time's ``-v`` output, when given), the CPU
+    kernels every evaluation recorded (``env``), and the number of jobs with a benchmark file."""
+    facts: dict = {"jobs": sum(1 for _ in (results / "benchmarks").rglob("*.tsv"))}
+    if time_log is not None:
+        m = _WALL.search(time_log.read_text(encoding="utf-8", errors="ignore"))
+        if m is None:
+            raise ValueError(f"{time_log}: no 'Elapsed (wall clock) time' line (run the study under /usr/bin/time -v)")
+        facts["wall_s"] = round(int(m[1] or 0) * 3600 + int(m[2]) * 60 + float(m[3]), 1)
+    envs = set()
+    for p in (results / "eval").rglob("none.json"):
+        env = json.loads(p.read_text(encoding="utf-8")).get("env", {})
+        envs.add((env.get("torch_cpu_capability"), env.get("onednn_max_cpu_isa"), env.get("cpu_linear"),
+                  env.get("torch_version")))
+    facts["cpu_kernels"] = sorted("/".join(str(x) for x in e) for e in envs)
+    return facts

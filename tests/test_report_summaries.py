@@ -1,0 +1,75 @@
+"""The results page's summaries (report/summaries.py) on constructed tidy tables with known answers."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from unlearning.report import blocks, summaries
+
+
+def _rows(method, opt, grade, attack, metric, values):
+    return [{"benchmark": "muse", "method": method, "optimizer": opt, "grade": grade, "seed": s, "attack": attack,
+             "metric": metric, "value": v} for s, v in enumerate(values)]
+
+
+def _table() -> pd.DataFrame:
+    rows = []
+    rows += _rows("none", "target", "reference", "none", "knowmem_f", [90.0, 80.0])
+    rows += _rows("none", "target", "reference", "none", "knowmem_r", [95.0, 85.0])
+    rows += _rows("none", "retrain", "reference", "none", "knowmem_f", [10.0, 12.0])
+    rows += _rows("none", "retrain", "reference", "nf4", "knowmem_f", [11.0, 12.0])  # changes by +1, 0
+    rows += _rows("graddiff", "adam", "first", "none", "knowmem_f", [10.0, 20.0])
+    rows += _rows("graddiff", "adam", "first", "none", "knowmem_r", [90.0, 80.0])
+    rows += _rows("graddiff", "adam", "first", "nf4", "knowmem_f", [30.0, 26.0])  # recovers +20, +6
+    rows += _rows("graddiff", "adam", "first", "relearn2", "knowmem_f", [12.0, 21.0])  # +2, +1: no control
+    rows += _rows("graddiff", "adazo", "zeroth", "none", "knowmem_r", [19.0, 17.0])  # 0.2 of target's
+    return pd.DataFrame(rows)
+
+
+def test_presence_is_the_positive_controls_recovery_beyond_the_retrain_models_change():
+    df = summaries.presence_frame({"muse": _table()}, reference="adam", points=5.0)
+    nf4 = df[df.attack == "nf4"].iloc[0]
+    # positive: mean(+20, +6) = 13; negative: mean(+1, 0) = 0.5; excess paired: mean(19, 6) = 12.5
+    assert (nf4.positive, nf4.negative, nf4.excess, bool(nf4.present)) == (13.0, 0.5, 12.5, True)
+    rel = df[df.attack == "relearn2"].iloc[0]
+    assert rel.positive == 1.5 and rel.excess == 1.5 and not rel.present  # no negative control: counts as 0
+    assert summaries.presence_frame({"muse": _table()}, reference="adam", points=13.0).present.tolist() == [
+        False, False]
+
+
+def test_references_hold_each_seeds_primary_metrics_and_collapse_the_utility_share():
+    ref = summaries.references_frame({"muse": _table()})
+    assert set(ref.metric) == {"knowmem_f", "knowmem_r"} and set(ref.role) == {"target", "retrain"}
+    assert ref[(ref.role == "target") & (ref.metric == "knowmem_f")].value.tolist() == [90.0, 80.0]
+    col = summaries.collapse_frame({"muse": _table()}, share=0.5)
+    assert col.optimizer.tolist() == ["adazo"] and col.share.iloc[0] == pytest.approx((19 / 95 + 17 / 85) / 2)
+
+
+def test_run_facts_read_gnu_time_and_the_recorded_kernels(tmp_path):
+    (tmp_path / "benchmarks" / "unlearn").mkdir(parents=True)
+    (tmp_path / "benchmarks" / "unlearn" / "a.tsv").write_text("s\n1.0\n")
+    ev = tmp_path / "eval" / "muse" / "graddiff" / "adam" / "seed0"
+    ev.mkdir(parents=True)
+    (ev / "none.json").write_text(json.dumps({"env": {"torch_cpu_capability": "AVX2", "onednn_max_cpu_isa": "default",
+                                                      "cpu_linear": "onednn", "torch_version": "2.13.0"}}))
+    log = tmp_path / "time.log"
+    log.write_text("\tElapsed (wall clock) time (h:mm:ss or m:ss): 1:02:03.50\n")
+    facts = summaries.run_facts(tmp_path, log)
+    assert facts == {"jobs": 1, "wall_s": 3723.5, "cpu_kernels": ["AVX2/default/onednn/2.13.0"]}
+    (tmp_path / "bad.log").write_text("no time here")
+    with pytest.raises(ValueError, match="bad.log"):
+        summaries.run_facts(tmp_path, tmp_path / "bad.log")
+
+
+def test_the_blocks_render_the_saved_summaries(tmp_path):
+    tables = {"muse": _table()}
+    summaries.presence_frame(tables, "adam", 5.0).to_csv(tmp_path / summaries.PRESENCE, index=False)
+    summaries.collapse_frame(tables, 0.5).to_csv(tmp_path / summaries.COLLAPSE, index=False)
+    text = blocks.render("presence", tmp_path)
+    assert "**1 of 2**" in text and "| muse | graddiff | nf4 | knowmem_f | 13.0 | 0.5 | 12.5 | yes |" in text
+    assert "| muse | graddiff | relearn2 | knowmem_f | 1.5 |  | 1.5 | **no** |" in text
+    assert "| muse | graddiff | adazo | knowmem_r | 0.20 |" in blocks.render("collapse", tmp_path)
+    assert "No committed `run.json`" in blocks.render("run", tmp_path)
