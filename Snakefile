@@ -31,7 +31,7 @@ include: "workflow/rules/forkserver.smk"
 rule all:
     default_target: True
     input:
-        all_outputs(),
+        P.all_outputs(),
 
 
 # Before any job: no rule asks for more GPUs than the machine has (workflow/rules/gpus.smk).

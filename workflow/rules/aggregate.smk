@@ -1,7 +1,7 @@
 rule aggregate:
     """Tidy table: one row per benchmark, method, optimizer, grade, seed, attack, metric."""
     input:
-        evals=lambda wc: [*reference_evals(wc.bench), *unlearned_evals(wc.bench)],
+        evals=lambda wc: [*P.reference_evals(wc.bench), *P.unlearned_evals(wc.bench)],
         code=src(*report_code("tidy")),
     output:
         f"{R}/tables/{{bench}}.csv",
@@ -11,7 +11,7 @@ rule aggregate:
         CONDA_ENV
     threads: 1
     params:
-        auc=lambda wc: auc_retrain_arg(wc.bench),
+        auc=lambda wc: P.auc_retrain_arg(wc.bench),
     shell:
         "unlearning aggregate --inputs {input.evals} {params.auc} --out {output} > {log} 2>&1"
 
@@ -49,7 +49,7 @@ rule report_provenance:
     """Where the study's numbers were made: the distinct environments (library versions, device, CPU
     capability, 4-bit CPU path) recorded by its evaluations, with their counts."""
     input:
-        evals=lambda wc: [e for b in config["benchmarks"] for e in (*reference_evals(b), *unlearned_evals(b))],
+        evals=lambda wc: P.all_evals(),
         code=src(*report_code("provenance")),
     output:
         f"{R}/tables/provenance.csv",

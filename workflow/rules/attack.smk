@@ -30,7 +30,7 @@ rule relearn:
     threads: 1
     params:
         kind=kind,
-        relearn=relearn_params(),
+        relearn=P.relearn_params(),
         max_len=config["model"]["max_len"],
         root=lambda wc, output: parent(output[0]),
         # `unlearning`, or torchrun with one rank per GPU when the profile gives the job several

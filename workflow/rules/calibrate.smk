@@ -1,7 +1,7 @@
 # Learning-rate calibration (config `calibration`; src/unlearning/calibration.py): each entry unlearns at
 # every multiplier of its grid (rule unlearn, {scale}), the criterion's two metrics are measured without
 # attack, and the checkpoint `calibrate` picks the multiplier every seed of the study then runs
-# (common.smk's unlearned_model), or under `calibration.seeds: each` one per seed. A grid point of a
+# (plan.py's unlearned_model), or under `calibration.seeds: each` one per seed. A grid point of a
 # study seed at its chosen multiplier is that seed's run.
 
 
@@ -25,16 +25,8 @@ rule calibration_point:
     params:
         kind=kind,
         metrics=lambda wc: " ".join(CAL.CRITERION_METRICS[kind(wc)]),
-        meta=lambda wc: as_json(
-            {
-                "benchmark": wc.bench,
-                "method": wc.method,
-                "optimizer": wc.optimizer,
-                "grade": grade_of(wc.optimizer),
-                "seed": int(wc.seed),
-            }
-        ),
-        evaluation=eval_params,
+        meta=lambda wc: P.run_meta(wc.bench, wc.method, wc.optimizer, wc.seed),
+        evaluation=P.eval_params(),
         subject=lambda wc: mc_subject(bench_cfg(wc)),
         fraction=config["attacks"]["relearn"]["fraction"],
         out=lambda wc, output: parent(output[0]),
@@ -50,9 +42,11 @@ checkpoint calibrate:
     ceiling from the retrain model, the chosen multiplier and whether it met the criterion; under
     `calibration.seeds: each` all of that per seed, from the seed's own points and reference models."""
     input:
-        points=lambda wc: [p for paths in calibration_points(wc).values() for p in paths],
-        retrain=lambda wc: calibration_reference(wc, "retrain"),
-        target=lambda wc: calibration_reference(wc, "target"),
+        points=lambda wc: [
+            p for paths in P.calibration_points(wc.bench, wc.method, wc.optimizer).values() for p in paths
+        ],
+        retrain=lambda wc: P.calibration_reference(wc.bench, wc.method, wc.optimizer, "retrain"),
+        target=lambda wc: P.calibration_reference(wc.bench, wc.method, wc.optimizer, "target"),
         code=src("calibration.py", "stages/calibrate.py", "stages/common.py"),
     output:
         f"{R}/calibration/{{bench}}/{{method}}/{{optimizer}}/choice.json",
@@ -64,20 +58,13 @@ checkpoint calibrate:
     threads: 1
     params:
         kind=kind,
-        points=lambda wc: " ".join(f"{x}={p}" for x, paths in calibration_points(wc).items() for p in paths),
+        points=lambda wc: " ".join(
+            f"{x}={p}" for x, paths in P.calibration_points(wc.bench, wc.method, wc.optimizer).items() for p in paths
+        ),
         # the criterion only: the grid and seeds enter as the input files, so editing one entry's grid
         # reruns only that entry's choice
-        criterion=as_json(
-            {
-                **{
-                    k: v for k, v in (config["calibration"] or {}).items() if k in ("criterion", "margin", "threshold")
-                },
-                **({"per_seed": True} if CAL.per_seed(config) else {}),
-            }
-        ),
-        meta=lambda wc: as_json(
-            {"benchmark": wc.bench, "method": wc.method, "optimizer": wc.optimizer, "grade": grade_of(wc.optimizer)}
-        ),
+        criterion=P.calibration_criterion(),
+        meta=lambda wc: P.run_meta(wc.bench, wc.method, wc.optimizer),
     shell:
         "unlearning calibrate --points {params.points} --retrain {input.retrain} --target {input.target}"
         " --kind {params.kind} --params {params.criterion:q} --meta {params.meta:q} --out {output} > {log} 2>&1"
@@ -86,7 +73,7 @@ checkpoint calibrate:
 rule report_calibration_table:
     """results/tables/calibration.csv: every grid point of every entry, the choice marked."""
     input:
-        choices=calibration_choices(),
+        choices=P.calibration_choices(),
         code=src(*report_code("calibration")),
     output:
         f"{R}/tables/calibration.csv",
@@ -102,7 +89,7 @@ rule report_calibration_table:
 rule report_calibration_figure:
     """Tuning curves of one benchmark: forget against utility per optimizer, the choice marked."""
     input:
-        choices=lambda wc: calibration_choices(wc.bench),
+        choices=lambda wc: P.calibration_choices(wc.bench),
         code=src(*report_code("calibration")),
     output:
         png=report(

@@ -7,7 +7,7 @@ rule evaluate:
             f"{R}/attacked/{{bench}}/{{method}}/{{optimizer}}/seed{{seed}}/relearn{s}"
             for s in sorted(config["attacks"]["relearn"]["steps"])
         ],
-        target=lambda wc: model_dir(wc.bench, "target", wc.seed),
+        target=target_model,
         data=f"{R}/data/{{bench}}",
         code=EVAL_CODE,
     output:
@@ -22,16 +22,8 @@ rule evaluate:
     params:
         kind=kind,
         attacks=" ".join(attacks_for_unlearned(config)),
-        meta=lambda wc: as_json(
-            {
-                "benchmark": wc.bench,
-                "method": wc.method,
-                "optimizer": wc.optimizer,
-                "grade": grade_of(wc.optimizer),
-                "seed": int(wc.seed),
-            }
-        ),
-        evaluation=eval_params,
+        meta=lambda wc: P.run_meta(wc.bench, wc.method, wc.optimizer, wc.seed),
+        evaluation=P.eval_params(),
         subject=lambda wc: mc_subject(bench_cfg(wc)),
         fraction=config["attacks"]["relearn"]["fraction"],
         # The folders holding the relearned checkpoints and receiving the JSON files.
@@ -49,7 +41,7 @@ rule evaluate_reference:
     """Score the target and retrain models (the Original and Retrain rows), also quantized."""
     input:
         model=f"{R}/models/{{bench}}/{{role}}/seed{{seed}}",
-        target=lambda wc: model_dir(wc.bench, "target", wc.seed),
+        target=target_model,
         data=f"{R}/data/{{bench}}",
         code=EVAL_CODE,
     output:
@@ -75,7 +67,7 @@ rule evaluate_reference:
                 "seed": int(wc.seed),
             }
         ),
-        evaluation=eval_params,
+        evaluation=P.eval_params(),
         subject=lambda wc: mc_subject(bench_cfg(wc)),
         fraction=config["attacks"]["relearn"]["fraction"],
         out=lambda wc, output: parent(output[0]),

@@ -1,7 +1,7 @@
 # Target and retrain models: trained here (train_model, a GPU job at paper scale) or copied byte for
 # byte from the hub id / folder that `benchmarks.<bench>.target` / `.retrain` names (copy_model, a
 # CPU job: no GPU, little memory). The config decides which rule makes each (bench, role):
-# model_role_constraint builds each rule's `role` pattern from it, so exactly one rule matches a path.
+# plan.py's model_role_constraint builds each rule's `role` pattern from it, so exactly one rule matches a path.
 
 
 rule train_model:
@@ -18,7 +18,7 @@ rule train_model:
     benchmark:
         f"{R}/benchmarks/train_model/{{bench}}/{{role}}/seed{{seed}}.tsv"
     wildcard_constraints:
-        role=model_role_constraint(copied=False),
+        role=P.model_role_constraint(copied=False),
     # scheduling only: every later job waits for a model, so train them first (no idle core at the end)
     priority: 20
     conda:
@@ -27,7 +27,7 @@ rule train_model:
     params:
         kind=kind,
         arch=as_json(config["model"]),
-        training=training_params,
+        training=lambda wc: P.training_params(wc.seed),
         launch=gpu_launcher,  # `unlearning`, after claiming its GPU on a workstation (gpus.smk)
     shell:
         "{params.launch} --threads {threads} model --data {input.data} --kind {params.kind} --role {wildcards.role}"
@@ -48,13 +48,13 @@ rule copy_model:
     benchmark:
         f"{R}/benchmarks/copy_model/{{bench}}/{{role}}/seed{{seed}}.tsv"
     wildcard_constraints:
-        role=model_role_constraint(copied=True),
+        role=P.model_role_constraint(copied=True),
     conda:
         CONDA_ENV
     threads: 1
     params:
         kind=kind,
-        source=lambda wc: model_source(wc.bench, wc.role),
+        source=lambda wc: P.model_source(wc.bench, wc.role),
     # --arch/--training are {}: a copy reads neither, so editing `model`/`training` does not re-copy.
     shell:
         "unlearning --threads {threads} model --data {input.data} --kind {params.kind} --role {wildcards.role}"

@@ -11,7 +11,7 @@ rule report_tables:
     """Main table (CSV + markdown, mean and 95% CI over seeds), quantization and relearning tables."""
     input:
         table=f"{R}/tables/{{bench}}.csv",
-        calibration=calibration_table(),
+        calibration=P.calibration_table(),
         code=src(*report_code("tables")),
     output:
         main=report(
@@ -72,7 +72,7 @@ rule lmc:
     """Loss on forget and retain data along (1-a) theta_ref + a theta_other, from the reference
     optimizer's solution to every other optimizer's of the same benchmark, method and seed."""
     input:
-        models=lmc_models,
+        models=lambda wc: P.lmc_models(wc.bench, wc.method, wc.seed),
         data=f"{R}/data/{{bench}}",
         code=src("lmc.py", "models.py", "train.py", "data/io.py"),
     output:
@@ -86,15 +86,10 @@ rule lmc:
     threads: 1
     params:
         kind=kind,
-        models=lambda wc, input: " ".join(f"{o}={p}" for o, p in zip(lmc_optimizers(wc), input.models)),
-        meta=lambda wc: as_json(
-            {
-                "benchmark": wc.bench,
-                "method": wc.method,
-                "seed": int(wc.seed),
-                "grades": {o: grade_of(o) for o in lmc_optimizers(wc)},
-            }
+        models=lambda wc, input: " ".join(
+            f"{o}={p}" for o, p in zip(P.lmc_optimizers(wc.bench, wc.method, wc.seed), input.models)
         ),
+        meta=lambda wc: P.lmc_meta(wc.bench, wc.method, wc.seed),
         ref=REF_OPT,
         points=REPORT.get("lmc_points", 11),
         max_texts=REPORT.get("lmc_max_texts", 64),
@@ -111,7 +106,7 @@ rule lmc:
 rule lmc_figure:
     """LMC paths of a benchmark (mean and 95% CI over seeds) and their loss barriers."""
     input:
-        paths=lambda wc: [f"{R}/lmc/{wc.bench}/{m}/seed{s}.csv" for m, s in lmc_jobs(wc.bench)],
+        paths=lambda wc: [f"{R}/lmc/{wc.bench}/{m}/seed{s}.csv" for m, s in P.lmc_jobs(wc.bench)],
         code=src(*report_code("lmc_plot")),
     output:
         png=report(
@@ -143,7 +138,7 @@ if ABLATION:
         """Hybrid ablation: forget metrics before/after attacks against the FO:ZO ratio and the
         switching interval N (one benchmark and method, see `ablation:` in the config)."""
         input:
-            evals=ablation_evals(),
+            evals=P.ablation_evals(),
             code=src(*report_code("ablation")),
         output:
             table=report(
@@ -157,8 +152,8 @@ if ABLATION:
             CONDA_ENV
         threads: 1
         params:
-            optimizers=as_json(hybrid_entries()),
-            auc=auc_retrain_arg(ABLATION["benchmark"]),
+            optimizers=as_json(P.hybrid_entries()),
+            auc=P.auc_retrain_arg(ABLATION["benchmark"]),
         shell:
             "unlearning ablation --inputs {input.evals} --optimizers {params.optimizers:q} {params.auc}"
             " --table {output.table} --png {output.png} --svg {output.svg} > {log} 2>&1"
@@ -172,16 +167,16 @@ rule report_findings:
         tables=[f"{R}/tables/{b}.csv" for b in config["benchmarks"]],
         barriers=[f"{R}/lmc/{b}/barriers.csv" for b in config["benchmarks"]],
         ablation=[f"{R}/ablation/table.csv"] if ABLATION else [],
-        figures=[p for p, _ in readme_figures()],
+        figures=[p for p, _ in P.readme_figures()],
         provenance=f"{R}/tables/provenance.csv",
         grade_distance=f"{R}/tables/grade_distance.csv",
-        calibration=calibration_table(),
+        calibration=P.calibration_table(),
         code=src(*report_code("findings_report")),
     output:
         md=report(f"{README_DIR}/findings.md", caption="../report/findings.rst", category="0. Findings"),
         verdicts=f"{README_DIR}/verdicts.csv",
         comparisons=f"{README_DIR}/comparisons.csv",
-        figures=[f"{README_DIR}/{n}" for _, n in readme_figures()],
+        figures=[f"{README_DIR}/{n}" for _, n in P.readme_figures()],
     log:
         f"{R}/logs/report_findings.log",
     conda:
@@ -192,8 +187,8 @@ rule report_findings:
         methods=as_json(config["methods"]),
         ref=REF_OPT,
         ablation=f"--ablation {R}/ablation/table.csv" if ABLATION else "",
-        names=" ".join(n for _, n in readme_figures()),
-        relearn_report=relearn_report_arg(),
+        names=" ".join(n for _, n in P.readme_figures()),
+        relearn_report=P.relearn_report_arg(),
         calibration=lambda wc, input: f"--calibration {input.calibration}" if input.calibration else "",
         stats=as_json(REPORT["stats"]),
     shell:

@@ -2,7 +2,7 @@ rule unlearn:
     """Unlearn the forget set from the target with one method, one optimizer entry and one seed, at
     {scale} times the entry's learning rate(s) (a calibration grid point, or 1 without calibration)."""
     input:
-        target=lambda wc: model_dir(wc.bench, "target", wc.seed),
+        target=target_model,
         data=f"{R}/data/{{bench}}",
         code=lambda wc: [
             *src(
@@ -13,8 +13,8 @@ rule unlearn:
                 "stages/common.py",
                 "stages/unlearn.py",
             ),
-            *objective_code(wc),
-            *optimizer_code(wc),
+            *src(*P.objective_code(wc.method)),
+            *src(*P.optimizer_code(wc.optimizer)),
         ],
     output:
         directory(f"{R}/unlearned/{{bench}}/{{method}}/{{optimizer}}/x{{scale}}/seed{{seed}}"),
@@ -39,7 +39,7 @@ rule unlearn:
         ),
         # Not passed to the stage (it reads the registry itself): recorded so that editing the registry
         # entry of a type this entry uses reruns its branches.
-        registry=registry_entries,
+        registry=lambda wc: P.registry_entries(wc.optimizer),
         # `unlearning`, or torchrun with one rank per GPU when the profile gives the job several
         launch=unlearn_launcher,
     shell:

@@ -1,0 +1,383 @@
+"""The study plan: which jobs a validated config asks for, and the files they read and write.
+
+Torch-free and free of Snakemake: the rule files (workflow/rules/*.smk) call a ``StudyPlan`` built in
+common.smk, and tests call the same functions in-process (tests/test_plan.py) instead of starting
+``snakemake -n``. Paths lie under the study's results folder (config key ``results``).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from unlearning import calibration as CAL
+from unlearning import registry
+from unlearning.config import attacks_for_reference, attacks_for_unlearned, methods_for, optimizers_for
+
+Run = tuple[str, str, str, int]  # (bench, method, optimizer, seed) of one unlearning run
+
+# The per-benchmark figures (one job each; report/{name}_plot.py) and their report categories.
+FIGURE_CATEGORIES = {
+    "quantization": "2. Quantization",
+    "relearning": "3. Relearning",
+    "tradeoff": "6. Utility vs forgetting",
+}
+
+# Library modules (relative to src/unlearning) that evaluation runs: inputs of the evaluation rules, so
+# that editing one replans the evaluations and nothing upstream.
+EVAL_CODE = [
+    "eval/__init__.py",
+    "eval/common.py",
+    "eval/muse.py",
+    "eval/mc.py",
+    "eval/tofu.py",
+    "eval/scorers.py",
+    "tofu_metrics.py",
+    "prompts.py",
+    "attacks/quantization.py",
+    "attacks/relearn.py",
+    "models.py",
+    "stages/common.py",
+    "stages/evaluate.py",
+    "provenance.py",
+]
+
+
+def as_json(obj) -> str:
+    """Canonical JSON of a job parameter (sorted keys, no spaces): equal values give equal strings."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"))
+
+
+class StudyPlan:
+    """The jobs of one study. ``config`` is validated (unlearning.config.validate). ``chosen``: the
+    calibration's multiplier tag of (bench, method, optimizer, seed), read from the `calibrate`
+    checkpoint by the workflow; needed only for the unlearned models of a calibrated study."""
+
+    def __init__(self, config: dict, chosen: Callable[[str, str, str, int | str], str] | None = None):
+        self.config = config
+        self.root = config["results"]
+        self.chosen = chosen
+        self.ablation = config.get("ablation") or {}
+        self.ablation_opts = dict(self.ablation.get("optimizers", {}))
+        self.report = config.get("report", {})
+        self.ref_opt = self.report.get("reference_optimizer", "adam")
+        self.readme_dir = f"{self.root}/README"
+
+    # ------------------------------------------------------------------------------ wildcards
+
+    def wildcard_constraints(self) -> dict[str, str]:
+        """Global wildcard patterns. {bench} is one of the study's benchmarks, so results/tables/{bench}.csv
+        never claims the study-wide tables beside it (provenance.csv, grade_distance.csv)."""
+        return {
+            "bench": "|".join(sorted(self.config["benchmarks"])),
+            "method": "(?!none/)[a-z][a-z0-9_]*",
+            "optimizer": "[a-z][a-z0-9_]*",
+            "role": "target|retrain",
+            "scale": r"[0-9][0-9.e+-]*",
+            "seed": r"\d+",
+        }
+
+    def model_role_constraint(self, copied: bool) -> str:
+        """The `role` pattern of copy_model (copied=True) or train_model: the roles the config copies
+        from a hub id / folder, or trains, each tied to its benchmark by a lookbehind on the path
+        (`.../models/<bench>/<role>/seed<N>`), so that exactly one of the two rules makes each model."""
+        pairs = [
+            (bench, role)
+            for bench in sorted(self.config["benchmarks"])
+            for role in ("target", "retrain")
+            if self.config["benchmarks"][bench].get(role) is not False  # no retrain model (WMDP at paper scale)
+            and (self.model_source(bench, role) is not None) == copied
+        ]
+        # (?!) matches nothing: no model of that kind in this study.
+        return "|".join(f"(?<=/{re.escape(b)}/){role}" for b, role in pairs) or "(?!)"
+
+    # ------------------------------------------------------------------------------ code inputs
+
+    def optimizer_code(self, optimizer: str) -> list[str]:
+        """Modules an optimizer entry runs: editing optim/zeroth.py replans only the zeroth-order and
+        hybrid branches (tests/test_registry.py checks the registry's modules)."""
+        types = registry.types_used(self.config["optimizers"][optimizer])
+        mods = {f"optim/{registry.optimizer(t).module}.py" for t in types}
+        return ["optim/__init__.py", "optim/build.py", "optim/_common.py", *sorted(mods)]
+
+    def objective_code(self, method: str) -> list[str]:
+        """Modules a method's objective runs."""
+        module = registry.OBJECTIVES[self.config["methods"][method]["objective"]].module
+        return ["objectives/__init__.py", "objectives/base.py", f"objectives/{module}.py"]
+
+    # ------------------------------------------------------------------------------ job parameters
+
+    def kind(self, bench: str) -> str:
+        return self.config["benchmarks"][bench]["kind"]
+
+    def grade_of(self, optimizer: str) -> str:
+        return registry.OPTIMIZERS[self.config["optimizers"][optimizer]["type"]].grade
+
+    def registry_entries(self, optimizer: str) -> str:
+        """The registry entries an optimizer entry uses (a param of its jobs: editing one, e.g. whether a
+        type is seeded, reruns only the branches that use it)."""
+        spec = self.config["optimizers"][optimizer]
+        return as_json({t: vars(registry.optimizer(t)) for t in registry.types_used(spec)})
+
+    def eval_params(self) -> str:
+        return as_json(self.config["evaluation"])
+
+    def relearn_params(self) -> str:
+        """What the relearning stage reads (not keep_checkpoints or report: they change no model) and
+        the chunking it shares with unlearning."""
+        skip = ("keep_checkpoints", "report")
+        params = {k: v for k, v in self.config["attacks"]["relearn"].items() if k not in skip}
+        return as_json({**params, "chunking": self.config["unlearning"]["chunking"]})
+
+    def relearn_report_arg(self) -> str:
+        """The findings' `--relearn-report` (config `attacks.relearn.report`), or nothing (the longest)."""
+        judged = self.config["attacks"]["relearn"].get("report")
+        return f"--relearn-report {judged}" if judged is not None else ""
+
+    def keep_relearned(self) -> bool:
+        """Whether relearned checkpoints are kept, or deleted once every evaluation of their model read
+        them (`attacks.relearn.keep_checkpoints`)."""
+        return self.config["attacks"]["relearn"]["keep_checkpoints"]
+
+    def auc_retrain_arg(self, bench: str) -> str:
+        auc = self.config["evaluation"]["auc_retrain"]
+        return f"--auc-retrain {auc[bench]}" if bench in auc else ""
+
+    def training_params(self, seed: int | str) -> str:
+        """What training a model reads: `training` at the model's seed (`per_seed` only picks the models)."""
+        training = {k: v for k, v in self.config["training"].items() if k != "per_seed"}
+        return as_json({**training, "seed": int(seed)})
+
+    def calibration_criterion(self) -> str:
+        """The calibrate job's criterion (the grid and seeds enter as its input files, so editing one
+        entry's grid reruns only that entry's choice)."""
+        cal = self.config["calibration"] or {}
+        return as_json(
+            {
+                **{k: v for k, v in cal.items() if k in ("criterion", "margin", "threshold")},
+                **({"per_seed": True} if CAL.per_seed(self.config) else {}),
+            }
+        )
+
+    def run_meta(self, bench: str, method: str, optimizer: str, seed: int | str | None = None) -> str:
+        """The --meta of an unlearned model's evaluation (and, without a seed, of its calibration)."""
+        meta = {"benchmark": bench, "method": method, "optimizer": optimizer, "grade": self.grade_of(optimizer)}
+        return as_json(meta if seed is None else {**meta, "seed": int(seed)})
+
+    # ------------------------------------------------------------------------------ models
+
+    def model_dir(self, bench: str, role: str, seed: int | str) -> str:
+        """Folder of the ``role`` model (target/retrain) that the unlearning runs of ``seed`` start from
+        or are compared with: one per seed for the roles of `training.per_seed`, else one for all."""
+        return f"{self.root}/models/{bench}/{role}/seed{CAL.model_seed(self.config, role, seed)}"
+
+    def model_source(self, bench: str, role: str) -> str | None:
+        """Hub id or folder the target/retrain model is copied from; None when trained here."""
+        value = self.config["benchmarks"][bench].get(role)
+        return value if isinstance(value, str) else None
+
+    def reference_roles(self, bench: str) -> list[str]:
+        """Reference models of a benchmark: the target, and the retrain model unless `retrain: false`."""
+        return ["target"] + ([] if self.config["benchmarks"][bench].get("retrain") is False else ["retrain"])
+
+    # ------------------------------------------------------------------------------ the study's runs
+
+    def runs(self) -> Iterator[Run]:
+        """(bench, method, optimizer, seed) of every unlearning run."""
+        for bench in self.config["benchmarks"]:
+            for method in methods_for(self.config, bench):
+                for opt in optimizers_for(self.config, bench):
+                    for seed in self.config["seeds"]:
+                        yield bench, method, opt, seed
+
+    def eval_files(self, run: Run) -> list[str]:
+        """The evaluation JSONs of one unlearning run, one per attack."""
+        b, m, o, s = run
+        return [f"{self.root}/eval/{b}/{m}/{o}/seed{s}/{a}.json" for a in attacks_for_unlearned(self.config)]
+
+    def unlearned_evals(self, bench: str) -> list[str]:
+        return [f for run in self.runs() if run[0] == bench for f in self.eval_files(run)]
+
+    def reference_evals(self, bench: str) -> list[str]:
+        """The reference models' evaluations: every target and retrain model the study's runs use."""
+        return [
+            f"{self.root}/eval/{bench}/none/{role}/seed{ms}/{a}.json"
+            for role in self.reference_roles(bench)
+            for ms in CAL.model_seeds(self.config, role, self.config["seeds"])
+            for a in attacks_for_reference(self.config)
+        ]
+
+    def all_evals(self) -> list[str]:
+        """Every evaluation of the study's benchmarks (reference models, then unlearned ones)."""
+        return [e for b in self.config["benchmarks"] for e in (*self.reference_evals(b), *self.unlearned_evals(b))]
+
+    def unlearned_model(self, bench: str, method: str, optimizer: str, seed: int | str) -> str:
+        """The study's unlearned model of one run: the unlearning at the chosen multiplier (1 without
+        calibration). With calibration, the grid point of a calibration seed at the chosen multiplier is
+        that seed's run."""
+        if not CAL.enabled(self.config):
+            scale = CAL.tag(1)
+        elif self.chosen is None:
+            raise ValueError("a calibrated study's unlearned models need the calibration's choices (chosen=)")
+        else:
+            scale = self.chosen(bench, method, optimizer, seed)
+        return f"{self.root}/unlearned/{bench}/{method}/{optimizer}/x{scale}/seed{seed}"
+
+    # ------------------------------------------------------------------------------ calibration
+
+    def calibration_combos(self) -> list[tuple[str, str, str]]:
+        """(bench, method, optimizer) of every calibrated entry: the study's and the ablation's."""
+        cfg = self.config
+        combos = [(b, m, o) for b in cfg["benchmarks"] for m in methods_for(cfg, b) for o in optimizers_for(cfg, b)]
+        if self.ablation:
+            combos += [(self.ablation["benchmark"], self.ablation["method"], o) for o in self.ablation_opts]
+        return combos
+
+    def entry_seeds(self, bench: str, method: str, optimizer: str) -> list[int]:
+        """The seeds the study runs an entry at (the ablation's seeds for its entries)."""
+        entry = (bench, method, optimizer)
+        return sorted({s for b, m, o, s in (*self.runs(), *self.ablation_runs()) if (b, m, o) == entry})
+
+    def calibration_seeds(self, bench: str, method: str, optimizer: str) -> list[int]:
+        """An entry's calibration seeds: `calibration.seeds`, or under `each` the seeds its study runs use."""
+        return CAL.seeds(self.config, self.entry_seeds(bench, method, optimizer))
+
+    def calibration_points(self, bench: str, method: str, optimizer: str) -> dict[str, list[str]]:
+        """SCALE -> [unattacked criterion evaluation per calibration seed] of one entry's grid."""
+        seeds = self.calibration_seeds(bench, method, optimizer)
+        return {
+            CAL.tag(x): [
+                f"{self.root}/calibration/{bench}/{method}/{optimizer}/x{CAL.tag(x)}/seed{s}/none.json" for s in seeds
+            ]
+            for x in CAL.grid(self.config, optimizer)
+        }
+
+    def calibration_reference(self, bench: str, method: str, optimizer: str, role: str) -> list[str]:
+        """The ``role`` model's unattacked evaluations at the calibration seeds (the criterion's levels)."""
+        if role not in self.reference_roles(bench):
+            return []
+        seeds = CAL.model_seeds(self.config, role, self.calibration_seeds(bench, method, optimizer))
+        return [f"{self.root}/eval/{bench}/none/{role}/seed{ms}/none.json" for ms in seeds]
+
+    def choice_file(self, bench: str, method: str, optimizer: str) -> str:
+        return f"{self.root}/calibration/{bench}/{method}/{optimizer}/choice.json"
+
+    def calibration_choices(self, bench: str | None = None) -> list[str]:
+        return [self.choice_file(b, m, o) for b, m, o in self.calibration_combos() if bench in (None, b)]
+
+    def calibration_table(self) -> list[str]:
+        """The calibration table as an input of the reports that mark its choices (none without calibration)."""
+        return [f"{self.root}/tables/calibration.csv"] if CAL.enabled(self.config) else []
+
+    def calibration_outputs(self) -> list[str]:
+        if not CAL.enabled(self.config):
+            return []
+        figures = [f"{self.root}/figures/{b}/calibration.png" for b in self.config["benchmarks"]]
+        return [f"{self.root}/tables/calibration.csv", *figures]
+
+    # ------------------------------------------------------------------------------ distance, ablation, LMC
+
+    def distance_runs(self, models: list[str] | None = None) -> list[dict]:
+        """Every unlearning run with its grade, model folder and target folder (the grade-distance stage's
+        --runs). ``models``: the runs' model folders in runs() order (the rule's input; from the
+        calibration's choices when not given)."""
+        runs = list(self.runs())
+        models = models or [self.unlearned_model(*run) for run in runs]
+        return [
+            {
+                "benchmark": b,
+                "method": m,
+                "optimizer": o,
+                "grade": self.grade_of(o),
+                "seed": int(s),
+                "path": str(path),
+                "target": self.model_dir(b, "target", s),
+            }
+            for (b, m, o, s), path in zip(runs, models)
+        ]
+
+    def ablation_runs(self) -> Iterator[Run]:
+        """(bench, method, optimizer, seed) of every ablation-only unlearning run."""
+        if not self.ablation:
+            return
+        for opt in self.ablation_opts:
+            for seed in self.ablation.get("seeds") or self.config["seeds"]:
+                yield self.ablation["benchmark"], self.ablation["method"], opt, seed
+
+    def ablation_evals(self) -> list[str]:
+        """Evaluations the ablation table reads: its own runs, the study's hybrid runs of the same
+        benchmark and method (the baseline entry), and the reference models (for PrivLeak)."""
+        b, m = self.ablation["benchmark"], self.ablation["method"]
+        hybrid = self.hybrid_entries()
+        hybrids = [run for run in self.runs() if run[:2] == (b, m) and run[2] in hybrid]
+        runs = [*hybrids, *self.ablation_runs()]
+        return [*self.reference_evals(b), *(f for run in runs for f in self.eval_files(run))]
+
+    def hybrid_entries(self) -> dict[str, dict]:
+        return {o: s for o, s in self.config["optimizers"].items() if s["type"] == "hybrid"}
+
+    def lmc_jobs(self, bench: str) -> list[tuple[str, int]]:
+        """(method, seed) of the LMC paths of ``bench``: where the reference optimizer ran with others."""
+        opts = optimizers_for(self.config, bench)
+        if self.ref_opt not in opts or len(opts) < 2:
+            return []
+        return [(m, s) for m in methods_for(self.config, bench) for s in self.config["seeds"]]
+
+    def lmc_optimizers(self, bench: str, method: str, seed: int | str) -> list[str]:
+        """The optimizers on the LMC paths of one benchmark, method and seed."""
+        return [o for b, m, o, s in self.runs() if (b, m, str(s)) == (bench, method, str(seed))]
+
+    def lmc_models(self, bench: str, method: str, seed: int | str) -> list[str]:
+        return [self.unlearned_model(bench, method, o, seed) for o in self.lmc_optimizers(bench, method, seed)]
+
+    def lmc_meta(self, bench: str, method: str, seed: int | str) -> str:
+        grades = {o: self.grade_of(o) for o in self.lmc_optimizers(bench, method, seed)}
+        return as_json({"benchmark": bench, "method": method, "seed": int(seed), "grades": grades})
+
+    # ------------------------------------------------------------------------------ report
+
+    def report_figures(self, bench: str) -> list[str]:
+        return [f"{self.root}/figures/{bench}/{n}.png" for n in ("quantization", "relearning", "tradeoff", "lmc")]
+
+    def readme_figures(self) -> list[tuple[str, str]]:
+        """(source PNG, name in results/README/) of the figures shown in the README."""
+        benches = self.config["benchmarks"]
+        figs = [(p, f"{b}_{Path(p).name}") for b in benches for p in self.report_figures(b)]
+        if CAL.enabled(self.config):
+            figs += [(f"{self.root}/figures/{b}/calibration.png", f"{b}_calibration.png") for b in benches]
+        if self.ablation:
+            figs.append((f"{self.root}/ablation/ablation.png", "ablation.png"))
+        return figs
+
+    def tofu_tables(self, bench: str) -> list[str]:
+        """The paper's TOFU table (CSV + markdown) of a TOFU-kind benchmark; none for other kinds."""
+        if self.kind(bench) != "tofu":
+            return []
+        return [f"{self.root}/tables/tofu/{bench}.csv", f"{self.root}/tables/tofu/{bench}.md"]
+
+    def report_outputs(self) -> list[str]:
+        """Everything workflow/rules/report.smk produces: figures, main tables, LMC, ablation, findings."""
+        out = []
+        for b in self.config["benchmarks"]:
+            out += [
+                f"{self.root}/tables/main/{b}.csv",
+                f"{self.root}/tables/main/{b}.md",
+                *self.report_figures(b),
+                f"{self.root}/lmc/{b}/barriers.csv",
+                *self.tofu_tables(b),
+            ]
+        if self.ablation:
+            out += [f"{self.root}/ablation/table.csv", f"{self.root}/ablation/ablation.png"]
+        return out + [f"{self.readme_dir}/findings.md"]
+
+    def all_outputs(self) -> list[str]:
+        """The default target's inputs: every table, figure and report of the study."""
+        return [
+            *(f"{self.root}/tables/{b}.csv" for b in self.config["benchmarks"]),
+            *self.calibration_outputs(),
+            f"{self.root}/summary.md",
+            f"{self.root}/tables/grade_distance.csv",  # workflow/rules/distance.smk
+            *self.report_outputs(),
+        ]
