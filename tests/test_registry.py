@@ -4,6 +4,7 @@ its registry entry, its module or its schema entry fails here."""
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import inspect
 import subprocess
@@ -152,3 +153,115 @@ def test_registry_imports_without_torch():
     code = "import sys, unlearning.registry, unlearning.config; print('torch' in sys.modules)"
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert res.stdout.strip() == "False"
+
+
+# --- benchmark kinds and attacks -------------------------------------------------------------------
+
+
+def kind_problems(kinds: dict, schema: dict) -> list[str]:
+    """Every disagreement between the benchmark-kind registry, the code it names and the schema's kind enum."""
+    out = []
+    enum = set(schema["properties"]["benchmarks"]["additionalProperties"]["properties"]["kind"]["enum"])
+    for name, k in kinds.items():
+        refs = {"layout": k.layout, "generator": k.generator, "shape": k.shape, "scorer": k.scorer}
+        if k.adapter:
+            refs["adapter"] = k.adapter
+        resolved = {}
+        for field, ref in refs.items():
+            try:
+                resolved[field] = registry.resolve(ref)
+            except (ImportError, AttributeError) as err:
+                out.append(f"kind {name}: {field} {ref} does not resolve ({err})")
+        if "layout" in resolved:
+            files = set(resolved["layout"])
+            out += [f"kind {name}: {role} file {f} not in its layout" for role, f in k.roles.items() if f not in files]
+            out += [f"kind {name}: file {f} not in its layout" for f in k.training_extra + k.tokenizer_extra
+                    if f not in files]
+        if set(k.roles) != {"forget", "retain"}:
+            out.append(f"kind {name}: roles {sorted(k.roles)} are not forget and retain")
+        metrics = set(k.forget_metrics) | set(k.utility_metrics)
+        out += [f"kind {name}: metric {m} is none of its forget or utility metrics"
+                for m in k.criterion + k.primary if m not in metrics]
+        if name not in enum:
+            out.append(f"kind {name}: not in the schema's benchmarks.<name>.kind enum")
+    out += [f"schema kind {k}: no registry entry" for k in sorted(enum - set(kinds))]
+    return out
+
+
+def attack_problems(attacks: dict, schema: dict) -> list[str]:
+    """Every disagreement between the attack registry, the code it names and the schema's quantization enum."""
+    out = []
+    enum = set(schema["properties"]["attacks"]["properties"]["quantization"]["items"]["enum"])
+    quants = [n for n, a in attacks.items() if a.quantization]
+    for name, a in attacks.items():
+        if a.quantization and (a.bnb is None) == (a.apply is None):
+            out.append(f"quantization {name}: needs exactly one of bnb and apply")
+        for ref in filter(None, (a.apply, a.codes)):
+            try:
+                registry.resolve(ref)
+            except (ImportError, AttributeError) as err:
+                out.append(f"attack {name}: {ref} does not resolve ({err})")
+        if a.quantization and not a.codes:
+            out.append(f"quantization {name}: no codes function (qcode_change)")
+        if a.quantization and name not in enum:
+            out.append(f"quantization {name}: not in the schema's attacks.quantization enum")
+    out += [f"schema quantization {q}: no registry entry" for q in sorted(enum - set(quants))]
+    return out
+
+
+def test_kinds_and_attacks_agree_with_their_code_and_the_schema():
+    schema = load_schema()
+    assert kind_problems(registry.BENCHMARK_KINDS, schema) == []
+    assert attack_problems(registry.ATTACKS, schema) == []
+    assert registry.PRIMARY_QUANTIZATION in registry.four_bit()
+
+
+def test_a_kind_or_quantization_missing_from_the_schema_or_its_code_is_found():
+    schema = load_schema()
+    toy = dataclasses.replace(registry.BENCHMARK_KINDS["wmdp"], scorer="unlearning.eval.scorers:score_toy")
+    assert kind_problems({**registry.BENCHMARK_KINDS, "toy": toy}, schema) == [
+        "kind toy: scorer unlearning.eval.scorers:score_toy does not resolve "
+        "(module 'unlearning.eval.scorers' has no attribute 'score_toy')",
+        "kind toy: not in the schema's benchmarks.<name>.kind enum"]
+    roles = {"forget": "raw/nope.jsonl", "retain": "raw/retain1.jsonl"}
+    bad_roles = dataclasses.replace(registry.BENCHMARK_KINDS["muse"], roles=roles)
+    assert kind_problems({**registry.BENCHMARK_KINDS, "muse": bad_roles}, schema) == [
+        "kind muse: forget file raw/nope.jsonl not in its layout"]
+    int4 = registry.Attack("INT4", "x", "#000000", True, {"load_in_4bit": True}, codes=None)
+    assert attack_problems({**registry.ATTACKS, "int4": int4}, schema) == [
+        "quantization int4: no codes function (qcode_change)",
+        "quantization int4: not in the schema's attacks.quantization enum"]
+    kinds = dict(registry.BENCHMARK_KINDS)
+    del kinds["tofu"]
+    assert kind_problems(kinds, schema) == ["schema kind tofu: no registry entry"]
+
+
+def test_attack_names_order_and_config_lists():
+    assert registry.quantizations() == ["int8", "fp4", "nf4"] and registry.four_bit() == ["fp4", "nf4"]
+    assert registry.attack_order(["relearn100", "nf4", "zz", "relearn5", "none", "int8"]) == \
+        ["none", "int8", "nf4", "relearn5", "relearn100", "zz"]
+    assert registry.stage_attack("relearn50") == ("relearn", 50) and registry.stage_attack("relearnx") is None
+    assert registry.is_relearn("relearn7") and not registry.is_relearn("nf4")
+    assert registry.relearn_steps("relearn25") == 25 and registry.relearn_steps("none") == 0
+    cfg = {"attacks": {"quantization": ["nf4", "int8"], "relearn": {"steps": [50, 10]}}}
+    assert registry.attacks_of(cfg) == ["none", "nf4", "int8", "relearn10", "relearn50"]
+    assert registry.attacks_of(cfg, reference=True) == ["none", "nf4", "int8"]
+    with pytest.raises(ValueError, match="unknown attack 'int3'"):
+        registry.attack("int3")
+    with pytest.raises(ValueError, match="unknown benchmark kind 'toy'"):
+        registry.benchmark_kind("toy")
+
+
+def test_the_report_vocabulary_comes_from_the_registry():
+    from unlearning.calibration import CRITERION_METRICS
+    from unlearning.commands import KINDS
+    from unlearning.report import findings, style, tidy
+
+    assert KINDS == ["muse", "wmdp", "tofu"]
+    assert tidy.FORGET_METRICS == ["verbmem_f", "knowmem_f", "wmdp_acc", "tofu_prob_f", "tofu_rouge_f"]
+    assert tidy.UTILITY_METRICS == ["knowmem_r", "mmlu_acc", "model_utility"]
+    assert CRITERION_METRICS["tofu"] == ("tofu_rouge_f", "model_utility")
+    assert findings.PRIMARY_METRICS["forget"] == {"muse": "knowmem_f", "wmdp": "wmdp_acc", "tofu": "tofu_prob_f"}
+    markers, colours = style.attack_styles(["none", "nf4", "relearn10", "relearn5"])
+    assert markers["nf4"] == "v" and markers["relearn5"] == "D" and markers["relearn10"] == "P"
+    assert colours["relearn10"] == "#8c564b" and colours["fp4"] == "#e377c2"

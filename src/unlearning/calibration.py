@@ -10,13 +10,11 @@ from __future__ import annotations
 import math
 from typing import Iterable, Sequence
 
+from .registry import BENCHMARK_KINDS
+
 # The metrics the criterion reads, per benchmark kind: (forget metric, lower is more forgotten;
 # utility metric, higher is better). They are the metrics the calibration evaluation computes.
-CRITERION_METRICS: dict[str, tuple[str, str]] = {
-    "muse": ("knowmem_f", "knowmem_r"),
-    "wmdp": ("wmdp_acc", "mmlu_acc"),
-    "tofu": ("tofu_rouge_f", "model_utility"),
-}
+CRITERION_METRICS: dict[str, tuple[str, str]] = {kind: k.criterion for kind, k in BENCHMARK_KINDS.items()}
 
 
 def enabled(config: dict) -> bool:

@@ -17,7 +17,9 @@ from dataclasses import dataclass
 from importlib import import_module
 from typing import Any, Callable
 
-KINDS = ["muse", "wmdp", "tofu"]  # benchmark kinds (the schema's benchmarks.<name>.kind)
+from .registry import BENCHMARK_KINDS
+
+KINDS = list(BENCHMARK_KINDS)  # benchmark kinds (the schema's benchmarks.<name>.kind)
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,8 @@ from pathlib import Path
 import yaml
 from jsonschema import Draft202012Validator, validators
 
+from .registry import attacks_of
+
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
 
 
@@ -196,11 +198,10 @@ def optimizers_for(config: dict, bench: str) -> list[str]:
 
 
 def attacks_for_unlearned(config: dict) -> list[str]:
-    """Attack names evaluated on every unlearned model."""
-    atk = config["attacks"]
-    return ["none", *atk["quantization"], *(f"relearn{s}" for s in sorted(atk["relearn"]["steps"]))]
+    """Attack names evaluated on every unlearned model (registry.attacks_of)."""
+    return attacks_of(config)
 
 
 def attacks_for_reference(config: dict) -> list[str]:
     """Attack names evaluated on the target and retrain models (no relearning)."""
-    return ["none", *config["attacks"]["quantization"]]
+    return attacks_of(config, reference=True)

@@ -102,16 +102,17 @@ def lmc(models: Mapping[str, str | Path], reference: str, data_dir: str | Path, 
 
     ``meta`` holds ``benchmark``, ``method``, ``seed`` and ``grades`` (optimizer -> grade).
     """
-    from .data.io import ROLES, document, load_split, read_template
+    from .data.io import document, load_split, read_template
     from .models import load_model, load_tokenizer
+    from .registry import benchmark_kind
 
     if reference not in models:
         raise ValueError(f"reference optimizer {reference!r} not among the models: {sorted(models)}")
     others = [o for o in models if o != reference]
     texts = {}
     for split in ("forget", "retain"):
-        recs = load_split(data_dir, kind, ROLES[kind][split])
-        template = read_template(data_dir) if kind == "tofu" else None
+        recs = load_split(data_dir, kind, benchmark_kind(kind).roles[split])
+        template = read_template(data_dir) if benchmark_kind(kind).qa_template else None
         texts[split] = [document(r, template) for r in (recs[:max_texts] if max_texts else recs)]
     tok = load_tokenizer(models[reference])
     model = load_model(models[reference])

@@ -15,11 +15,11 @@ from typing import Any, Iterable
 import torch
 
 from .cpu_linear import use_onednn_linear
+from .registry import attack, quantizations, resolve
 
 _log = logging.getLogger(__name__)
 
 SPECIAL = {"bos_token": "<s>", "eos_token": "</s>", "pad_token": "<pad>", "unk_token": "<unk>"}
-QUANTS = ("int8", "fp4", "nf4")
 
 
 # How a job says it is a GPU job: the profile (or the user) sets DEVICE_ENV=cuda, or SLURM gave the
@@ -204,7 +204,8 @@ def load_model(path: str | Path, quant: str | None = None, dev: torch.device | N
     """Load a causal LM from ``path`` (a local folder, a hub id in the hub cache, or a hub id when
     online; otherwise one line naming the config key, see ``check_model_source``).
 
-    ``quant`` is None, ``int8`` (LLM.int8), ``fp4`` or ``nf4`` (4-bit, bitsandbytes). Safetensors only,
+    ``quant`` is None or a quantization of registry.ATTACKS (``int8``: LLM.int8, ``fp4``/``nf4``: 4-bit,
+    through bitsandbytes with the entry's settings; or the entry's ``apply`` function). Safetensors only,
     remote code off. ``dtype``: of the weights (default ``dtype_for(dev)``; ``TRAIN_DTYPE`` to train).
     """
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig
@@ -217,25 +218,29 @@ def load_model(path: str | Path, quant: str | None = None, dev: torch.device | N
         "local_files_only": offline_ok,
         "dtype": dtype or dtype_for(dev),
     }
+    entry = None
     if quant is not None:
-        if quant not in QUANTS:
-            raise ValueError(f"unknown quantization {quant!r}; expected one of {QUANTS}")
-        if quant == "int8":
-            kwargs["quantization_config"] = BitsAndBytesConfig(load_in_8bit=True)
+        entry = attack(quant) if quant in quantizations() else None
+        if entry is None:
+            raise ValueError(f"unknown quantization {quant!r}; expected one of {quantizations()}")
+    if entry is not None and entry.bnb is not None:
+        bnb = dict(entry.bnb)
+        if bnb.get("load_in_8bit"):
             # LLM.int8 casts fp32 activations to fp16 and says so at *every* matmul (4000 log lines
             # per evaluation on the CPU); once is enough.
             if dev.type == "cpu":
                 _log.info("LLM.int8 on the CPU: fp32 activations are cast to fp16 for the int8 matmul")
             logging.getLogger("bitsandbytes.autograd._functions").setLevel(logging.ERROR)
-        else:
-            kwargs["quantization_config"] = BitsAndBytesConfig(
-                load_in_4bit=True, bnb_4bit_quant_type=quant, bnb_4bit_compute_dtype=dtype_for(dev)
-            )
+        if bnb.get("load_in_4bit"):
+            bnb["bnb_4bit_compute_dtype"] = dtype_for(dev)
+        kwargs["quantization_config"] = BitsAndBytesConfig(**bnb)
         kwargs["device_map"] = {"": dev.index or 0} if dev.type == "cuda" else {"": "cpu"}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model = AutoModelForCausalLM.from_pretrained(str(path), **kwargs)
-    if quant is None:
+    if entry is None or entry.bnb is None:
+        if entry is not None:  # a quantization applied to the loaded weights
+            model = resolve(entry.apply)(model)
         model.to(dev)
         if dev.type == "cpu":
             use_onednn_linear(model)

@@ -97,3 +97,189 @@ def types_used(spec: dict) -> list[str]:
 SIGN_TYPES: frozenset[str] = frozenset(t for t, o in OPTIMIZERS.items() if o.sign)
 ZO_TYPES: frozenset[str] = frozenset(types_of("zeroth"))
 SEEDED_TYPES: frozenset[str] = frozenset(t for t, o in OPTIMIZERS.items() if o.seeded)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Benchmark kinds and attacks. Entries name code as "module:attr" strings, resolved when first used
+# (``resolve``), so this module stays torch-free. docs/extending/adding-a-benchmark.md and
+# docs/extending/adding-an-attack.md say how to add one; tests/test_registry.py checks the entries
+# against their modules and the schema's enums.
+
+
+def resolve(ref: str):
+    """The object a ``"package.module:attr"`` reference names (imported now)."""
+    from importlib import import_module
+
+    module, _, attr = ref.partition(":")
+    return getattr(import_module(module), attr)
+
+
+@dataclass(frozen=True)
+class BenchmarkKind:
+    """One benchmark kind: the files of its data folder, how they are made, read and scored."""
+
+    layout: str  # "module:attr": {file: record fields} of its data folder (what data.io checks)
+    roles: dict[str, str]  # forget/retain -> the file unlearning (and relearning) trains on
+    generator: str  # "module:function"(out_dir, seed, shape) writing the synthetic benchmark
+    shape: str  # "module:class" of the generator's shape (config `shape`, as keyword arguments)
+    adapter: str | None  # "module:function" fetching the real benchmark (its module: DATASETS, OPTIONS)
+    scorer: str  # "module:function"(model, tok, data_dir, params, subject, split, wanted, items)
+    forget_metrics: tuple[str, ...]  # forget knowledge, lower is better after unlearning (table order)
+    utility_metrics: tuple[str, ...]  # utility, higher is better
+    criterion: tuple[str, str]  # the calibration's (forget, utility) metrics
+    primary: tuple[str, str]  # the (forget, utility) metrics the findings judge by and figures plot
+    qa_template: bool = False  # documents are question/answer pairs in the folder's QA template
+    training_extra: tuple[str, ...] = ()  # files trained on with the retain set (target and retrain)
+    tokenizer_extra: tuple[str, ...] = ()  # files the tokenizer also sees, once each
+
+
+BENCHMARK_KINDS: dict[str, BenchmarkKind] = {
+    "muse": BenchmarkKind(
+        "unlearning.data.io:MUSE_LAYOUT", {"forget": "raw/forget.jsonl", "retain": "raw/retain1.jsonl"},
+        "unlearning.data.synthetic:generate_muse", "unlearning.data.synthetic:MuseShape",
+        "unlearning.data.muse:fetch_muse", "unlearning.eval.scorers:score_muse",
+        ("verbmem_f", "knowmem_f"), ("knowmem_r",), ("knowmem_f", "knowmem_r"), ("knowmem_f", "knowmem_r"),
+        training_extra=("raw/retain2.jsonl",),
+        tokenizer_extra=("privleak/forget.jsonl", "privleak/holdout.jsonl")),
+    "wmdp": BenchmarkKind(
+        "unlearning.data.io:WMDP_LAYOUT", {"forget": "corpora/forget.jsonl", "retain": "corpora/retain.jsonl"},
+        "unlearning.data.synthetic:generate_wmdp", "unlearning.data.synthetic:WmdpShape",
+        "unlearning.data.wmdp:fetch_wmdp", "unlearning.eval.scorers:score_wmdp",
+        ("wmdp_acc",), ("mmlu_acc",), ("wmdp_acc", "mmlu_acc"), ("wmdp_acc", "mmlu_acc")),
+    # TOFU's paper table is forget10 (REFERENCE.md); its complement retain90 is the retain set. Its
+    # utility sets stand for what a pretrained model already knew, so a model trained from scratch
+    # learns them alongside the fictitious authors (target and retrain alike).
+    "tofu": BenchmarkKind(
+        "unlearning.data.io:TOFU_LAYOUT", {"forget": "forget10.jsonl", "retain": "retain90.jsonl"},
+        "unlearning.data.synthetic_tofu:generate_tofu", "unlearning.data.synthetic_tofu:TofuShape",
+        "unlearning.data.tofu:fetch_tofu", "unlearning.eval.scorers:score_tofu",
+        ("tofu_prob_f", "tofu_rouge_f"), ("model_utility",), ("tofu_rouge_f", "model_utility"),
+        ("tofu_prob_f", "model_utility"),
+        qa_template=True,
+        training_extra=("real_authors_perturbed.jsonl", "world_facts_perturbed.jsonl")),
+}
+
+
+def benchmark_kind(kind: str) -> BenchmarkKind:
+    """The registry entry of benchmark kind ``kind`` (ValueError naming the known kinds if unknown)."""
+    if kind not in BENCHMARK_KINDS:
+        raise ValueError(f"unknown benchmark kind {kind!r}; known: {sorted(BENCHMARK_KINDS)}")
+    return BENCHMARK_KINDS[kind]
+
+
+def forget_metrics(primary_first: bool = False) -> list[str]:
+    """Every kind's forget metrics, in registry order (the report's vocabulary); with
+    ``primary_first`` each kind's primary one leads its others (what figures plot first)."""
+    return list(dict.fromkeys(m for k in BENCHMARK_KINDS.values()
+                              for m in ((k.primary[0],) if primary_first else ()) + k.forget_metrics))
+
+
+def utility_metrics() -> list[str]:
+    """Every kind's utility metrics, in registry order."""
+    return list(dict.fromkeys(m for k in BENCHMARK_KINDS.values() for m in k.utility_metrics))
+
+
+@dataclass(frozen=True)
+class Attack:
+    """One attack applied when the model is loaded for evaluation (``none``: the model as saved).
+
+    A quantization names either ``bnb``, the bitsandbytes settings transformers loads it with, or
+    ``apply``, a "module:function"(model) -> model that changes the loaded weights; ``codes`` is the
+    "module:function"(weight, name) giving the codes stored for one float32 weight (qcode_change)."""
+
+    label: str  # in tables and findings
+    marker: str  # matplotlib marker in figures
+    colour: str
+    quantization: bool = False
+    bnb: dict | None = None
+    apply: str | None = None
+    codes: str | None = None
+    four_bit: bool = False  # a 4-bit quantization (the findings' four_bit attacks)
+
+
+_CODES_INT8 = "unlearning.attacks.quantization:int8_codes"
+_CODES_4BIT = "unlearning.attacks.quantization:four_bit_codes"
+ATTACKS: dict[str, Attack] = {  # registry order is the tables' order
+    "none": Attack("before attack", "o", "#000000"),
+    "int8": Attack("INT8", "s", "#7f7f7f", True, {"load_in_8bit": True}, codes=_CODES_INT8),
+    "fp4": Attack("FP4", "^", "#e377c2", True, {"load_in_4bit": True, "bnb_4bit_quant_type": "fp4"},
+                  codes=_CODES_4BIT, four_bit=True),
+    "nf4": Attack("NF4", "v", "#bcbd22", True, {"load_in_4bit": True, "bnb_4bit_quant_type": "nf4"},
+                  codes=_CODES_4BIT, four_bit=True),
+}
+# The 4-bit quantization that findings and the summary table judge when present (FP4 gives practically
+# the same model here, so it would vote twice).
+PRIMARY_QUANTIZATION = "nf4"
+
+
+@dataclass(frozen=True)
+class StageAttack:
+    """An attack that trains: a stage (and its rule) writes one checkpoint folder per setting, named
+    ``{prefix}{setting}``, which evaluation loads; figures mark them with ``markers`` in setting order."""
+
+    stage: str  # the stage (and rule) producing the checkpoints
+    colour: str
+    markers: tuple[str, ...]
+
+
+STAGE_ATTACKS: dict[str, StageAttack] = {
+    "relearn": StageAttack("relearn", "#8c564b", ("D", "P", "X", "*", "h", "p")),
+}
+
+
+def quantizations() -> list[str]:
+    """Every quantization attack, in registry order."""
+    return [n for n, a in ATTACKS.items() if a.quantization]
+
+
+def four_bit() -> list[str]:
+    """The 4-bit quantization attacks, in registry order."""
+    return [n for n, a in ATTACKS.items() if a.four_bit]
+
+
+def attack(name: str) -> Attack:
+    """The entry of a load-time attack (ValueError naming the known ones if unknown)."""
+    if name not in ATTACKS:
+        raise ValueError(f"unknown attack {name!r}; known: {sorted(ATTACKS)} and "
+                         f"{', '.join(p + '{steps}' for p in STAGE_ATTACKS)}")
+    return ATTACKS[name]
+
+
+def stage_attack(name: str) -> tuple[str, int] | None:
+    """``(prefix, setting)`` of a stage attack's name (``relearn50`` -> ("relearn", 50)), else None."""
+    for prefix in STAGE_ATTACKS:
+        rest = str(name)[len(prefix):]
+        if str(name).startswith(prefix) and rest.isdigit():
+            return prefix, int(rest)
+    return None
+
+
+def is_relearn(name: str) -> bool:
+    """Whether ``name`` is a relearning attack (``relearn{steps}``)."""
+    found = stage_attack(name)
+    return found is not None and found[0] == "relearn"
+
+
+def relearn_steps(name: str) -> int:
+    """Relearning steps of an attack name (``relearn{steps}``; 0 for ``none``)."""
+    return 0 if name == "none" else int(str(name)[len("relearn"):])
+
+
+def attack_order(names) -> list[str]:
+    """Load-time attacks in registry order, then each stage attack's by setting, then the rest sorted."""
+    names = list(names)
+    fixed = [a for a in ATTACKS if a in names]
+    found = {a: stage_attack(a) for a in names}
+    staged = [a for p in STAGE_ATTACKS
+              for a in sorted((a for a in names if found[a] and found[a][0] == p), key=lambda a: found[a][1])]
+    return fixed + staged + sorted(set(names) - set(fixed) - set(staged))
+
+
+def attacks_of(config: dict, reference: bool = False) -> list[str]:
+    """The attacks a config evaluates: none, its quantizations (config order) and, on unlearned models
+    (not ``reference``), each relearning step count."""
+    atk = config["attacks"]
+    names = ["none", *atk["quantization"]]
+    if not reference:
+        names += [f"relearn{s}" for s in sorted(atk["relearn"]["steps"])]
+    return names

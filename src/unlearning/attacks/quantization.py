@@ -14,6 +14,7 @@ from typing import Sequence
 import torch
 
 from ..models import read_weights
+from ..registry import resolve
 
 # Weights that transformers quantizes in a Llama (every nn.Linear but lm_head).
 _QUANTIZED_SUFFIXES = ("q_proj.weight", "k_proj.weight", "v_proj.weight", "o_proj.weight",
@@ -21,23 +22,30 @@ _QUANTIZED_SUFFIXES = ("q_proj.weight", "k_proj.weight", "v_proj.weight", "o_pro
 
 
 def codes(weight: torch.Tensor, quant: str, device: torch.device | str = "cpu") -> torch.Tensor:
-    """The integer codes bitsandbytes stores for ``weight`` under ``quant`` (int8, fp4, nf4), computed
-    on ``device`` (bitsandbytes has CUDA kernels for the 4-bit quantizer; the codes are the same).
+    """The integer codes stored for ``weight`` under quantization ``quant``, computed on ``device``
+    by the function its registry entry names (``registry.ATTACKS[quant].codes``)."""
+    from ..registry import attack, quantizations
 
-    4-bit: blockwise (64) absmax quantization, two codes per byte, unpacked here. int8: LLM.int8's
-    row-wise absmax codes (outlier decomposition happens at matmul time, not in the stored codes).
-    """
-    w = weight.detach().to(device=device, dtype=torch.float32)
-    if quant == "int8":
-        absmax = w.abs().amax(dim=1, keepdim=True).clamp_min(1e-12)
-        return torch.round(w / absmax * 127).to(torch.int8)
-    if quant in ("fp4", "nf4"):
-        import bitsandbytes.functional as F
+    if quant not in quantizations():
+        raise ValueError(f"unknown quantization {quant!r}; expected one of {quantizations()}")
+    return resolve(attack(quant).codes)(weight.detach().to(device=device, dtype=torch.float32), quant)
 
-        packed, _ = F.quantize_4bit(w, blocksize=64, quant_type=quant)
-        packed = packed.flatten()
-        return torch.stack([packed >> 4, packed & 0xF], dim=1).flatten()[: w.numel()]
-    raise ValueError(f"unknown quantization {quant!r}; expected int8, fp4 or nf4")
+
+def int8_codes(w: torch.Tensor, quant: str = "int8") -> torch.Tensor:
+    """LLM.int8's row-wise absmax codes (outlier decomposition happens at matmul time, not in the
+    stored codes)."""
+    absmax = w.abs().amax(dim=1, keepdim=True).clamp_min(1e-12)
+    return torch.round(w / absmax * 127).to(torch.int8)
+
+
+def four_bit_codes(w: torch.Tensor, quant: str) -> torch.Tensor:
+    """bitsandbytes' 4-bit codes of ``quant`` (fp4, nf4): blockwise (64) absmax quantization, two codes
+    per byte, unpacked here (bitsandbytes has CUDA kernels for it; the codes are the same)."""
+    import bitsandbytes.functional as F
+
+    packed, _ = F.quantize_4bit(w, blocksize=64, quant_type=quant)
+    packed = packed.flatten()
+    return torch.stack([packed >> 4, packed & 0xF], dim=1).flatten()[: w.numel()]
 
 
 def qcode_changes(reference_dir: str | Path, model_dir: str | Path, quants: Sequence[str],

@@ -4,8 +4,8 @@ An adapter is a module (muse.py, wmdp.py) that reads a benchmark through sources
 files of its kind's LAYOUT (io.py) plus ``manifest.json``, exactly the files the synthetic generator
 writes. It declares ``DATASETS`` (the config's ``dataset`` names it serves, each mapped to the
 argument its fetch function takes), ``OPTIONS`` (the options it takes beyond COMMON_OPTIONS) and
-optionally ``ALIASES`` (old option names). A new benchmark kind (TOFU, say) is one such module and one
-entry of KINDS.
+optionally ``ALIASES`` (old option names). A new benchmark kind is one such module and its
+``adapter`` in the registry (registry.BENCHMARK_KINDS; docs/extending/adding-a-benchmark.md).
 
 Config entry this expects (``benchmarks.<name>`` in config.yaml, as workflow/schemas validates it;
 ``prepare_data`` in stages/data.py passes ``source`` as ``local_path`` and spreads ``data_options``)::
@@ -37,10 +37,10 @@ max_records=..., name=..., **adapter_options)``; ``local_path`` wins over ``sour
 from __future__ import annotations
 
 import os
-from types import ModuleType
+import sys
 from typing import Any, Callable, NamedTuple
 
-from . import muse, tofu, wmdp
+from ..registry import BENCHMARK_KINDS, resolve
 from .io import DataError
 
 COMMON_OPTIONS = frozenset({"dataset", "source", "local_path", "max_records", "name"})
@@ -55,16 +55,16 @@ class Adapter(NamedTuple):
     fetch: Callable[..., dict[str, int]]  # (argument, out_dir, source=, max_records=, name=, **options)
 
 
-def _adapter(module: ModuleType, fetch: Callable[..., dict[str, int]]) -> Adapter:
+def adapter(kind: str) -> Adapter:
+    """The adapter of benchmark kind ``kind``: the fetch function its registry entry names and the
+    declarations of that function's module."""
+    fetch = resolve(BENCHMARK_KINDS[kind].adapter)
+    module = sys.modules[fetch.__module__]
     return Adapter(module.DATASETS, module.OPTIONS, getattr(module, "ALIASES", {}), fetch)
 
 
-# benchmark kind -> its adapter
-KINDS: dict[str, Adapter] = {
-    "muse": _adapter(muse, muse.fetch_muse),
-    "wmdp": _adapter(wmdp, wmdp.fetch_wmdp),
-    "tofu": _adapter(tofu, tofu.fetch_tofu),
-}
+# benchmark kind -> its adapter (the kinds that fetch a real benchmark)
+KINDS: dict[str, Adapter] = {kind: adapter(kind) for kind, k in BENCHMARK_KINDS.items() if k.adapter}
 # every dataset name -> its kind
 DATASETS: dict[str, str] = {d: kind for kind, a in KINDS.items() for d in a.datasets}
 

@@ -7,6 +7,8 @@ import os
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+from ..registry import BENCHMARK_KINDS, benchmark_kind, resolve
+
 # Field -> accepted Python types, per split schema (the hub datasets' own fields).
 TEXT = {"text": str}
 VERBMEM = {"prompt": str, "gt": str}
@@ -94,46 +96,47 @@ def _check_record(path: Path, lineno: int, rec: dict, fields: Mapping[str, type]
 
 
 # The files of each benchmark kind and their schemas; generators and adapters write exactly these.
-LAYOUT: dict[str, dict[str, Mapping[str, type]]] = {
-    "muse": {
-        "raw/forget.jsonl": TEXT,
-        "raw/retain1.jsonl": TEXT,
-        "raw/retain2.jsonl": TEXT,
-        "raw/holdout.jsonl": TEXT,
-        "verbmem/forget.jsonl": VERBMEM,
-        "knowmem/forget_qa.jsonl": QA,
-        "knowmem/retain_qa.jsonl": QA,
-        "knowmem/forget_qa_icl.jsonl": QA,
-        "knowmem/retain_qa_icl.jsonl": QA,
-        "privleak/forget.jsonl": TEXT,
-        "privleak/retain.jsonl": TEXT,
-        "privleak/holdout.jsonl": TEXT,
-    },
-    "wmdp": {
-        "corpora/forget.jsonl": TEXT,
-        "corpora/retain.jsonl": TEXT,
-        "questions/forget.jsonl": MC,
-        "questions/utility.jsonl": MMLU,
-    },
-    # TOFU: one file per hub config of locuslab/TOFU (split ``train``), named as the hub names them.
-    "tofu": {
-        "full.jsonl": QA,
-        **{f"forget{n}.jsonl": QA for n in ("01", "05", "10")},
-        **{f"retain{n}.jsonl": QA for n in ("99", "95", "90")},
-        **{f"forget{n}_perturbed.jsonl": PERTURBED for n in ("01", "05", "10")},
-        "retain_perturbed.jsonl": PERTURBED,
-        "real_authors_perturbed.jsonl": UTILITY,
-        "world_facts_perturbed.jsonl": UTILITY,
-    },
+# The registry (registry.BENCHMARK_KINDS) names each kind's layout; ``layout(kind)`` looks it up.
+MUSE_LAYOUT: dict[str, Mapping[str, type]] = {
+    "raw/forget.jsonl": TEXT,
+    "raw/retain1.jsonl": TEXT,
+    "raw/retain2.jsonl": TEXT,
+    "raw/holdout.jsonl": TEXT,
+    "verbmem/forget.jsonl": VERBMEM,
+    "knowmem/forget_qa.jsonl": QA,
+    "knowmem/retain_qa.jsonl": QA,
+    "knowmem/forget_qa_icl.jsonl": QA,
+    "knowmem/retain_qa_icl.jsonl": QA,
+    "privleak/forget.jsonl": TEXT,
+    "privleak/retain.jsonl": TEXT,
+    "privleak/holdout.jsonl": TEXT,
 }
+WMDP_LAYOUT: dict[str, Mapping[str, type]] = {
+    "corpora/forget.jsonl": TEXT,
+    "corpora/retain.jsonl": TEXT,
+    "questions/forget.jsonl": MC,
+    "questions/utility.jsonl": MMLU,
+}
+# TOFU: one file per hub config of locuslab/TOFU (split ``train``), named as the hub names them.
+TOFU_LAYOUT: dict[str, Mapping[str, type]] = {
+    "full.jsonl": QA,
+    **{f"forget{n}.jsonl": QA for n in ("01", "05", "10")},
+    **{f"retain{n}.jsonl": QA for n in ("99", "95", "90")},
+    **{f"forget{n}_perturbed.jsonl": PERTURBED for n in ("01", "05", "10")},
+    "retain_perturbed.jsonl": PERTURBED,
+    "real_authors_perturbed.jsonl": UTILITY,
+    "world_facts_perturbed.jsonl": UTILITY,
+}
+LAYOUT: dict[str, dict[str, Mapping[str, type]]] = {"muse": MUSE_LAYOUT, "wmdp": WMDP_LAYOUT, "tofu": TOFU_LAYOUT}
+
+
+def layout(kind: str) -> Mapping[str, Mapping[str, type]]:
+    """The files of benchmark kind ``kind`` and their record fields (its registry entry's layout)."""
+    return resolve(benchmark_kind(kind).layout)
+
 
 # Role of each split in training and unlearning (see docs/extending/architecture.md).
-ROLES: dict[str, dict[str, str]] = {
-    "muse": {"forget": "raw/forget.jsonl", "retain": "raw/retain1.jsonl"},
-    "wmdp": {"forget": "corpora/forget.jsonl", "retain": "corpora/retain.jsonl"},
-    # TOFU's paper table is forget10 (REFERENCE.md); its complement retain90 is the retain set.
-    "tofu": {"forget": "forget10.jsonl", "retain": "retain90.jsonl"},
-}
+ROLES: dict[str, dict[str, str]] = {kind: dict(k.roles) for kind, k in BENCHMARK_KINDS.items()}
 
 # A TOFU benchmark's question/answer template (the schema's benchmarks.<name>.qa_template): ``prompt``
 # is what the model is asked, ``answer`` follows it; training documents and evaluation prompts share it.
@@ -197,12 +200,12 @@ def write_template(bench_dir: str | os.PathLike, template: Mapping[str, str]) ->
 
 def load_split(bench_dir: str | os.PathLike, kind: str, name: str) -> list[dict]:
     """Read one split of a benchmark folder with the schema LAYOUT gives it."""
-    return read_jsonl(Path(bench_dir) / name, LAYOUT[kind][name])
+    return read_jsonl(Path(bench_dir) / name, layout(kind)[name])
 
 
 def validate_benchmark(bench_dir: str | os.PathLike, kind: str) -> dict[str, int]:
     """Check every file of a benchmark folder; return record counts per file."""
-    return {name: len(load_split(bench_dir, kind, name)) for name in LAYOUT[kind]}
+    return {name: len(load_split(bench_dir, kind, name)) for name in layout(kind)}
 
 
 def write_benchmark(out_dir: str | os.PathLike, kind: str, files: Mapping[str, Iterable[dict]],
@@ -210,10 +213,10 @@ def write_benchmark(out_dir: str | os.PathLike, kind: str, files: Mapping[str, I
     """Write every LAYOUT file of ``kind`` (an adapter's records), validate the folder, then write
     manifest.json (``manifest`` plus kind, source and the record counts)."""
     out = Path(out_dir)
-    missing = set(LAYOUT[kind]) - set(files)
+    missing = set(layout(kind)) - set(files)
     if missing:  # pragma: no cover - adapter bug
         raise DataError(f"adapter did not produce {sorted(missing)}")
-    for name in LAYOUT[kind]:
+    for name in layout(kind):
         write_jsonl(out / name, files[name])
     counts = validate_benchmark(out, kind)
     full = {"kind": kind, "source": "hub", **manifest, "counts": counts}

@@ -29,7 +29,6 @@ from .io import write_jsonl
 from .synthetic_common import finish as _finish
 from .synthetic_common import name as _name
 from .synthetic_common import unique_names as _unique_names
-from .synthetic_tofu import TofuShape, generate_tofu
 
 _OCCUPATIONS = ["baker", "cartographer", "glassblower", "beekeeper", "clockmaker", "ferry pilot",
                 "librarian", "potter", "astronomer", "weaver", "locksmith", "herbalist",
@@ -264,11 +263,9 @@ def generate_wmdp(out_dir: str | Path, seed: int = 0, shape: WmdpShape = WmdpSha
 
 
 def generate(kind: str, out_dir: str | Path, seed: int = 0, **shape: int) -> dict[str, int]:
-    """Generate the synthetic benchmark of ``kind`` ('muse', 'wmdp' or 'tofu') into ``out_dir``."""
-    if kind == "muse":
-        return generate_muse(out_dir, seed, MuseShape(**shape))
-    if kind == "wmdp":
-        return generate_wmdp(out_dir, seed, WmdpShape(**shape))
-    if kind == "tofu":
-        return generate_tofu(out_dir, seed, TofuShape(**shape))
-    raise ValueError(f"unknown benchmark kind {kind!r}; expected 'muse', 'wmdp' or 'tofu'")
+    """Generate the synthetic benchmark of ``kind`` into ``out_dir`` with the generator and shape its
+    registry entry names (registry.BENCHMARK_KINDS)."""
+    from ..registry import benchmark_kind, resolve
+
+    entry = benchmark_kind(kind)
+    return resolve(entry.generator)(out_dir, seed, resolve(entry.shape)(**shape))

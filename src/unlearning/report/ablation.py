@@ -12,8 +12,8 @@ import pandas as pd
 from ..commands import Stage, json_arg
 from .files import atomic_csv
 from .stats import summarise
-from .style import grid, label, pyplot, save
-from .tidy import FOUR_BIT, attack_order, forget_metrics, tidy
+from .style import attack_styles, grid, label, pyplot, save
+from .tidy import FOUR_BIT, attack_order, forget_metrics, relearn_attacks, tidy
 
 
 def ablation_table(evals: Sequence[str | Path], optimizers: dict, out: str | Path,
@@ -41,10 +41,9 @@ def ablation_figure(table: str | Path, png: str | Path, svg: str | Path | None =
     df = pd.read_csv(table)
     metrics = forget_metrics(df)
     attacks = attack_order(df.attack.unique())
-    rel = [a for a in attacks if a.startswith("relearn")]
+    rel = relearn_attacks(attacks)
     shown = [a for a in ["none", *FOUR_BIT] if a in attacks] + rel[-1:]
-    acol = {"none": "#000000", "int8": "#7f7f7f", "fp4": "#e377c2", "nf4": "#bcbd22"}
-    acol.update({a: "#8c564b" for a in rel})
+    _, acol = attack_styles(attacks)
     fig, axes = grid(plt, max(1, len(metrics)), 2, w=4.0, h=3.0)
     for i, metric in enumerate(metrics):
         for j, (xcol, xlabel) in enumerate((("interval", "switching interval N (n_fo = n_zo = N)"),

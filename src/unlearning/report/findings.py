@@ -30,7 +30,8 @@ from typing import Callable, Sequence
 
 import pandas as pd
 
-from ..registry import SIGN_TYPES, ZO_TYPES, types_of
+from ..registry import BENCHMARK_KINDS, PRIMARY_QUANTIZATION, SIGN_TYPES, ZO_TYPES, types_of
+from ..registry import attack as attack_entry
 from .stats import (
     AGAINST,
     DIFFERENT,
@@ -52,7 +53,7 @@ from .stats import (
     seeds_for,
     tost,
 )
-from .tidy import forget_metrics, four_bit, last_relearn, methods, metric_range
+from .tidy import forget_metrics, four_bit, last_relearn, methods, metric_range, primary_quantization
 
 NOT_TESTED = "not tested (optimizer not configured)"
 NO_ABLATION = "not tested (no ablation configured)"
@@ -72,19 +73,19 @@ FIRST_DOWNGRADE_TYPES = frozenset(types_of("compressed")) | {"sam", "rs"}
 # Primary metric per benchmark kind, declared before the run (ours): the forget metric the calibration
 # matches (MUSE KnowMem_f, WMDP forget accuracy, TOFU forget probability) and the utility metric it
 # maximises. The benchmark's kind is read from the metrics its table holds.
-PRIMARY_METRICS: dict[str, dict[str, str]] = {
-    "forget": {"muse": "knowmem_f", "wmdp": "wmdp_acc", "tofu": "tofu_prob_f"},
-    "utility": {"muse": "knowmem_r", "wmdp": "mmlu_acc", "tofu": "model_utility"},
+PRIMARY_METRICS: dict[str, dict[str, str]] = {  # from each kind's registry entry (``primary``)
+    role: {kind: k.primary[i] for kind, k in BENCHMARK_KINDS.items()} for i, role in enumerate(("forget", "utility"))
 }
 UTILITY = PRIMARY_METRICS["utility"]
 # Chance level of the multiple-choice utility (4 choices): utility shares count what lies above it, so
 # a model at chance has kept none of its utility whatever the target's accuracy.
 CHANCE = {"mmlu_acc": 25.0}
-# Primary attack of each attack family (ours): NF4 for 4-bit quantization (FP4 gives practically the
-# same model here, so it would vote twice), the reported relearning (`attacks.relearn.report`).
+# Primary attack of each attack family (ours): registry.PRIMARY_QUANTIZATION (NF4) for 4-bit
+# quantization (FP4 gives practically the same model here, so it would vote twice), the reported
+# relearning (`attacks.relearn.report`). The keys are the Finding's ``primary_attack`` values.
 PRIMARY_ATTACKS: dict[str, Callable[[pd.DataFrame, int | None], list[str]]] = {
     "none": lambda df, report: ["none"],
-    "nf4": lambda df, report: ["nf4"] if "nf4" in set(df.attack) else four_bit(df)[:1],
+    "nf4": lambda df, report: primary_quantization(df),
     "relearn": lambda df, report: judged_relearn(df, report),
 }
 
@@ -516,7 +517,8 @@ def primary_label(f: Finding, metrics_used: Sequence[str] = ()) -> str:
     if f.primary_metric == "barrier":
         return "forget-split loss barrier"
     metrics = "/".join(dict.fromkeys(metrics_used or PRIMARY_METRICS[f.primary_metric].values()))
-    attack = {"none": "before attack (level)", "nf4": "recovery under NF4 (after - before)",
+    attack = {"none": "before attack (level)",
+              "nf4": f"recovery under {attack_entry(PRIMARY_QUANTIZATION).label} (after - before)",
               "relearn": "recovery under the reported relearning (after - before)"}[f.primary_attack]
     return f"{metrics}, {attack}"
 

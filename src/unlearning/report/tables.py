@@ -22,11 +22,12 @@ from .tidy import (
     UTILITY_METRICS,
     attack_order,
     forget_metrics,
-    four_bit,
     last_relearn,
     metric_order,
     metric_range,
     optimizer_order,
+    primary_quantization,
+    relearn_attacks,
     relearn_steps,
     row_keys,
     row_label,
@@ -189,7 +190,7 @@ def quantization_table(df: pd.DataFrame) -> pd.DataFrame:
 def relearning_table(df: pd.DataFrame) -> pd.DataFrame:
     """Forget metrics (whole set, relearned and held-out parts) against relearning steps; step 0 is
     the unlearned model before any attack."""
-    rel = [a for a in df.attack.unique() if a == "none" or str(a).startswith("relearn")]
+    rel = ["none", *relearn_attacks(df.attack.unique())]
     d = df[(df.method != "none") & df.attack.isin(rel)]
     bases = forget_metrics(df)
     metrics = [m for m in metric_order(d.metric.unique()) if m.split("_relearned")[0].split("_heldout")[0] in bases]
@@ -217,7 +218,7 @@ def summary_table_markdown(df: pd.DataFrame, bounded: bool = False) -> str:
     """Compact table: key forget and utility metrics before attack, after NF4 (or FP4) and after the
     longest relearning; mean ± 95% CI half-width, or with ``bounded`` mean [95% interval] where the
     interval of a 0-100 metric is taken on the logit scale (stats.bounded_ci) and stays in range."""
-    attacks = ["none", *(["nf4"] if "nf4" in set(df.attack) else four_bit(df)[:1]), *last_relearn(df)]
+    attacks = ["none", *primary_quantization(df), *last_relearn(df)]
     metrics = [m for m in forget_metrics(df) + [utility_metric(df), "privleak"] if m and m in set(df.metric)]
     keys = ["method", "optimizer", "attack", "metric"]
     s = summarise(df, keys).set_index(keys)

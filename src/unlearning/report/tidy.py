@@ -13,15 +13,19 @@ from typing import Sequence
 import pandas as pd
 
 from ..commands import Stage
-from ..registry import GRADES
+from ..registry import GRADES, PRIMARY_QUANTIZATION, is_relearn, quantizations, utility_metrics
+from ..registry import attack_order as registry_attack_order
+from ..registry import forget_metrics as registry_forget
+from ..registry import four_bit as four_bit_attacks
+from ..registry import relearn_steps as relearn_steps  # the tables and findings import it from here
 from ..tofu_metrics import FORGET_TRUTH_RATIOS, forget_quality
 from .files import atomic_csv
 
 COLUMNS = ["benchmark", "method", "optimizer", "grade", "seed", "attack", "metric", "value"]
 GRADE_ORDER = ["reference", *GRADES]
 # Forget-knowledge metrics (lower is better after unlearning) and utility metrics (higher is better).
-FORGET_METRICS = ["verbmem_f", "knowmem_f", "wmdp_acc", "tofu_prob_f", "tofu_rouge_f"]
-UTILITY_METRICS = ["knowmem_r", "mmlu_acc", "model_utility"]
+FORGET_METRICS = registry_forget()
+UTILITY_METRICS = utility_metrics()
 METRIC_LABELS = {
     "verbmem_f": "VerbMem_f (ROUGE-L F1 x100)", "knowmem_f": "KnowMem_f (ROUGE-L F1 x100)",
     "knowmem_r": "KnowMem_r (ROUGE-L F1 x100)", "privleak": "PrivLeak (%)",
@@ -34,8 +38,8 @@ METRIC_LABELS = {
 METRIC_ORDER = ["verbmem_f", "knowmem_f", "knowmem_r", "privleak", "mink_auc", "wmdp_acc", "mmlu_acc",
                 "tofu_prob_f", "tofu_rouge_f", "truth_ratio_f", "forget_quality", "model_utility",
                 "qcode_change"]
-QUANT_ATTACKS = ["int8", "fp4", "nf4"]
-FOUR_BIT = ["fp4", "nf4"]
+QUANT_ATTACKS = quantizations()
+FOUR_BIT = four_bit_attacks()
 REF_LABELS = {"target": "Original (target)", "retrain": "Retrain"}
 
 
@@ -56,10 +60,8 @@ def metric_range(metric: str) -> tuple[float, float] | None:
 
 
 def attack_order(attacks: Sequence[str]) -> list[str]:
-    """none, int8, fp4, nf4, then relearn{steps} by step count."""
-    fixed = ["none", "int8", "fp4", "nf4"]
-    rel = sorted((a for a in attacks if a.startswith("relearn")), key=lambda a: int(a[7:]))
-    return [a for a in fixed if a in attacks] + rel + sorted(set(attacks) - set(fixed) - set(rel))
+    """none and the quantizations in registry order (int8, fp4, nf4), then relearn{steps} by step count."""
+    return registry_attack_order(attacks)
 
 
 def tidy(evals: Sequence[str | Path], auc_retrain: float | None = None) -> pd.DataFrame:
@@ -135,19 +137,14 @@ def metric_order(metrics: Sequence[str]) -> list[str]:
     return out + sorted(present - set(out))
 
 
-def relearn_steps(attack: str) -> int:
-    """Relearning steps of an attack name (``relearn{steps}``; 0 for ``none``)."""
-    return 0 if attack == "none" else int(attack[len("relearn"):])
-
-
 def forget_metrics(df: pd.DataFrame) -> list[str]:
-    """The forget-knowledge metrics present in ``df``."""
-    return [m for m in ["knowmem_f", "verbmem_f", "wmdp_acc", "tofu_prob_f", "tofu_rouge_f"] if m in set(df.metric)]
+    """The forget-knowledge metrics present in ``df``, each kind's primary one first."""
+    return [m for m in registry_forget(primary_first=True) if m in set(df.metric)]
 
 
 def utility_metric(df: pd.DataFrame) -> str | None:
     """The utility metric of ``df`` (KnowMem_r for MUSE, MMLU accuracy for WMDP, model utility for TOFU)."""
-    return next((m for m in ["knowmem_r", "mmlu_acc", "model_utility"] if m in set(df.metric)), None)
+    return next((m for m in UTILITY_METRICS if m in set(df.metric)), None)
 
 
 def methods(df: pd.DataFrame) -> list[str]:
@@ -160,10 +157,20 @@ def four_bit(df: pd.DataFrame) -> list[str]:
     return [a for a in FOUR_BIT if a in set(df.attack)]
 
 
+def primary_quantization(df: pd.DataFrame) -> list[str]:
+    """The quantization findings and the summary table judge: registry.PRIMARY_QUANTIZATION (NF4) when
+    ``df`` has it, else its first 4-bit one (a list of at most one)."""
+    return [PRIMARY_QUANTIZATION] if PRIMARY_QUANTIZATION in set(df.attack) else four_bit(df)[:1]
+
+
+def relearn_attacks(attacks: Sequence[str]) -> list[str]:
+    """The relearning attacks among ``attacks``, by step count."""
+    return [a for a in attack_order(attacks) if is_relearn(a)]
+
+
 def last_relearn(df: pd.DataFrame) -> list[str]:
     """The longest relearning attack of ``df`` (a list of at most one)."""
-    rel = [a for a in attack_order(df.attack.unique()) if a.startswith("relearn")]
-    return rel[-1:]
+    return relearn_attacks(df.attack.unique())[-1:]
 
 
 def row_keys(df: pd.DataFrame) -> list[tuple[str, str]]:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 
 from .stats import summarise
-from .style import ATTACK_MARKERS, grid, label, opt_legend, palette, pyplot, save
+from .style import attack_styles, grid, label, opt_legend, palette, pyplot, save
 from .tidy import attack_order, forget_metrics, methods, utility_metric
 
 
@@ -20,8 +20,7 @@ def tradeoff_figure(df: pd.DataFrame, png: str | Path, svg: str | Path | None = 
     cols = methods(df)
     pal = palette(df)
     attacks = attack_order(df.attack.unique())
-    rel = [a for a in attacks if a.startswith("relearn")]
-    markers = {**ATTACK_MARKERS, **{a: m for a, m in zip(rel, ["D", "P", "X", "*", "h", "p"])}}
+    markers, _ = attack_styles(attacks)
     fig, axes = grid(plt, 1, len(cols), w=4.2, h=3.6)
     for j, method in enumerate(cols):
         ax = axes[0][j]

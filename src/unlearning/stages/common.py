@@ -7,7 +7,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ..data.io import ROLES, document, load_split, read_template
+from ..data.io import document, load_split, read_template
+from ..registry import benchmark_kind
 
 
 def write_json(path: str | Path, obj: Any) -> None:
@@ -22,27 +23,23 @@ def write_json(path: str | Path, obj: Any) -> None:
 def texts(data_dir: str | Path, kind: str, name: str) -> list[str]:
     """The training text of every record of one split (``text``, or a TOFU question/answer pair in
     the folder's template: a ``QADocument``, whose question carries no loss)."""
-    template = read_template(data_dir) if kind == "tofu" else None
+    template = read_template(data_dir) if benchmark_kind(kind).qa_template else None
     return [document(r, template) for r in load_split(data_dir, kind, name)]
 
 
 def forget_retain(data_dir: str | Path, kind: str) -> tuple[list[str], list[str]]:
-    """The forget and retain texts that unlearning (and relearning) use (data.io.ROLES)."""
-    roles = ROLES[kind]
+    """The forget and retain texts that unlearning (and relearning) use (the kind's registry roles)."""
+    roles = benchmark_kind(kind).roles
     return texts(data_dir, kind, roles["forget"]), texts(data_dir, kind, roles["retain"])
 
 
 def training_texts(data_dir: str | Path, kind: str, role: str) -> list[str]:
     """Corpus a model is trained on: forget + all retain text (target) or retain only (retrain)."""
     forget, retain = forget_retain(data_dir, kind)
-    if kind == "muse":
-        retain = retain + texts(data_dir, kind, "raw/retain2.jsonl")
-    if kind == "tofu":
-        # TOFU's utility sets stand for what the pretrained model already knew (real authors, world
-        # facts): a model trained from scratch learns them alongside the fictitious authors, target
-        # and retrain alike. (At paper scale both models come from the hub; this is not used.)
-        retain = retain + texts(data_dir, kind, "real_authors_perturbed.jsonl") + \
-            texts(data_dir, kind, "world_facts_perturbed.jsonl")
+    # The kind's other retain-side files (MUSE's retain2; TOFU's utility sets, which stand for what a
+    # pretrained model already knew). At paper scale both models come from the hub; this is not used.
+    for name in benchmark_kind(kind).training_extra:
+        retain = retain + texts(data_dir, kind, name)
     if role == "target":
         return forget + retain
     if role == "retrain":

@@ -7,6 +7,7 @@ from argparse import ArgumentParser
 from pathlib import Path
 
 from ..commands import KINDS, Stage, json_arg
+from ..registry import benchmark_kind
 from .common import texts, training_texts
 
 
@@ -28,7 +29,7 @@ def prepare_data(bench: dict, out_dir: str | Path, name: str | None = None) -> N
 
         fetch(bench["kind"], tmp, dataset=bench.get("dataset"),
               local_path=None if source == "hub" else source, name=name, **bench.get("data_options", {}))
-    if bench["kind"] == "tofu":  # the question/answer form every later stage reads with the splits
+    if benchmark_kind(bench["kind"]).qa_template:  # the question/answer form later stages read with the splits
         from ..data.io import QA_TEMPLATE, write_template
 
         write_template(tmp, bench.get("qa_template") or QA_TEMPLATE)
@@ -49,8 +50,8 @@ def tokenizer_texts(data_dir: str | Path, kind: str) -> list[str]:
     (88 -> 51) at the same training budget.
     """
     found = training_texts(data_dir, kind, "retrain")
-    if kind == "muse":
-        found += texts(data_dir, kind, "privleak/forget.jsonl") + texts(data_dir, kind, "privleak/holdout.jsonl")
+    for name in benchmark_kind(kind).tokenizer_extra:
+        found += texts(data_dir, kind, name)
     return found
 
 

@@ -13,14 +13,11 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from ..commands import KINDS, Stage, json_arg
-from ..data.io import load_split
-from .common import forget_retain, texts, write_json
+from ..registry import attack as attack_entry
+from ..registry import quantizations, stage_attack
+from .common import forget_retain, write_json
 
 log = logging.getLogger(__name__)
-
-
-def _cap(records: list, n: int) -> list:
-    return records[:n] if n else records
 
 
 def score(model: Any, tok: Any, data_dir: str | Path, kind: str, params: dict, subject: str,
@@ -33,11 +30,12 @@ def score(model: Any, tok: Any, data_dir: str | Path, kind: str, params: dict, s
     ``items`` receives per-item values that a metric derived at aggregation needs (TOFU: the raw
     forget truth ratios, from which Forget Quality is computed against the retain model's).
     ``only`` names the metrics wanted (default all): a MUSE or WMDP metric not named is not computed
-    (the calibration reads two); TOFU's come together and are filtered.
+    (the calibration reads two); TOFU's come together and are filtered. The kind's scorer
+    (``registry.BENCHMARK_KINDS``, eval/scorers.py) computes them.
     """
-    from .. import eval as E
+    from ..registry import benchmark_kind, resolve
 
-    bs, cap = params["batch_size"], params["max_questions"]
+    scorer = resolve(benchmark_kind(kind).scorer)
     seen = "\n".join(relearned)
     out: dict[str, float] = {}
 
@@ -51,73 +49,11 @@ def score(model: Any, tok: Any, data_dir: str | Path, kind: str, params: dict, s
     def wanted(name: str) -> bool:
         return only is None or name in only
 
-    if kind == "muse":
-        if wanted("verbmem_f"):
-            _verbmem(model, tok, data_dir, kind, params, out, split)
-        for which in ("forget", "retain"):
-            if not wanted(f"knowmem_{which[0]}"):
-                continue
-            qa = _cap(load_split(data_dir, kind, f"knowmem/{which}_qa.jsonl"), cap)
-            icl = load_split(data_dir, kind, f"knowmem/{which}_qa_icl.jsonl")
-            km = E.knowmem_scores(model, tok, qa, icl, max_new_tokens=params["knowmem_max_new_tokens"],
-                                  batch_size=bs, answer_space=params["knowmem_answer_space"])
-            out[f"knowmem_{which[0]}"] = sum(km) / len(km)
-            if which == "forget":
-                split("knowmem_f", qa, "question", km)
-        if wanted("mink_auc"):
-            forget = texts(data_dir, kind, "privleak/forget.jsonl")
-            holdout = texts(data_dir, kind, "privleak/holdout.jsonl")
-            f_scores = E.mink_scores(model, tok, forget, k=params["mink_k"], batch_size=bs)
-            h_scores = E.mink_scores(model, tok, holdout, k=params["mink_k"], batch_size=bs)
-            out["mink_auc"] = E.auc(f_scores, h_scores)
-    elif kind == "wmdp":
-        bos = params.get("mc_bos", True)
-        if wanted("wmdp_acc"):
-            qs = _cap(load_split(data_dir, kind, "questions/forget.jsonl"), cap)
-            correct = [int(c) for c in E.mc_correct(model, tok, qs, subject, batch_size=bs, bos=bos)]
-            out["wmdp_acc"] = 100.0 * sum(correct) / len(correct)
-            split("wmdp_acc", qs, "question", [100.0 * c for c in correct])
-        if wanted("mmlu_acc"):
-            util = _cap(load_split(data_dir, kind, "questions/utility.jsonl"), cap)
-            by_subject: dict[str, list[dict]] = {}
-            for q in util:
-                by_subject.setdefault(q["subject"], []).append(q)
-            hits = []
-            for subj, group in sorted(by_subject.items()):
-                hits += [int(c) for c in E.mc_correct(model, tok, group, subj, batch_size=bs, bos=bos)]
-            out["mmlu_acc"] = 100.0 * sum(hits) / len(hits)
-    elif kind == "tofu":
-        from ..data.io import read_template
-        from ..eval.tofu import FORGET_TRUTH_RATIOS, tofu_scores
-
-        # the first tofu_max_items of each set (TOFU's ds_size: 300), within max_questions
-        sets = {name: _cap(_cap(load_split(data_dir, kind, f"{file}_perturbed.jsonl"), cap),
-                           params["tofu_max_items"])
-                for name, file in (("forget", "forget10"), ("retain", "retain"),
-                                   ("real_authors", "real_authors"), ("world_facts", "world_facts"))}
-        metrics, per_item = tofu_scores(model, tok, sets, max_new_tokens=params["tofu_max_new_tokens"],
-                                        batch_size=bs, template=read_template(data_dir))
-        out.update(metrics)
-        for name in ("tofu_prob_f", "tofu_rouge_f"):
-            split(name, sets["forget"], "question", per_item[name])
-        if items is not None and only is None:
-            items[FORGET_TRUTH_RATIOS] = per_item[FORGET_TRUTH_RATIOS]
-        if only is not None:
-            out = {k: v for k, v in out.items() if k.removesuffix("_relearned").removesuffix("_heldout") in only}
-    else:
-        raise ValueError(f"unknown benchmark kind {kind!r}")
+    out.update(scorer(model, tok, data_dir, kind, params, subject, split, wanted,
+                      items if only is None else None))
+    if only is not None:  # a scorer may compute more than asked (TOFU's metrics come together)
+        out = {k: v for k, v in out.items() if k.removesuffix("_relearned").removesuffix("_heldout") in only}
     return out
-
-
-def _verbmem(model: Any, tok: Any, data_dir: str | Path, kind: str, params: dict, out: dict,
-             split: Any) -> None:
-    from .. import eval as E
-
-    vm = _cap(load_split(data_dir, kind, "verbmem/forget.jsonl"), params["max_questions"])
-    vm_scores = E.verbmem_scores(model, tok, vm, max_new_tokens=params["verbmem_max_new_tokens"],
-                                 batch_size=params["batch_size"])
-    out["verbmem_f"] = sum(vm_scores) / len(vm_scores)
-    split("verbmem_f", vm, "prompt", vm_scores)
 
 
 # Optimizer statistics of an unlearning run (stages/unlearn.py's run_metrics) reported with its
@@ -180,13 +116,12 @@ def evaluate(model_dir: str | Path, data_dir: str | Path, kind: str, attacks: li
     ``only``: compute just these metrics (the calibration's criterion metrics), see ``score``.
     """
     from ..attacks.relearn import relearn_subset
-    from ..models import QUANTS
 
     forget, _ = forget_retain(data_dir, kind)
     relearned = relearn_subset(forget, relearn_fraction)
-    quants = [a for a in attacks if a in QUANTS]
+    quants = [a for a in attacks if a in quantizations()]
     same = reference_dir is not None and Path(reference_dir).resolve() == Path(model_dir).resolve()
-    loads = sum(a == "none" or a in QUANTS for a in attacks) + bool(quants and reference_dir is not None and not same)
+    loads = sum(stage_attack(a) is None for a in attacks) + bool(quants and reference_dir is not None and not same)
     with read_once(model_dir, loads) as local:
         _evaluate(local, model_dir, data_dir, kind, attacks, meta, params, subject, relearned, out_dir,
                   relearn_root, reference_dir, only, quants)
@@ -200,7 +135,7 @@ def _evaluate(local: Path, model_dir: str | Path, data_dir: str | Path, kind: st
     import math
 
     from ..attacks.quantization import qcode_changes
-    from ..models import QUANTS, load_model, load_tokenizer
+    from ..models import load_model, load_tokenizer
     from ..provenance import environment
 
     tok = load_tokenizer(local)
@@ -212,16 +147,12 @@ def _evaluate(local: Path, model_dir: str | Path, data_dir: str | Path, kind: st
     info = unlearning_info(local)
     for attack in attacks:
         t0 = time.time()
-        if attack == "none":
-            model = load_model(local)
-        elif attack in QUANTS:
-            model = load_model(local, quant=attack)
-        elif attack.startswith("relearn"):
+        if stage_attack(attack) is not None:  # a checkpoint the attack's stage wrote (relearn{steps})
             if relearn_root is None:
                 raise ValueError(f"attack {attack} needs the relearned checkpoints (relearn_root)")
             model = load_model(Path(relearn_root) / attack)
-        else:
-            raise ValueError(f"unknown attack {attack!r}")
+        else:  # as saved, or quantized at load (registry.ATTACKS)
+            model = load_model(local, quant=attack if attack_entry(attack).quantization else None)
         items: dict[str, list[float]] = {}
         metrics = score(model, tok, data_dir, kind, params, subject, relearned, items,
                         only=set(only) if only else None)
