@@ -116,6 +116,13 @@ def test_job_counts_equal_the_grid(plans, name):
     models = {p.model_dir(b, r, s) for b in cfg["benchmarks"] for r in p.reference_roles(b) for s in cfg["seeds"]}
     assert len(models) == refs
     assert len(set(p.all_evals())) == len(p.all_evals())
+    # hub / folder models are copied (copy_model), the others trained; a paper study trains none, so
+    # no tokenizer either (hub models bring their own)
+    copied = {(b, r) for b in cfg["benchmarks"] for r in p.reference_roles(b) if p.model_source(b, r) is not None}
+    sources = [b.get(r) for b in cfg["benchmarks"].values() for r in ("target", "retrain")]
+    assert len(copied) == sum(isinstance(v, str) for v in sources)
+    if name in PAPER:
+        assert len(copied) == refs and p.model_role_constraint(copied=False) == "(?!)"
 
 
 # ------------------------------------------------------------------------------ folders and models

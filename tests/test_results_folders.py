@@ -1,14 +1,14 @@
 """Each study its own results folder (schema key `results`), and studies side by side in one checkout.
 
-The workflow's plans are dry runs of the real Snakefile (no job runs); the side-by-side runs use a tiny
-Snakefile that, like workflow/rules/common.smk, puts every file under `config["results"]`, so that they
-show what Snakemake's lock (.snakemake/locks: the input and output files of a run, not the folder) allows.
+The study plans are checked in-process (tests/test_plan.py: every file under the study's folder); the
+side-by-side runs use a tiny Snakefile that, like the workflow (src/unlearning/plan.py), puts every file
+under `config["results"]`, so that they show what Snakemake's lock (.snakemake/locks: the input and output
+files of a run, not the folder) allows.
 """
 
 from __future__ import annotations
 
 import importlib.util
-import re
 import subprocess
 import sys
 import time
@@ -41,47 +41,7 @@ def test_results_folder_must_be_a_plain_relative_path(bad):
         validate({**cfg, "results": bad})
 
 
-def _dry_run(configfile: str) -> tuple[list[str], dict[str, int]]:
-    """(every output, log and benchmark file of the plan, jobs per rule) of a dry run."""
-    r = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--configfile", configfile],
-                       cwd=REPO, capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0, r.stderr[-3000:]
-    files = [f for m in re.finditer(r"^\s+(?:output|log|benchmark): (.*)$", r.stdout, re.M)
-             for f in m.group(1).split(", ")]
-    rules: dict[str, int] = {}
-    for m in re.finditer(r"^(?:local)?rule (\w+):", r.stdout, re.M):
-        rules[m.group(1)] = rules.get(m.group(1), 0) + 1
-    return files, rules
-
-
-@pytest.fixture(scope="module")
-def plans() -> dict[str, tuple[list[str], dict[str, int]]]:
-    return {name: _dry_run(f"configs/{name}.yaml") for name in ("smoke", "paper-wmdp")}
-
-
-@pytest.mark.slow
-def test_a_study_plans_only_inside_its_folder(plans):
-    files, _ = plans["paper-wmdp"]
-    assert files and all(f.startswith("results/paper-wmdp/") for f in files), files[:5]
-    assert "results/paper-wmdp/README/findings.md" in files
-    # the default study's folder, which README.md shows, is written only by the default study
-    default, _ = plans["smoke"]
-    assert "results/README/findings.md" in default
-    assert not [f for f in default if f.startswith(tuple(f"results/{p.stem}/" for p in STUDIES))]
-    assert not set(files) & set(default)
-
-
-@pytest.mark.slow
-def test_hub_models_are_copied_on_the_cpu_and_others_trained(plans):
-    # paper-wmdp: the target is a hub id (copied), the benchmark has no retrain model
-    files, rules = plans["paper-wmdp"]
-    cfg = _config(REPO / "configs" / "paper-wmdp.yaml")
-    assert "train_model" not in rules and "train_tokenizer" not in rules
-    assert rules["copy_model"] == len(cfg["benchmarks"])
-    assert not [f for f in files if "/retrain/" in f]
-    # the smoke study trains every model here
-    _, rules = plans["smoke"]
-    assert "copy_model" not in rules and rules["train_model"] > 0
+# Where each study plans its files and which rule makes each model: tests/test_plan.py, in-process.
 
 
 STUB = """
