@@ -14,7 +14,7 @@
 #   fsdp   one torchrun + FSDP2 data-parallel unlearning run of the project (train.sharded_unlearn)
 #   bf16   bf16 autocast vs fp32: Adam update at lr 1e-5, ZO projections (sphere, Gaussian, Rademacher)
 #   bnb    bitsandbytes' 4-bit (and int8) codes computed on CUDA vs on the CPU
-# Models are random-init Llamas from benchmarks/paper_scale.py's ARCHS (no download). Every part runs
+# Models are random-init Llamas from unlearning.bench.paper_scale's ARCHS (no download). Every part runs
 # in its own process under `timeout`; a part that fails, runs out of time or is skipped is recorded in
 # the JSON with its reason and the others still run. Without CUDA every part runs on the CPU at the
 # tiny shape (tests/test_gpu_check.py), bnb is skipped.
@@ -72,7 +72,7 @@ part() {
     timeout --kill-after=10 "$secs" "$@" > "$tmp/$name.out" 2> "$tmp/$name.err"
     echo $? > "$tmp/$name.rc"
 }
-gc=benchmarks/gpu_check.py
+gc=benchmarks/investigations/gpu_check.py
 if has_cuda "$py"; then
     cuda=1
     gib=$("$py" -c "import torch; print(torch.cuda.get_device_properties(0).total_memory // 2**30)")

@@ -1,16 +1,11 @@
-"""benchmarks/compare_runs.py: two runs' verdicts, calibration choices and per-metric agreement."""
+"""unlearning compare-runs (unlearning.bench.compare_runs): two runs' verdicts, calibration choices and
+per-metric agreement."""
 
 from __future__ import annotations
 
-import importlib.util
-
 import pandas as pd
 
-from conftest import ROOT
-
-spec = importlib.util.spec_from_file_location("compare_runs", ROOT / "benchmarks" / "compare_runs.py")
-cr = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(cr)
+from unlearning.bench import compare_runs as cr
 
 
 def _run(root, values, chosen, findings="reproduces"):

@@ -186,9 +186,6 @@ def yaml_cfg(name: str) -> dict:
 
 
 def _tok():
-    import sys
-
-    sys.path.insert(0, str(Path(__file__).parent))
     from test_eval import make_tok
 
     return make_tok()

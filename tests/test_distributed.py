@@ -208,10 +208,9 @@ def test_two_ranks_relearn_what_one_process_relearns(smoke_run, tmp_path, warmup
 def test_host_memory_of_two_ranks_grows_like_one_model():
     """Rank 0 reads the weights once and broadcasts them into the shards (distributed.load_sharded):
     rank 1 holds its shards of the model and the NPO reference (one model's worth on the CPU, on the
-    GPUs of a GPU node) and no copy. Measured at 33.7M weights (benchmarks/host_memory.py): rank 1
+    GPUs of a GPU node) and no copy. Measured at 33.7M weights (benchmarks/investigations/host_memory.py): rank 1
     1.24 models, the host's own copies 1.31 models; before, each rank 2.56 (3.11 copies on 2 ranks)."""
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    from host_memory import measure
+    from benchmarks.investigations.host_memory import measure
 
     got = measure(ranks=2, hidden=512, layers=4, ways=("new",))["new"]  # 21M weights
     rank0, rank1 = got["per_rank_increment_models"]

@@ -4,7 +4,6 @@ runtime lock, and the conda env of the rules (envs/unlearning.yaml) pins exactly
 from __future__ import annotations
 
 import re
-import sys
 from pathlib import Path
 
 import pytest
@@ -22,8 +21,7 @@ from packaging.version import Version
 REPO = Path(__file__).resolve().parents[1]
 ENV = REPO / "envs" / "unlearning.yaml"
 RUNTIME, TEST = REPO / "requirements" / "runtime.lock", REPO / "requirements" / "test.lock"
-sys.path.insert(0, str(REPO / "scripts"))
-import lock_to_conda  # noqa: E402
+import lock_to_conda  # noqa: E402  (scripts/, on pytest's pythonpath)
 
 
 def project() -> dict:

@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.mark.slow
 def test_gpu_check_runs_its_parts_on_the_cpu_and_records_failures(tmp_path):
     out = tmp_path / "gpu-check.json"
-    env = dict(os.environ, GPU_CHECK_FAIL="adam")  # benchmarks/gpu_check.py fails this part on purpose
+    env = dict(os.environ, GPU_CHECK_FAIL="adam")  # benchmarks/investigations/gpu_check.py fails this part on purpose
     proc = subprocess.run(["bash", str(ROOT / "scripts" / "gpu-check.sh"), str(out)], capture_output=True,
                           text=True, timeout=900, env=env)
     assert proc.returncode == 0, proc.stderr[-2000:]

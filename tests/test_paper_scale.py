@@ -1,6 +1,7 @@
-"""benchmarks/paper_scale.py: the cost model. Parameter counts, the memory model's parts and the fit
-claims at 7B, job counts against the workflow's own dry run, GPU-hours that count what the DAG runs,
-the CPU measurement agreeing with the model, and README's generated block being current."""
+"""unlearning paper-scale (unlearning.bench.paper_scale): the cost model. Parameter counts, the memory
+model's parts and the fit claims at 7B, job counts against the workflow's own dry run, GPU-hours that
+count what the DAG runs, the CPU measurement agreeing with the model, and the docs' generated block
+being current."""
 
 from __future__ import annotations
 
@@ -12,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from unlearning.bench import paper_scale as ps
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "benchmarks"))
-import paper_scale as ps  # noqa: E402
 
 B7 = ps.ARCHS["llama2-7b"]
 GIB = 1 << 30
@@ -121,16 +122,16 @@ def test_job_counts_match_the_dry_run(config):
 
 
 def test_readme_block_is_what_the_script_writes_now():
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    text = ps.block_page().read_text(encoding="utf-8")
     assert text.count(ps.BEGIN) == 1 and text.count(ps.END) == 1
     block = text[text.index(ps.BEGIN):text.index(ps.END) + len(ps.END)]
-    assert block == ps.readme_block(ps.stored_check()), "run: python benchmarks/paper_scale.py --readme"
+    assert block == ps.readme_block(ps.stored_check()), "run: unlearning paper-scale --readme"
     assert "Modelled, not measured on a GPU" in block
 
 
 def test_stored_cpu_check_covers_three_sizes_within_tolerance():
     check = ps.stored_check()
-    assert check is not None, "run: python benchmarks/paper_scale.py --check"
+    assert check is not None, "run: unlearning paper-scale --check"
     assert {r["arch"] for r in check["rows"]} == set(ps.CHECK_ARCHS)
     assert check["ok"] and check["tolerance"] == ps.CHECK_TOLERANCE
     for r in check["rows"]:
@@ -140,7 +141,7 @@ def test_stored_cpu_check_covers_three_sizes_within_tolerance():
 @pytest.mark.slow
 def test_cpu_measurement_at_small_shape_matches_the_model(tmp_path):
     out = tmp_path / "r.json"
-    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "paper_scale.py"), "--arch", "small",
+    proc = subprocess.run([sys.executable, "-m", "unlearning", "paper-scale", "--arch", "small",
                            "--optimizers", "adam,zo_sgd", "--steps", "2", "--batch", "2", "--device", "cpu",
                            "--checkpointing", "on", "--out", str(out)], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]

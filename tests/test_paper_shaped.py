@@ -1,7 +1,7 @@
 """A paper-shaped local run: each paper config, pointed at local stand-ins, runs every stage for real.
 
 The stand-ins: a small Llama-2-architecture model saved as a sharded safetensors hub snapshot with
-its own Llama-style tokenizer (tests/llama_style.py), and the hub-layout fixtures of MUSE-News and
+its own Llama-style tokenizer (unlearning.bench.llama_style), and the hub-layout fixtures of MUSE-News and
 WMDP (tests/fixtures/hub). A copy of configs/paper-muse-news.yaml and configs/paper-wmdp.yaml keeps
 the paper's protocol (chunked data and epochs, the lab's relearning with a run per step count, the
 reported Relearn attack, WMDP-Bio with its gated corpus read from a local file, the ablation) and
@@ -16,7 +16,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from llama_style import llama_snapshot, llama_style_tokenizer
+
+from unlearning.bench.llama_style import llama_snapshot, llama_style_tokenizer
 
 from conftest import ROOT, make_study, snakemake
 

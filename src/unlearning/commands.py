@@ -66,6 +66,13 @@ STAGES: dict[str, tuple[str, str]] = {
     "ablation": ("unlearning.report.ablation:STAGE", "hybrid ablation table and figure (FO:ZO ratio, interval N)"),
     "findings": ("unlearning.report.findings_report:STAGE",
                  "the paper's findings judged by paired tests over seeds (markdown)"),
+    # measurements a user runs by hand (src/unlearning/bench/); no rule calls them
+    "study-time": ("unlearning.bench.study:STAGE",
+                   "wall time, job time per rule and peak job memory of a whole study (JSON)"),
+    "compare-runs": ("unlearning.bench.compare_runs:STAGE",
+                     "do two runs of one study agree: verdicts, calibration choices, metrics (JSON)"),
+    "paper-scale": ("unlearning.bench.paper_scale:STAGE",
+                    "the paper-scale cost model (memory, GPU-hours) and the measurements that check it"),
 }
 
 

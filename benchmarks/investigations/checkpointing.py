@@ -2,7 +2,7 @@
 saves and costs on the CPU: peak resident memory above the model and step time of an Adam step,
 with and without it, each in a fresh process; prints one JSON object.
 
-    PYTHONPATH=src python benchmarks/checkpointing.py [--hidden 256] [--layers 8] [--batch 4] [--tokens 256]
+    python benchmarks/investigations/checkpointing.py [--hidden 256] [--layers 8] [--batch 4] [--tokens 256]
 
 A random-init Llama (vocabulary 2048), one thread, batch x tokens random ids, 3 steps after a warm-up
 step; the memory is the process's peak RSS (ru_maxrss) minus its RSS once the model and Adam's
@@ -19,15 +19,8 @@ import resource
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
-
-
-def _rss() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+from unlearning.bench import harness
 
 
 def one(hidden: int, layers: int, batch: int, tokens: int, checkpointing: bool) -> dict:
@@ -53,7 +46,7 @@ def one(hidden: int, layers: int, batch: int, tokens: int, checkpointing: bool) 
         opt.step()
 
     step()
-    base = _rss()
+    base = harness.rss_bytes()
     t0 = time.process_time()
     for _ in range(3):
         step()
@@ -65,18 +58,18 @@ def one(hidden: int, layers: int, batch: int, tokens: int, checkpointing: bool) 
             "parameters": sum(p.numel() for p in model.parameters())}
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv: list[str] | None = None) -> None:
+    p = harness.parser(__doc__, full=False)
     p.add_argument("--hidden", type=int, default=256)
     p.add_argument("--layers", type=int, default=8)
     p.add_argument("--batch", type=int, default=4)
     p.add_argument("--tokens", type=int, default=256)
     p.add_argument("--one", choices=["on", "off"], help=argparse.SUPPRESS)
-    a = p.parse_args()
+    a = p.parse_args(argv)
     if a.one:
-        print(json.dumps(one(a.hidden, a.layers, a.batch, a.tokens, a.one == "on")))
+        harness.emit(one(a.hidden, a.layers, a.batch, a.tokens, a.one == "on"))
         return
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT / "src"))
+    env = dict(os.environ, OMP_NUM_THREADS="1")
     runs = {}
     for mode in ("off", "on"):
         out = subprocess.run([sys.executable, __file__, "--one", mode, "--hidden", str(a.hidden), "--layers",
@@ -84,14 +77,14 @@ def main() -> None:
                              env=env, capture_output=True, text=True, check=True)
         runs[mode] = json.loads(out.stdout.strip().splitlines()[-1])
     off, on = runs["off"], runs["on"]
-    print(json.dumps({
+    harness.emit({
         "shape": {k: v for k, v in vars(a).items() if k != "one"},
         "parameters": off["parameters"],
         "activation_MiB": {k: round(runs[k]["activation_bytes"] / 2**20, 1) for k in ("off", "on")},
         "step_cpu_seconds": {"off": off["step_cpu_seconds"], "on": on["step_cpu_seconds"]},
         "time_ratio": round(on["step_cpu_seconds"] / off["step_cpu_seconds"], 3),
         "same_weights": off["weights_digest"] == on["weights_digest"],
-    }, indent=1))
+    }, indent=1)
 
 
 if __name__ == "__main__":

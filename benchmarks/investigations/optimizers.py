@@ -1,6 +1,6 @@
 """Speed and memory of one unlearning step for every optimizer grade; prints JSON lines.
 
-    PYTHONPATH=src python benchmarks/optimizers.py [--sizes tiny,100m] [--optimizers adam,zo_sgd,...]
+    python benchmarks/investigations/optimizers.py [--sizes tiny,100m] [--optimizers adam,zo_sgd,...]
 
 For each size and optimizer a fresh subprocess builds a random-init Llama, a fixed forget and retain
 batch, and a GradDiff-like closure (-NLL(forget) + NLL(retain); ``gnb=True`` gives the cross-entropy
@@ -34,6 +34,8 @@ import subprocess
 import sys
 import time
 
+from unlearning.bench import harness
+
 SIZES = {
     # name: (LlamaConfig kwargs, batch, seq_len)
     "tiny": (dict(vocab_size=2048, hidden_size=128, num_hidden_layers=4, num_attention_heads=4,
@@ -62,24 +64,6 @@ SPECS = {
     "hybrid": {"type": "hybrid", "n_fo": 1, "n_zo": 1},
 }
 HYBRID_STEPS = 4  # adam and hybrid run this many steps (FO ZO FO ZO) for hybrid_time_ratio
-
-
-def rss_kb(field: str) -> int:
-    """A /proc/self/status memory field (VmRSS, VmHWM) in KiB."""
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise RuntimeError(f"{field} not in /proc/self/status")
-
-
-def _reset_peak_rss() -> bool:
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
 
 
 BATCH_OVERRIDE = os.environ.get("BENCH_BATCH")  # set by --batch for the worker processes
@@ -161,8 +145,8 @@ def worker(size: str, name: str, steps: int, device: str) -> dict:
         base = torch.cuda.memory_allocated()
         torch.cuda.reset_peak_memory_stats()
     else:
-        base = rss_kb("VmRSS") * 1024
-        if not _reset_peak_rss():
+        base = harness.rss_kb("VmRSS") * 1024
+        if not harness.reset_peak_rss():
             raise RuntimeError("cannot reset the peak-RSS mark (/proc/self/clear_refs); CPU memory not measurable")
     times = []
     for _ in range(steps):
@@ -174,7 +158,7 @@ def worker(size: str, name: str, steps: int, device: str) -> dict:
     if dev.type == "cuda":
         peak_abs = torch.cuda.max_memory_allocated()
     else:
-        peak_abs = rss_kb("VmHWM") * 1024
+        peak_abs = harness.rss_kb("VmHWM") * 1024
     out = {"name": name, "grade": GRADES.get(spec["type"]) if spec else "inference", "size": size,
            "params": n_params, "step_s": round(statistics.median(times[1:] if len(times) > 1 else times), 4),
            "step_min_s": round(min(times[1:] if len(times) > 1 else times), 4),
@@ -235,27 +219,24 @@ def ratio_worker(size: str, reps: int, device: str, parts: str) -> dict:
     return out
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def main(argv: list[str] | None = None) -> None:
+    ap = harness.parser(__doc__)
     ap.add_argument("--sizes", default="tiny,100m", help=f"comma list of {list(SIZES)}")
     ap.add_argument("--optimizers", default=",".join(SPECS), help=f"comma list of {list(SPECS)}")
     ap.add_argument("--steps", type=int, default=None,
                     help="steps per optimizer, the first a warm-up (default: tiny 6, 100m 2)")
     ap.add_argument("--reps", type=int, default=None, help="rounds of the ratio measurement (default: tiny 9, 100m 3)")
     ap.add_argument("--batch", type=int, default=None, help="sequences per forget/retain batch (default: per size)")
-    ap.add_argument("--device", default=None, help="cuda or cpu (default: CUDA when present)")
+    harness.add_device(ap)
     ap.add_argument("--worker", nargs=2, metavar=("SIZE", "OPTIMIZER"), help=argparse.SUPPRESS)
     ap.add_argument("--ratio-worker", nargs=2, metavar=("SIZE", "PARTS"), help=argparse.SUPPRESS)
-    args = ap.parse_args()
-    if args.device is None:
-        from unlearning.models import device
-
-        args.device = device().type
+    args = ap.parse_args(argv)
+    args.device = args.device or harness.device().type
     if args.worker:
-        print(json.dumps(worker(args.worker[0], args.worker[1], args.steps, args.device)))
+        harness.emit(worker(args.worker[0], args.worker[1], args.steps, args.device))
         return
     if args.ratio_worker:
-        print(json.dumps(ratio_worker(args.ratio_worker[0], args.reps, args.device, args.ratio_worker[1])))
+        harness.emit(ratio_worker(args.ratio_worker[0], args.reps, args.device, args.ratio_worker[1]))
         return
     sizes = [s for s in args.sizes.split(",") if s]
     names = [n for n in args.optimizers.split(",") if n]
@@ -266,8 +247,6 @@ def main() -> None:
         if n not in SPECS:
             sys.exit(f"unknown optimizer {n!r}; known: {list(SPECS)}")
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    src = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src")
-    env["PYTHONPATH"] = src + os.pathsep + env.get("PYTHONPATH", "")
     if args.batch:
         env["BENCH_BATCH"] = str(args.batch)
     me = os.path.abspath(__file__)
@@ -289,7 +268,7 @@ def main() -> None:
                 rec = {"name": name, "size": size, **rec}
             else:
                 res[name] = rec
-            print(json.dumps(rec), flush=True)
+            harness.emit(rec)
         summary = {"summary": True, "size": size}
         if "zo_sgd" in res and "forward" in res:
             z, f = res["zo_sgd"], res["forward"]
@@ -312,7 +291,7 @@ def main() -> None:
                 summary["timings_s"] = {k: round(v, 4) for k, v in r.items() if k.endswith("_s")}
                 summary["reps"] = reps
         summary["batch"] = [args.batch or SIZES[size][1], SIZES[size][2]]
-        print(json.dumps(summary), flush=True)
+        harness.emit(summary)
 
 
 if __name__ == "__main__":

@@ -1,10 +1,10 @@
 """Sophia's clipped share on the paper-shaped local run, and how close it comes to signAdam; prints JSON.
 
-    python benchmarks/sophia_clipping.py                         # rho 0.04 (the paper configs') and 20
-    python benchmarks/sophia_clipping.py --rho 0.04 5 20 100 --refresh before_update
+    python benchmarks/investigations/sophia_clipping.py                         # rho 0.04 (the paper configs') and 20
+    python benchmarks/investigations/sophia_clipping.py --rho 0.04 5 20 100 --refresh before_update
 
 The paper-shaped local run (tests/test_paper_shaped.py): configs/paper-muse-news.yaml on local stand-ins,
-a small Llama-2-architecture model (tests/llama_style.py, randomly initialised as that test's target) and
+a small Llama-2-architecture model (unlearning.bench.llama_style, randomly initialised as that test's target) and
 the hub-layout MUSE-News fixture, with the config's protocol (GradDiff, batch 4, concat chunking, 10
 epochs) at the test's max_len 48. Sophia is the config's entry (lr 1e-5, betas (0.9, 0.95), k 10, GNB,
 hess_scale tokens, clipping at 1.0, SophiaG's refresh order) at each ``--rho``; signAdam the config's
@@ -15,16 +15,13 @@ gradient) at every step, and the share of weights bit-identical to signAdam's af
 
 from __future__ import annotations
 
-import argparse
 import copy
-import json
-import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
-sys.path.insert(0, str(ROOT / "tests"))
+from unlearning.bench import harness
+
+ROOT = Path(__file__).resolve().parents[2]
 
 FIX = ROOT / "tests" / "fixtures" / "hub"
 # tests/test_paper_shaped.py's stand-in tokenizer corpus and model
@@ -33,18 +30,18 @@ CORPUS = [f"the lighthouse of Varn{i} was painted blue in spring; question {i}: 
 MAX_LEN = 48
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def main(argv: list[str] | None = None) -> None:
+    p = harness.parser(__doc__)
     p.add_argument("--rho", type=float, nargs="+", default=[0.04, 20.0])
     p.add_argument("--refresh", default="after_update", choices=["after_update", "before_update"])
     p.add_argument("--method", default="graddiff", choices=["graddiff", "npo"])
     p.add_argument("--seed", type=int, default=0)
-    a = p.parse_args()
+    a = p.parse_args(argv)
 
     import torch
     import yaml
-    from llama_style import llama_snapshot, llama_style_tokenizer
 
+    from unlearning.bench.llama_style import llama_snapshot, llama_style_tokenizer
     from unlearning.config import validate
     from unlearning.data.chunking import examples, steps_per_epoch
     from unlearning.models import load_model, load_tokenizer
@@ -83,7 +80,7 @@ def main() -> None:
               "method": a.method, "steps": steps, "steps_per_epoch": per_epoch, "batch_size": run["batch_size"],
               "max_len": MAX_LEN, "sophia": sophia, "signadam": signadam,
               "params": sum(v.numel() for v in w_sign.values())}
-    print(json.dumps(header), flush=True)
+    harness.emit(header)
     for rho in a.rho:
         trace, w = run_entry(dict(sophia, rho=rho))
         shares = [t.get("unclipped") for t in trace]
@@ -91,9 +88,9 @@ def main() -> None:
         total = sum(v.numel() for v in w.values())
         refreshed = [s for s in shares[sophia["k"]:] if s is not None] if a.refresh == "after_update" else \
             [s for s in shares if s is not None]
-        print(json.dumps({"rho": rho, "unclipped_per_step": [round(s, 5) if s is not None else None for s in shares],
+        harness.emit({"rho": rho, "unclipped_per_step": [round(s, 5) if s is not None else None for s in shares],
                           "unclipped_mean_with_h": sum(refreshed) / len(refreshed) if refreshed else None,
-                          "bit_identical_to_signadam": same / total}), flush=True)
+                          "bit_identical_to_signadam": same / total})
 
 
 if __name__ == "__main__":

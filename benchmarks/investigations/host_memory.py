@@ -4,7 +4,7 @@ them into every rank's FSDP2 shards, distributed.load_sharded) against the way i
 23 (every rank loads the whole model in fp32 and deep-copies it for the reference); prints one JSON
 object.
 
-    PYTHONPATH=src python benchmarks/host_memory.py [--ranks 2] [--hidden 512] [--layers 8] [--ways new,old]
+    python benchmarks/investigations/host_memory.py [--ranks 2] [--hidden 512] [--layers 8] [--ways new,old]
 
 A random-init Llama (vocabulary 8192; hidden 512 and 8 layers: 33.6M weights, 134 MB in fp32) is
 saved once; then for each way a gloo CPU job of ``--ranks`` ranks loads it. Each rank reports its
@@ -18,7 +18,6 @@ reference copy: 2 per rank) for the old.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import resource
@@ -28,13 +27,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
-
-
-def _rss_bytes() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+from unlearning.bench import harness
 
 
 def rank_main(model_dir: str, way: str, out: str) -> None:
@@ -55,7 +48,7 @@ def rank_main(model_dir: str, way: str, out: str) -> None:
 
     distributed._skeleton(model_dir)
     dist.barrier()
-    before = _rss_bytes()
+    before = harness.rss_bytes()
     if way == "new":
         model, ref = distributed.load_sharded(model_dir, dev, ref=True)
     else:  # before issue 23: every rank reads the whole model and copies it for the reference
@@ -84,7 +77,7 @@ def measure(ranks: int = 2, hidden: int = 512, layers: int = 8, ways: tuple[str,
     arch = {"hidden_size": hidden, "intermediate_size": int(hidden * 2.6875) // 8 * 8, "num_layers": layers,
             "num_heads": max(1, hidden // 64), "max_len": 128}
     env = {k: v for k, v in os.environ.items() if k != "UNLEARNING_FORKSERVER"}
-    env.update(OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT / "src"), UNLEARNING_DEVICE="cpu")
+    env.update(OMP_NUM_THREADS="1", UNLEARNING_DEVICE="cpu")
     result: dict = {"ranks": ranks, "arch": arch}
     with tempfile.TemporaryDirectory() as tmp:
         model = build_model(arch, vocab, seed=0)
@@ -120,17 +113,18 @@ def _tokenizer(folder: Path):
     return train_tokenizer([f"text {i}" for i in range(50)], 300, folder)
 
 
-def main() -> None:
-    if len(sys.argv) > 1 and sys.argv[1] == "--rank-main":
-        rank_main(*sys.argv[2:5])
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--rank-main"]:  # one rank of measure's torchrun job
+        rank_main(*argv[1:4])
         return
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = harness.parser(__doc__, full=False)
     p.add_argument("--ranks", type=int, default=2)
     p.add_argument("--hidden", type=int, default=512)
     p.add_argument("--layers", type=int, default=8)
     p.add_argument("--ways", default="new,old")
-    a = p.parse_args()
-    print(json.dumps(measure(a.ranks, a.hidden, a.layers, tuple(a.ways.split(","))), indent=1))
+    a = p.parse_args(argv)
+    harness.emit(measure(a.ranks, a.hidden, a.layers, tuple(a.ways.split(","))), indent=1)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,8 @@
 """Wall time, job time per rule and peak job memory of a whole study; prints one JSON object.
 
-    python benchmarks/study.py --run                 # the default study, from scratch, in a fresh copy
-    python benchmarks/study.py --run --configfile configs/smoke.yaml
-    python benchmarks/study.py --results results     # summarise a run that already happened
+    unlearning study-time --run                 # the default study, from scratch, in a fresh copy
+    unlearning study-time --run --configfile configs/smoke.yaml
+    unlearning study-time --results results     # summarise a run that already happened
 
 ``--run`` copies the workflow and library into a temporary folder (your results/ is not touched), runs
 ``snakemake --cores N`` there and times it. Per-rule figures come from Snakemake's ``benchmark:`` files
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import re
 import shutil
 import subprocess
@@ -27,6 +26,9 @@ import tempfile
 import time
 from collections import defaultdict
 from pathlib import Path
+
+from ..commands import Stage
+from . import harness
 
 GOAL_WALL_S = 30 * 60  # issue 13: calibration and per-seed targets included
 GOAL_JOB_RSS_MB = 4 * 1024
@@ -86,19 +88,33 @@ def run(cores: int, configfile: str | None, keep: bool) -> dict:
     return out
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of ``unlearning study-time``."""
     p.add_argument("--run", action="store_true", help="run the study from scratch in a fresh copy")
     p.add_argument("--cores", type=int, default=2)
     p.add_argument("--configfile", default=None, help="a study file instead of config.yaml (with --run)")
     p.add_argument("--keep", action="store_true", help="keep the copy (with --run)")
     p.add_argument("--results", default="results", help="results folder to summarise (without --run)")
-    a = p.parse_args()
+
+
+def report(a: argparse.Namespace) -> dict:
+    """Time the study (``--run``) or summarise ``--results``, against the goals; prints the JSON."""
     out = run(a.cores, a.configfile, a.keep) if a.run else summarise(Path(a.results))
     if "wall_s" in out and out["configfile"] == "config.yaml":
         out["goal_wall_s"], out["wall_goal_met"] = GOAL_WALL_S, out["wall_s"] <= GOAL_WALL_S
     out["goal_job_rss_mb"], out["rss_goal_met"] = GOAL_JOB_RSS_MB, out["peak_job_rss_mb"] < GOAL_JOB_RSS_MB
-    print(json.dumps(out, indent=1))
+    harness.emit(out, indent=1)
+    return out
+
+
+STAGE = Stage(add_arguments, report, needs_torch=False)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m unlearning.bench.study``: the same as ``unlearning study-time``."""
+    p = harness.parser(__doc__)
+    add_arguments(p)
+    report(p.parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """How much faster the fp32 linear layers are on oneDNN than on torch's default (MKL) on this CPU;
 prints one JSON object.
 
-    PYTHONPATH=src python benchmarks/cpu_linear.py [--repeats 200] [--steps 20]
+    python benchmarks/investigations/cpu_linear.py [--repeats 200] [--steps 20]
 
 Single-threaded, as the workflow's jobs run. Two measurements:
 - ``products``: GFLOPS of one product ``x W^T`` at the default study's layer shapes (the forget batch
@@ -16,16 +16,14 @@ The environment's ``ONEDNN_MAX_CPU_ISA`` caps oneDNN's kernels (e.g. ``AVX2``), 
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import statistics
-import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
+from unlearning.bench import harness
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _gflops(fn, flop: float, repeats: int) -> float:
@@ -87,20 +85,20 @@ def step_seconds(steps: int) -> dict:
     return out
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv: list[str] | None = None) -> None:
+    ap = harness.parser(__doc__, full=False)
     ap.add_argument("--repeats", type=int, default=200)
     ap.add_argument("--steps", type=int, default=20)
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     import torch
 
     from unlearning.cpu_linear import backend
 
     torch.set_num_threads(1)
-    print(json.dumps({"torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
-                      "onednn_max_cpu_isa": os.environ.get("ONEDNN_MAX_CPU_ISA", "default"),
-                      "backend": backend(), "products": products(args.repeats),
-                      "step": step_seconds(args.steps)}, indent=1))
+    harness.emit({"torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
+                  "onednn_max_cpu_isa": os.environ.get("ONEDNN_MAX_CPU_ISA", "default"),
+                  "backend": backend(), "products": products(args.repeats),
+                  "step": step_seconds(args.steps)}, indent=1)
 
 
 if __name__ == "__main__":

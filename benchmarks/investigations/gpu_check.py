@@ -1,13 +1,13 @@
 """The parts of scripts/gpu-check.sh, one per call; each prints one JSON object (its last stdout line).
 
-    python benchmarks/gpu_check.py env
-    python benchmarks/gpu_check.py zo    --arch llama2-7b   # two forwards vs a ZO-SGD and an AdaZO step
-    python benchmarks/gpu_check.py adam  --arch llama2-7b   # Adam with activation checkpointing
-    torchrun --standalone --nproc-per-node 1 benchmarks/gpu_check.py fsdp --arch llama-1b
-    python benchmarks/gpu_check.py bf16  --arch llama-300m  # bf16 vs fp32 update and ZO projections
-    python benchmarks/gpu_check.py bnb                      # bitsandbytes 4-bit codes, CUDA vs CPU
+    python benchmarks/investigations/gpu_check.py env
+    python benchmarks/investigations/gpu_check.py zo    --arch llama2-7b   # two forwards vs a ZO-SGD and an AdaZO step
+    python benchmarks/investigations/gpu_check.py adam  --arch llama2-7b   # Adam with activation checkpointing
+    torchrun --standalone --nproc-per-node 1 benchmarks/investigations/gpu_check.py fsdp --arch llama-1b
+    python benchmarks/investigations/gpu_check.py bf16  --arch llama-300m  # bf16 vs fp32 update and ZO projections
+    python benchmarks/investigations/gpu_check.py bnb                      # bitsandbytes 4-bit codes, CUDA vs CPU
 
-Models are random-init LlamaForCausalLM from benchmarks/paper_scale.py's ARCHS (no hub), trained as
+Models are random-init LlamaForCausalLM from unlearning.bench.paper_scale's ARCHS (no hub), trained as
 the workflow trains them: fp32 weights, bf16 autocast on CUDA (models.autocast), a bf16 NPO
 reference on CUDA (fp32 copy on the CPU), NPO at ``--batch`` x ``--seq`` (default the lab's 4 x 2048
 on CUDA, 2 x 64 on the CPU). Peak memory: ``torch.cuda.max_memory_allocated`` (on the CPU: the
@@ -16,24 +16,16 @@ process's peak RSS growth), against paper_scale.model_bytes.
 
 from __future__ import annotations
 
-import argparse
 import copy
-import json
 import os
 import statistics
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import paper_scale as ps  # noqa: E402  (benchmarks/paper_scale.py: ARCHS, the memory model)
+from unlearning.bench import harness
+from unlearning.bench import paper_scale as ps  # ARCHS, the memory model
 
 GIB = 1 << 30
-
-
-def _dev():
-    import torch
-
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def _sync(dev) -> None:
@@ -48,7 +40,7 @@ def _peak(dev) -> int:
 
     if dev.type == "cuda":
         return int(torch.cuda.max_memory_allocated())
-    return ps.rss_kb("VmHWM") * 1024
+    return harness.rss_kb("VmHWM") * 1024
 
 
 def _reset(dev) -> None:
@@ -58,8 +50,7 @@ def _reset(dev) -> None:
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
     else:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
+        harness.reset_peak_rss()
 
 
 def _model(arch_name: str, dev, seq: int):
@@ -100,7 +91,7 @@ def _start(dev) -> None:
     """Call before building the model: on the CPU, peak memory then counts from here (weights included)."""
     if dev.type == "cpu":
         _reset(dev)
-        _BASE[0] = ps.rss_kb("VmRSS") * 1024
+        _BASE[0] = harness.rss_kb("VmRSS") * 1024
 
 
 def _timed(fn, dev, reps: int) -> tuple[float, int]:
@@ -155,7 +146,7 @@ def part_zo(a) -> dict:
     from unlearning.optim import build_optimizer
     from unlearning.train import loss_closure
 
-    dev = _dev()
+    dev = harness.device()
     _start(dev)
     model = _model(a.arch, dev, a.seq)
     ref = _ref(model, dev)
@@ -198,7 +189,7 @@ def part_adam(a) -> dict:
     from unlearning.optim import build_optimizer
     from unlearning.train import loss_closure
 
-    dev = _dev()
+    dev = harness.device()
     _start(dev)
     model = _model(a.arch, dev, a.seq)
     ref = _ref(model, dev)
@@ -267,7 +258,7 @@ def part_bf16(a) -> dict:
     directions at mu 1e-3: correlation over ``--directions`` draws and median relative error."""
     import torch
 
-    dev = _dev()
+    dev = harness.device()
     model = _model(a.arch, dev, a.seq)
     fb, _ = _batches(a.arch, a.batch, a.seq, dev)
     params = list(model.parameters())
@@ -345,15 +336,15 @@ def part_bnb(a) -> dict:
 PARTS = {"env": part_env, "zo": part_zo, "adam": part_adam, "fsdp": part_fsdp, "bf16": part_bf16, "bnb": part_bnb}
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def main(argv: list[str] | None = None) -> None:
+    ap = harness.parser(__doc__)
     ap.add_argument("part", choices=list(PARTS))
     ap.add_argument("--arch", default="tiny", help=f"one of {list(ps.ARCHS)}")
     ap.add_argument("--batch", type=int, default=None)
     ap.add_argument("--seq", type=int, default=None)
     ap.add_argument("--reps", type=int, default=2, help="timed repetitions after one warm-up")
     ap.add_argument("--directions", type=int, default=8, help="ZO directions per kind (bf16 part)")
-    a = ap.parse_args()
+    a = ap.parse_args(argv)
     if os.environ.get("GPU_CHECK_FAIL") == a.part:  # tests: a part that fails must not stop the others
         raise RuntimeError(f"GPU_CHECK_FAIL={a.part}: failing on purpose")
     import torch
@@ -366,7 +357,7 @@ def main() -> None:
     t0 = time.perf_counter()
     res = PARTS[a.part](a)
     res["part_s"] = round(time.perf_counter() - t0, 2)
-    print(json.dumps(res), flush=True)
+    harness.emit(res)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 unlearned model's forget NLL and KnowMem; prints JSON lines.
 
     snakemake --cores 1 results/models/muse/target      # the default study's MUSE target
-    python benchmarks/chunking.py                       # graddiff + adam, the config's steps and batch
+    python benchmarks/investigations/chunking.py                       # graddiff + adam, the config's steps and batch
 
 For each chunking (truncate, concat): forget and retain examples, trained tokens per epoch (non-pad),
 steps per epoch at the config's batch size; then unlearning of the target with the config's method
@@ -12,26 +12,24 @@ scored whole, as in training under truncate) with KnowMem_f / KnowMem_r (the con
 
 from __future__ import annotations
 
-import argparse
 import copy
-import json
-import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
+from unlearning.bench import harness
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def main(argv: list[str] | None = None) -> None:
+    p = harness.parser(__doc__)
     p.add_argument("--configfile", default=str(ROOT / "config.yaml"))
     p.add_argument("--results", default=str(ROOT / "results"))
     p.add_argument("--bench", default="muse")
     p.add_argument("--method", default="graddiff")
     p.add_argument("--entry", default="adam")
     p.add_argument("--seed", type=int, default=0)
-    a = p.parse_args()
+    a = p.parse_args(argv)
 
     import torch
     import yaml
@@ -74,8 +72,8 @@ def main() -> None:
         return knowmem(model, tok, qa, icl, max_new_tokens=ev["knowmem_max_new_tokens"],
                        batch_size=ev["batch_size"], answer_space=ev["knowmem_answer_space"])
 
-    print(json.dumps({"model": "target", "forget_nll": forget_nll(base), "knowmem_f": km(base, "forget"),
-                      "knowmem_r": km(base, "retain")}), flush=True)
+    harness.emit({"model": "target", "forget_nll": forget_nll(base), "knowmem_f": km(base, "forget"),
+                      "knowmem_r": km(base, "retain")})
     for chunking in ("truncate", "concat"):
         fx, rx = examples(tok, forget, max_len, chunking), examples(tok, retain, max_len, chunking)
         row = {"chunking": chunking, "forget_documents": len(forget), "forget_examples": len(fx),
@@ -91,7 +89,7 @@ def main() -> None:
                 batch_size=run["batch_size"], max_len=max_len, seed=a.seed, chunking=chunking)
         row.update({"seconds": round(time.time() - t0, 1), "forget_nll": forget_nll(model),
                     "knowmem_f": km(model, "forget"), "knowmem_r": km(model, "retain")})
-        print(json.dumps(row), flush=True)
+        harness.emit(row)
 
 
 if __name__ == "__main__":

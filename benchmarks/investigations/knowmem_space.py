@@ -1,39 +1,36 @@
 """How much MUSE's trailing space in "Answer: " moves KnowMem on a Llama-style tokenizer; prints JSON.
 
     snakemake --cores 1 results/models/muse/target     # builds results/data/muse (the default study's)
-    python benchmarks/knowmem_space.py                 # ~5 min on 2 CPU cores
+    python benchmarks/investigations/knowmem_space.py                 # ~5 min on 2 CPU cores
 
 Trains a Llama-style tokenizer (sentencepiece-like BPE, byte fallback, the word marker "▁";
-tests/llama_style.py) on the default study's MUSE training corpus, fits a target with the default
+unlearning.bench.llama_style) on the default study's MUSE training corpus, fits a target with the default
 study's architecture and training settings (config.yaml), and scores KnowMem_f and KnowMem_r with
 the prompt ending "Answer: " (MUSE's) and "Answer:". Also prints how each tokenizer ends the prompt.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
-sys.path.insert(0, str(ROOT / "tests"))
+from unlearning.bench import harness
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def main(argv: list[str] | None = None) -> None:
+    p = harness.parser(__doc__)
     p.add_argument("--configfile", default=str(ROOT / "config.yaml"))
     p.add_argument("--data", default=str(ROOT / "results" / "data" / "muse"))
     p.add_argument("--byte-level-tokenizer", default=str(ROOT / "results" / "models" / "muse" / "tokenizer"))
     p.add_argument("--steps", type=int, default=None, help="training steps (default: the config's)")
     p.add_argument("--max-questions", type=int, default=None)
-    a = p.parse_args()
+    a = p.parse_args(argv)
 
     import yaml
-    from llama_style import llama_style_tokenizer
 
+    from unlearning.bench.llama_style import llama_style_tokenizer
     from unlearning.config import validate
     from unlearning.data.io import load_split
     from unlearning.eval.muse import knowmem, knowmem_prompt
@@ -51,7 +48,7 @@ def main() -> None:
     if Path(a.byte_level_tokenizer).exists():
         bl = load_tokenizer(a.byte_level_tokenizer)
         ends["byte_level"] = bl.convert_ids_to_tokens(bl(prompt)["input_ids"])[-3:]
-    print(json.dumps({"prompt_ends": ends}, ensure_ascii=False), flush=True)
+    harness.emit({"prompt_ends": ends}, ensure_ascii=False)
 
     seed_everything(tr["seed"])
     model = build_model(arch, len(tok), tr["seed"]).to(device())
@@ -70,7 +67,7 @@ def main() -> None:
             out[f"knowmem_{which[0]}_{'space' if space else 'nospace'}"] = knowmem(
                 model, tok, qa, icl, max_new_tokens=ev["knowmem_max_new_tokens"], batch_size=ev["batch_size"],
                 answer_space=space)
-    print(json.dumps(out), flush=True)
+    harness.emit(out)
 
 
 if __name__ == "__main__":

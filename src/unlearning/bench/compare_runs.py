@@ -5,8 +5,8 @@ means against the 95% intervals; prints one JSON object (or, with --table, the v
     # on the default ones
     ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 .venv/bin/snakemake --cores 2 ...  # in one study folder
     .venv/bin/snakemake --cores 2 ...                             # in another
-    python benchmarks/compare_runs.py --a FOLDER_A/results --b FOLDER_B/results
-    python benchmarks/compare_runs.py --table nominal=DIR calibrated=DIR avx2=DIR   # verdicts side by side
+    unlearning compare-runs --a FOLDER_A/results --b FOLDER_B/results
+    unlearning compare-runs --table nominal=DIR calibrated=DIR avx2=DIR   # verdicts side by side
 
 Compares the findings' verdicts (results/README/findings.md) and, for every benchmark, method,
 optimizer, attack and metric of the tidy tables, the two runs' means over seeds against their 95%
@@ -24,14 +24,13 @@ import argparse
 import json
 import math
 import re
-import sys
 from pathlib import Path
 
 import pandas as pd
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-
-from unlearning.report.stats import summarise  # noqa: E402
+from ..commands import Stage
+from ..report.stats import summarise
+from . import harness
 
 _VERDICT = re.compile(r"^\| (\w+) \| (.+?) \| \*\*(.+?)\*\* \| (.+?) \|$")
 KEYS = ["benchmark", "method", "optimizer", "attack", "metric"]
@@ -183,21 +182,37 @@ def verdict_table(runs: dict[str, Path]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of ``unlearning compare-runs``."""
     p.add_argument("--a", type=Path, help="results folder of the first run")
     p.add_argument("--b", type=Path, help="results folder of the second run")
     p.add_argument("--table", nargs="+", metavar="LABEL=RESULTS",
                    help="print the findings' verdicts of these runs side by side (markdown) instead")
-    a = p.parse_args(argv)
+
+
+def report(a: argparse.Namespace) -> None:
+    """Print the comparison of ``--a`` and ``--b`` (JSON), or ``--table``'s verdicts (markdown)."""
     if a.table:
         print(verdict_table({k: Path(v) for k, _, v in (t.rpartition("=") for t in a.table)}))
-        return 0
+        return
     if not (a.a and a.b):
+        raise ValueError("give --a and --b, or --table")
+    harness.emit(compare(a.a, a.b), indent=2, default=float)
+
+
+STAGE = Stage(add_arguments, report, needs_torch=False)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m unlearning.bench.compare_runs``: the same as ``unlearning compare-runs``."""
+    p = harness.parser(__doc__)
+    add_arguments(p)
+    a = p.parse_args(argv)
+    if not (a.table or (a.a and a.b)):
         p.error("give --a and --b, or --table")
-    print(json.dumps(compare(a.a, a.b), indent=2, default=float))
+    report(a)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

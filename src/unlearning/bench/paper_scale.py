@@ -1,10 +1,10 @@
 """The cost model of a paper-scale study, and the measurements that check it.
 
-    PYTHONPATH=src python benchmarks/paper_scale.py --fit-table [--arch llama2-7b]  # modelled memory per GPU
-    PYTHONPATH=src python benchmarks/paper_scale.py --gpu-hours configs/paper-X.yaml [--gpus 8]
-    PYTHONPATH=src python benchmarks/paper_scale.py --check      # the model against CPU runs at 3 sizes
-    PYTHONPATH=src python benchmarks/paper_scale.py --readme     # README's generated paper-scale block
-    PYTHONPATH=src python benchmarks/paper_scale.py --arch llama2-7b   # measure on a GPU (see gpu-check.sh)
+    unlearning paper-scale --fit-table [--arch llama2-7b]  # modelled memory per GPU
+    unlearning paper-scale --gpu-hours configs/paper-X.yaml [--gpus 8]
+    unlearning paper-scale --check      # the model against CPU runs at 3 sizes
+    unlearning paper-scale --readme     # rewrite the generated paper-scale block of the docs
+    unlearning paper-scale --arch llama2-7b   # measure on a GPU (see scripts/gpu-check.sh)
 
 Jobs (``dag_jobs``): what the workflow runs for a config, counted from it (calibration grid, the
 other seeds' runs, ablation hybrids, relearn / evaluate / reference / LMC / grade-distance jobs);
@@ -22,7 +22,7 @@ layer and the logits with their copies.
 
 Time: FLOPs per step (``step_flop_units``) at a sustained rate, plus random draws (``draws``);
 GPU-hours (``gpu_hours``) of every job, evaluation from decode steps and scored tokens, grade distance
-from benchmarks/grade_distance.py's CPU measurements.
+from benchmarks/investigations/grade_distance.py's CPU measurements.
 
 Measurement (``worker``, one fresh process per optimizer): a random-init LlamaForCausalLM of a named
 shape (no download), fp32 weights with bf16 autocast and a bf16 reference on CUDA (fp32 and a fp32
@@ -41,8 +41,13 @@ import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 
-from optimizers import rss_kb  # benchmarks/optimizers.py: the same /proc reader
+from ..commands import Stage
+from . import harness
+from .harness import rss_kb
+
+REPO = Path(__file__).resolve().parents[3]  # configs/, the docs and the stored check live there
 
 ARCHS = {
     # LlamaConfig kwargs. llama2-7b: meta-llama/Llama-2-7b-hf's config.json (the paper's MUSE/TOFU model).
@@ -323,7 +328,7 @@ EVAL_WORK = {
 }
 HBM_BYTES_S = 2.0e12  # sustained weight-read rate of a decode step (ours: ~60% of an H100's 3.35 TB/s)
 QUANT_SLOWDOWN = 2.0  # bitsandbytes' int8/4-bit kernels vs bf16 (ours, unmeasured)
-# Grade distance on the CPU, seconds per weight with one thread (benchmarks/grade_distance.py at
+# Grade distance on the CPU, seconds per weight with one thread (benchmarks/investigations/grade_distance.py at
 # 4M-13M weights on this project's shared 2-core machine: per model 7.1e-8; per pair 0.5-3e-8, the
 # upper end taken); linear in weights, models and pairs; one group per thread (stages/distance.py).
 GD_S_PER_MODEL, GD_S_PER_PAIR = 7.1e-8, 3.0e-8
@@ -470,12 +475,10 @@ def run_workers(arch: str, names: list[str], steps: int, batch: int, seq: int, d
                 timeout: float | None = None) -> list[dict]:
     """``worker`` for each optimizer in a fresh single-threaded process; a failure is recorded, not raised."""
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    src = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src")
-    env["PYTHONPATH"] = src + os.pathsep + env.get("PYTHONPATH", "")
     results = []
     for n in names:
-        cmd = [sys.executable, os.path.abspath(__file__), "--worker", n, "--arch", arch, "--steps", str(steps),
-               "--batch", str(batch), "--seq", str(seq), "--device", device, "--checkpointing",
+        cmd = [sys.executable, "-m", "unlearning.bench.paper_scale", "--worker", n, "--arch", arch,
+               "--steps", str(steps), "--batch", str(batch), "--seq", str(seq), "--device", device, "--checkpointing",
                "on" if ckpt else "off"]
         try:
             proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
@@ -492,7 +495,7 @@ def run_workers(arch: str, names: list[str], steps: int, batch: int, seq: int, d
     return results
 
 
-CHECK_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "paper_scale_check.json")
+CHECK_FILE = str(REPO / "benchmarks" / "paper_scale_check.json")
 
 
 def cpu_check(archs=CHECK_ARCHS, optimizers=("adam", "zo_sgd"), steps: int = 3, batch: int = 2,
@@ -531,20 +534,19 @@ def cpu_check(archs=CHECK_ARCHS, optimizers=("adam", "zo_sgd"), steps: int = 3, 
 
 
 PAPER_CONFIGS = ("paper-muse-news", "paper-muse-books", "paper-tofu", "paper-wmdp", "paper-wmdp-cyber")
-README = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "README.md")
 BEGIN, END = "<!-- BEGIN generated:paper-scale -->", "<!-- END generated:paper-scale -->"
 FIT_ROWS = ("adam", "sophia", "signadam", "sam", "rs", "adamw8bit", "zo_sgd", "adazo", "hybrid", "relearn")
 
 
 def readme_block(check: dict | None = None, tflops: float = 400.0) -> str:
-    """The README's paper-scale block: the modelled fit table of Llama-2-7B at the lab's batch (one
+    """The generated paper-scale block: the modelled fit table of Llama-2-7B at the lab's batch (one
     GPU and 8-way sharded, checkpointing on), the modelled GPU-hours of each paper config, and the CPU
     check the model passed (``check``: the stored ``cpu_check`` result, CHECK_FILE)."""
     arch = ARCHS["llama2-7b"]
     rows = {(r["optimizer"], r["gpus"]): r for r in fit_table(arch, shards=(1, 2, 8))}
     yes = {True: "yes", False: "no"}
-    out = [BEGIN, "<!-- written by `python benchmarks/paper_scale.py --readme`; do not edit by hand -->",
-           f"**Modelled, not measured on a GPU** (benchmarks/paper_scale.py): Llama-2-7B "
+    out = [BEGIN, "<!-- written by `unlearning paper-scale --readme`; do not edit by hand -->",
+           f"**Modelled, not measured on a GPU** (`unlearning paper-scale`): Llama-2-7B "
            f"({n_params(arch) / 1e9:.2f}B), NPO at the lab's batch {LAB_BATCH} x {LAB_SEQ} tokens, activation "
            f"checkpointing on, fp32 weights and states, bf16 compute, bf16 NPO reference. A card fits when "
            f"the modelled peak is within {FIT_SHARE:.0%} of its memory.", "",
@@ -564,9 +566,8 @@ def readme_block(check: dict | None = None, tflops: float = 400.0) -> str:
             "| config | unlearn jobs | relearn jobs | eval jobs | GPU-h (1 GPU) | GPU-h (8 GPUs) | "
             "of which evaluation | grade distance CPU-h (wall h) | disk (GB) |",
             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    root = os.path.dirname(README)
     for name in PAPER_CONFIGS:
-        cfg = load_config(os.path.join(root, "configs", f"{name}.yaml"))
+        cfg = load_config(str(REPO / "configs" / f"{name}.yaml"))
         one, eight = gpu_hours(cfg, arch, tflops, gpus=1), gpu_hours(cfg, arch, tflops, gpus=8)
         j = one["jobs"]
         evals = j["evaluate"] + j.get("evaluate_reference", 0) + j.get("calibration_point", 0)
@@ -578,7 +579,7 @@ def readme_block(check: dict | None = None, tflops: float = 400.0) -> str:
         worst_t = max(abs(r["time_ratio"] - 1) for r in check["rows"] if "time_ratio" in r)
         sizes = ", ".join(sorted({f"{r['params'] / 1e6:.0f}M" for r in check["rows"] if "params" in r},
                                  key=lambda x: float(x[:-1])))
-        out += ["", f"Checked on the CPU (`python benchmarks/paper_scale.py --check`, {check['threads']} thread, "
+        out += ["", f"Checked on the CPU (`unlearning paper-scale --check`, {check['threads']} thread, "
                 f"batch {check['batch'][0]} x {check['batch'][1]}, checkpointing on) at {sizes} parameters, "
                 f"{', '.join(sorted({r['optimizer'] for r in check['rows']}))}: measured peak memory within "
                 f"{worst_m:.0%} of the model, CPU step times within {worst_t:.0%} (FLOPs at one rate, "
@@ -589,9 +590,18 @@ def readme_block(check: dict | None = None, tflops: float = 400.0) -> str:
     return "\n".join(out)
 
 
-def write_readme(path: str = README, block: str | None = None) -> bool:
+def block_page() -> Path:
+    """The page that holds the generated block (between BEGIN and END): README.md or a page of docs/."""
+    for page in [REPO / "README.md", *sorted((REPO / "docs").rglob("*.md"))]:
+        if page.exists() and BEGIN in page.read_text(encoding="utf-8").splitlines():
+            return page
+    raise ValueError(f"no page of README.md or docs/ holds {BEGIN} ... {END}: place the markers by hand")
+
+
+def write_readme(path: str | Path | None = None, block: str | None = None) -> bool:
     """Replace the generated block in ``path`` (between BEGIN and END) with ``readme_block``; True when
     the file changed. The markers must already be there (placed by hand in the paper-scale section)."""
+    path = path or block_page()
     text = open(path, encoding="utf-8").read()
     if BEGIN not in text or END not in text:
         raise ValueError(f"{path}: no {BEGIN} ... {END} block to fill")
@@ -612,14 +622,14 @@ def stored_check() -> dict | None:
         return json.load(f)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_arguments(ap: argparse.ArgumentParser) -> None:
+    """The options of ``unlearning paper-scale``."""
     ap.add_argument("--arch", default="tiny", help=f"one of {list(ARCHS)}")
     ap.add_argument("--optimizers", default=",".join(o for o in OPTIMIZERS if o != "relearn"))
     ap.add_argument("--steps", type=int, default=3, help="steps per optimizer, the first a warm-up")
     ap.add_argument("--batch", type=int, default=LAB_BATCH)
     ap.add_argument("--seq", type=int, default=None, help=f"tokens per sequence (default {LAB_SEQ}; tiny, small 128)")
-    ap.add_argument("--device", default=None, help="cuda when available, else cpu")
+    harness.add_device(ap)
     ap.add_argument("--checkpointing", choices=["on", "off", "auto"], default="auto", help="auto: on for CUDA")
     ap.add_argument("--out", help="also write the JSON here")
     ap.add_argument("--fit-table", action="store_true", help="print the modelled fit table and exit")
@@ -632,40 +642,46 @@ def main() -> None:
                     help="for --gpu-hours of a config with unlearning.epochs: the forget set's steps per epoch")
     ap.add_argument("--check", action="store_true",
                     help=f"check the model against CPU measurements at {', '.join(CHECK_ARCHS)} and store the "
-                         f"result ({os.path.basename(CHECK_FILE)}); exit 1 when outside the tolerance")
-    ap.add_argument("--readme", action="store_true", help="rewrite README.md's generated paper-scale block")
+                         f"result ({os.path.relpath(CHECK_FILE, REPO)}); exit 1 when outside the tolerance")
+    ap.add_argument("--readme", action="store_true",
+                    help="rewrite the generated paper-scale block (in README.md or the docs page that holds it)")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
-    a = ap.parse_args()
+
+
+def report(a: argparse.Namespace) -> None:
+    """Run what the options ask (one of --readme, --check, --gpu-hours, --fit-table, or the
+    measurement at --arch) and print its JSON."""
     if a.arch not in ARCHS:
         sys.exit(f"--arch: unknown architecture {a.arch!r}; known: {list(ARCHS)}")
     if a.readme:
-        changed = write_readme()
-        print(f"paper_scale: README.md {'updated' if changed else 'unchanged'}")
+        page = block_page()
+        changed = write_readme(page)
+        print(f"paper_scale: {page.relative_to(REPO)} {'updated' if changed else 'unchanged'}")
         return
     if a.check:
         res = cpu_check(steps=a.steps)
         with open(CHECK_FILE, "w") as f:
             json.dump(res, f, indent=1)
             f.write("\n")
-        print(json.dumps(res, indent=1))
-        sys.exit(0 if res["ok"] else 1)
+        harness.emit(res, indent=1)
+        if not res["ok"]:
+            sys.exit(1)
+        return
     if a.gpu_hours:
         for path in a.gpu_hours:
-            print(json.dumps({"config": path, "arch": a.arch, "modelled": True,
-                              **gpu_hours(load_config(path), ARCHS[a.arch], a.tflops, a.gpus,
-                                          steps_per_epoch=a.steps_per_epoch)}))
+            harness.emit({"config": path, "arch": a.arch, "modelled": True,
+                          **gpu_hours(load_config(path), ARCHS[a.arch], a.tflops, a.gpus,
+                                      steps_per_epoch=a.steps_per_epoch)})
         return
     if a.fit_table:
-        out = {"arch": a.arch, "params": n_params(ARCHS[a.arch]), "modelled": True, "rows": fit_table(ARCHS[a.arch])}
-        print(json.dumps(out, indent=1))
+        harness.emit({"arch": a.arch, "params": n_params(ARCHS[a.arch]), "modelled": True,
+                      "rows": fit_table(ARCHS[a.arch])}, indent=1)
         return
-    from unlearning.models import device as default_device
-
-    device = a.device or default_device().type
+    device = a.device or harness.device().type
     seq = a.seq or (128 if a.arch in ("tiny", "small") else LAB_SEQ)
     ckpt = {"on": True, "off": False, "auto": device.startswith("cuda")}[a.checkpointing]
     if a.worker:
-        print(json.dumps(worker(a.arch, a.worker, a.steps, a.batch, seq, device, ckpt)))
+        harness.emit(worker(a.arch, a.worker, a.steps, a.batch, seq, device, ckpt))
         return
     names = [n for n in a.optimizers.split(",") if n]
     for n in names:
@@ -673,10 +689,21 @@ def main() -> None:
             sys.exit(f"--optimizers: unknown optimizer {n!r}; known: {[o for o in OPTIMIZERS if o != 'relearn']}")
     results = run_workers(a.arch, names, a.steps, a.batch, seq, device, ckpt)
     for rec in results:
-        print(json.dumps(rec), flush=True)
+        harness.emit(rec)
     if a.out:
         with open(a.out, "w") as f:
             json.dump({"arch": a.arch, "device": device, "results": results}, f, indent=1)
+
+
+STAGE = Stage(add_arguments, report, needs_torch=False)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m unlearning.bench.paper_scale`` (how ``run_workers`` starts a worker): the same as
+    ``unlearning paper-scale``."""
+    p = harness.parser(__doc__)
+    add_arguments(p)
+    report(p.parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -2,26 +2,23 @@
 workflow's loader (models.load_model); prints one JSON line per quantization (load seconds, device
 memory after loading, a forward's finiteness). On CUDA only (the CPU path is tested by the suite).
 
-    PYTHONPATH=src python benchmarks/bnb_loading.py --arch llama-1b
+    python benchmarks/investigations/bnb_loading.py --arch llama-1b
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 import tempfile
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from paper_scale import ARCHS  # noqa: E402
+from unlearning.bench import harness
+from unlearning.bench.paper_scale import ARCHS
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
+def main(argv: list[str] | None = None) -> None:
+    ap = harness.parser(__doc__)
     ap.add_argument("--arch", default="llama-1b", help=f"one of {list(ARCHS)}")
-    a = ap.parse_args()
+    a = ap.parse_args(argv)
     import torch
     from tokenizers import Tokenizer, models
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
@@ -47,9 +44,9 @@ def main() -> None:
             ids = torch.randint(4, ARCHS[a.arch]["vocab_size"], (1, 64), device="cuda")
             with torch.no_grad():
                 finite = bool(torch.isfinite(q(ids).logits.float()).all())
-            print(json.dumps({"arch": a.arch, "quant": quant, "load_s": round(load_s, 2),
-                              "layer": type(layer).__module__ + "." + type(layer).__name__,
-                              "allocated_bytes": torch.cuda.memory_allocated(), "finite": finite}), flush=True)
+            harness.emit({"arch": a.arch, "quant": quant, "load_s": round(load_s, 2),
+                          "layer": type(layer).__module__ + "." + type(layer).__name__,
+                          "allocated_bytes": torch.cuda.memory_allocated(), "finite": finite})
             del q
             torch.cuda.empty_cache()
 

@@ -1,6 +1,6 @@
 """What bitsandbytes' two CPU paths for 4-bit layers cost and change; prints one JSON line per quant.
 
-    PYTHONPATH=src python benchmarks/quant_path.py [--hidden 128 --intermediate 384 --layers 4]
+    python benchmarks/investigations/quant_path.py [--hidden 128 --intermediate 384 --layers 4]
 
 The project always takes the portable path (dequantize, then an fp32 matmul; ``models.portable_4bit_path``).
 On CPUs with AVX512-BF16, bitsandbytes (>= 0.49) would otherwise repack the weights at the first eval
@@ -12,17 +12,15 @@ without AVX512-BF16 the packed path is not available and only the portable one i
 
 from __future__ import annotations
 
-import argparse
-import json
 import statistics
 import tempfile
 import time
 
-import torch
+from unlearning.bench import harness
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
+def main(argv: list[str] | None = None) -> None:
+    ap = harness.parser(__doc__)
     ap.add_argument("--hidden", type=int, default=128)
     ap.add_argument("--intermediate", type=int, default=384)
     ap.add_argument("--layers", type=int, default=4)
@@ -31,7 +29,9 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--seq", type=int, default=128)
     ap.add_argument("--reps", type=int, default=5)
-    a = ap.parse_args()
+    a = ap.parse_args(argv)
+    import torch
+
     torch.set_num_threads(1)
 
     import unlearning.models as models
@@ -63,7 +63,7 @@ def main() -> None:
                 row["max_abs_logit_diff"] = float((logits["packed"] - logits["portable"]).abs().max())
                 row["max_abs_logit"] = float(logits["portable"].abs().max())
             row["env"] = environment("cpu")
-            print(json.dumps(row), flush=True)
+            harness.emit(row)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 split into a per-model and a per-pair cost per weight, for the SLURM profile's resources of
 report_grade_distance at 7B (extrapolated: linear in weights, models and pairs).
 
-    PYTHONPATH=src python benchmarks/grade_distance.py [--weights 4e6,16e6] [--models 2,4] [--threads 1]
+    python benchmarks/investigations/grade_distance.py [--weights 4e6,16e6] [--models 2,4] [--threads 1]
 
 Each size: a bf16 target and m models (a third of the weights moved), saved as safetensors in a
 temporary folder (page cache warm: disk reads are not in the time); all pairs of the m models timed.
@@ -11,19 +11,16 @@ Prints one JSON line per size and a fit: seconds = weights * (per_model * m + pe
 
 from __future__ import annotations
 
-import argparse
-import json
 import tempfile
 import time
 from pathlib import Path
 
-import torch
-from safetensors.torch import save_file
-
-from unlearning.weight_distance import group_distances
+from unlearning.bench import harness
 
 
 def _save(d: Path, w: dict) -> Path:
+    from safetensors.torch import save_file
+
     d.mkdir()
     save_file(w, str(d / "model.safetensors"))
     return d
@@ -31,6 +28,10 @@ def _save(d: Path, w: dict) -> Path:
 
 def measure(weights: int, m: int, root: Path) -> dict:
     """Seconds for all pairs of ``m`` models of ``weights`` bf16 weights (tensors of 4M weights)."""
+    import torch
+
+    from unlearning.weight_distance import group_distances
+
     g = torch.Generator().manual_seed(0)
     shapes = [(2048, min(2048, weights // 2048 - k * 2048)) for k in range(max(1, weights // (2048 * 2048)))]
     target = {f"t{k}": torch.randn(s, generator=g).bfloat16() for k, s in enumerate(shapes)}
@@ -47,26 +48,28 @@ def measure(weights: int, m: int, root: Path) -> dict:
             "seconds": round(time.perf_counter() - t0, 3)}
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def main(argv: list[str] | None = None) -> None:
+    ap = harness.parser(__doc__)
     ap.add_argument("--weights", default="4e6,16e6")
     ap.add_argument("--models", default="2,4")
     ap.add_argument("--threads", type=int, default=1)
-    a = ap.parse_args()
+    a = ap.parse_args(argv)
+    import torch
+
     torch.set_num_threads(a.threads)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for w in (int(float(x)) for x in a.weights.split(",")):
             for m in (int(x) for x in a.models.split(",")):
                 rows.append(measure(w, m, Path(tmp)))
-                print(json.dumps(rows[-1]), flush=True)
+                harness.emit(rows[-1])
     # least squares for seconds / weights = per_model * m + per_pair * pairs
     import numpy as np
 
     x = np.array([[r["models"], r["pairs"]] for r in rows], float)
     y = np.array([r["seconds"] / r["weights"] for r in rows])
     (pm, pp), *_ = np.linalg.lstsq(x, y, rcond=None)
-    print(json.dumps({"threads": a.threads, "s_per_model_per_weight": float(pm), "s_per_pair_per_weight": float(pp)}))
+    harness.emit({"threads": a.threads, "s_per_model_per_weight": float(pm), "s_per_pair_per_weight": float(pp)})
 
 
 if __name__ == "__main__":

@@ -2,9 +2,9 @@
 and how far apart the unlearned weights of two entries are; prints JSON lines.
 
     snakemake --cores 1 results/models/muse/target            # the default study's MUSE target
-    python benchmarks/grade_behaviour.py                      # its sophia, signadam, adam, zo entries
-    python benchmarks/grade_behaviour.py --method npo --entries sophia signadam
-    python benchmarks/grade_behaviour.py --spec old='{"type": "sophia", "lr": 3e-4, "hess_scale": 1.0}'
+    python benchmarks/investigations/grade_behaviour.py                      # its sophia, signadam, adam, zo entries
+    python benchmarks/investigations/grade_behaviour.py --method npo --entries sophia signadam
+    python benchmarks/investigations/grade_behaviour.py --spec old='{"type": "sophia", "lr": 3e-4, "hess_scale": 1.0}'
 
 Each entry unlearns the benchmark's target with the config's method, unlearning steps, batch size and
 seed (nothing is saved); one line per entry gives the per-step statistics of the trace (Sophia's
@@ -15,18 +15,17 @@ The numbers of issue 17 came from this measurement on the default study's MUSE t
 
 from __future__ import annotations
 
-import argparse
 import copy
 import json
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
+from unlearning.bench import harness
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def main(argv: list[str] | None = None) -> None:
+    p = harness.parser(__doc__)
     p.add_argument("--configfile", default=str(ROOT / "config.yaml"))
     p.add_argument("--results", default=str(ROOT / "results"))
     p.add_argument("--bench", default="muse")
@@ -35,7 +34,7 @@ def main() -> None:
                    help="optimizer entries of the config")
     p.add_argument("--spec", nargs="*", default=[], help="name=JSON optimizer spec, in addition")
     p.add_argument("--seed", type=int, default=0)
-    a = p.parse_args()
+    a = p.parse_args(argv)
 
     import torch
     import yaml
@@ -79,11 +78,11 @@ def main() -> None:
             if vals:
                 rec[key] = {"first5": [round(v, 4) for v in vals[:5]], "mean": sum(vals) / len(vals),
                             "min": min(vals), "max": max(vals)}
-        print(json.dumps(rec), flush=True)
+        harness.emit(rec)
     names = list(weights)
     for i, x in enumerate(names):
         for y in names[i + 1:]:
-            print(json.dumps({"pair": [x, y], **distance(weights[x], weights[y], start)}), flush=True)
+            harness.emit({"pair": [x, y], **distance(weights[x], weights[y], start)})
 
 
 if __name__ == "__main__":
