@@ -10,10 +10,11 @@ from typing import Sequence
 import pandas as pd
 
 from ..commands import Stage, json_arg
+from ..registry import four_bit
 from .files import atomic_csv
 from .stats import summarise
 from .style import attack_styles, grid, label, pyplot, save
-from .tidy import FOUR_BIT, attack_order, forget_metrics, relearn_attacks, tidy
+from .tidy import attack_order, forget_metrics, relearn_attacks, tidy
 
 
 def ablation_table(evals: Sequence[str | Path], optimizers: dict, out: str | Path,
@@ -42,7 +43,7 @@ def ablation_figure(table: str | Path, png: str | Path, svg: str | Path | None =
     metrics = forget_metrics(df)
     attacks = attack_order(df.attack.unique())
     rel = relearn_attacks(attacks)
-    shown = [a for a in ["none", *FOUR_BIT] if a in attacks] + rel[-1:]
+    shown = [a for a in ["none", *four_bit()] if a in attacks] + rel[-1:]
     _, acol = attack_styles(attacks)
     fig, axes = grid(plt, max(1, len(metrics)), 2, w=4.0, h=3.0)
     for i, metric in enumerate(metrics):

@@ -6,16 +6,17 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..registry import quantizations
 from .stats import summarise
 from .style import grid, label, opt_legend, palette, pyplot, save
-from .tidy import QUANT_ATTACKS, REF_LABELS, forget_metrics, methods
+from .tidy import REF_LABELS, forget_metrics, methods
 
 
 def quantization_figure(df: pd.DataFrame, png: str | Path, svg: str | Path | None = None) -> None:
     """Rows: methods; columns: forget metrics and qcode_change; x: attack (none, int8, fp4, nf4);
     one line per optimizer (mean and 95% CI over seeds); Original/Retrain dashed."""
     plt = pyplot()
-    attacks = [a for a in ["none", *QUANT_ATTACKS] if a in set(df.attack)]
+    attacks = [a for a in ["none", *quantizations()] if a in set(df.attack)]
     metrics = forget_metrics(df) + (["qcode_change"] if "qcode_change" in set(df.metric) else [])
     rows = methods(df)
     pal = palette(df)

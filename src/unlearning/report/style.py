@@ -12,14 +12,12 @@ import pandas as pd
 from ..registry import ATTACKS, STAGE_ATTACKS, attack_order, stage_attack
 from .tidy import METRIC_LABELS, REF_LABELS, optimizer_order
 
-ATTACK_MARKERS = {name: a.marker for name, a in ATTACKS.items()}
-ATTACK_COLOURS = {name: a.colour for name, a in ATTACKS.items()}
-
 
 def attack_styles(attacks: Sequence[str]) -> tuple[dict[str, str], dict[str, str]]:
     """(marker, colour) of each attack in ``attacks`` (registry.ATTACKS; a stage attack's settings take
     its markers in setting order and share its colour)."""
-    markers, colours = dict(ATTACK_MARKERS), dict(ATTACK_COLOURS)
+    markers = {name: a.marker for name, a in ATTACKS.items()}
+    colours = {name: a.colour for name, a in ATTACKS.items()}
     for prefix, entry in STAGE_ATTACKS.items():
         ordered = [a for a in attack_order(attacks) if (stage_attack(a) or ("",))[0] == prefix]
         markers.update(zip(ordered, entry.markers))

@@ -12,14 +12,13 @@ from typing import Sequence
 import pandas as pd
 
 from ..commands import Stage
+from ..registry import forget_metrics as all_forget
+from ..registry import quantizations, utility_metrics
 from .files import atomic_csv, atomic_text
 from .provenance import markdown as provenance_markdown
 from .stats import bounded_ci, fmt, fmt_interval, mean_ci, summarise
 from .tidy import (
-    FORGET_METRICS,
     METRIC_LABELS,
-    QUANT_ATTACKS,
-    UTILITY_METRICS,
     attack_order,
     forget_metrics,
     last_relearn,
@@ -45,7 +44,7 @@ def summary(tables: Sequence[str | Path], out: str | Path, provenance: str | Pat
         df = pd.read_csv(table)
         bench = df.benchmark.iloc[0]
         parts += [f"## {bench}", ""]
-        metrics = [m for m in FORGET_METRICS + UTILITY_METRICS + ["privleak", "forget_quality", "qcode_change"]
+        metrics = [m for m in all_forget() + utility_metrics() + ["privleak", "forget_quality", "qcode_change"]
                    if m in set(df.metric)]
         attacks = attack_order(df.attack.unique())
         order = optimizer_order(df)
@@ -166,7 +165,7 @@ def quantization_table(df: pd.DataFrame) -> pd.DataFrame:
     """Forget knowledge after each quantization against before (per optimizer, grade-ordered): mean
     and CI of the value after the attack and of the per-seed change (after - before); qcode_change."""
     rows = []
-    quants = [a for a in QUANT_ATTACKS if a in set(df.attack)]
+    quants = [a for a in quantizations() if a in set(df.attack)]
     for method, opt in row_keys(df):
         d = df[(df.method == method) & (df.optimizer == opt)]
         grade = d.grade.iloc[0]

@@ -13,7 +13,7 @@ from typing import Sequence
 import pandas as pd
 
 from ..commands import Stage
-from ..registry import GRADES, PRIMARY_QUANTIZATION, is_relearn, quantizations, utility_metrics
+from ..registry import GRADES, PRIMARY_QUANTIZATION, is_relearn, utility_metrics
 from ..registry import attack_order as registry_attack_order
 from ..registry import forget_metrics as registry_forget
 from ..registry import four_bit as four_bit_attacks
@@ -38,13 +38,11 @@ METRIC_LABELS = {
 METRIC_ORDER = ["verbmem_f", "knowmem_f", "knowmem_r", "privleak", "mink_auc", "wmdp_acc", "mmlu_acc",
                 "tofu_prob_f", "tofu_rouge_f", "truth_ratio_f", "forget_quality", "model_utility",
                 "qcode_change"]
-QUANT_ATTACKS = quantizations()
-FOUR_BIT = four_bit_attacks()
 REF_LABELS = {"target": "Original (target)", "retrain": "Retrain"}
 
 
 # Metrics that cannot leave a range (intervals of their levels stay inside it: stats.bounded_ci).
-BOUNDED_100 = set(FORGET_METRICS + UTILITY_METRICS + ["qcode_change", "truth_ratio_f"])
+BOUNDED_100 = {"qcode_change", "truth_ratio_f"}  # and every forget and utility metric of the registry
 
 
 def metric_range(metric: str) -> tuple[float, float] | None:
@@ -52,7 +50,7 @@ def metric_range(metric: str) -> tuple[float, float] | None:
     metrics (and their relearned / held-out parts), (0, 1) for Forget Quality (a p-value), None for
     unbounded ones (PrivLeak, loss barriers)."""
     base = metric.split("_relearned")[0].split("_heldout")[0]
-    if base in BOUNDED_100:
+    if base in BOUNDED_100 or base in registry_forget() + utility_metrics():
         return 0.0, 100.0
     if base == "forget_quality":
         return 0.0, 1.0
@@ -144,7 +142,7 @@ def forget_metrics(df: pd.DataFrame) -> list[str]:
 
 def utility_metric(df: pd.DataFrame) -> str | None:
     """The utility metric of ``df`` (KnowMem_r for MUSE, MMLU accuracy for WMDP, model utility for TOFU)."""
-    return next((m for m in UTILITY_METRICS if m in set(df.metric)), None)
+    return next((m for m in utility_metrics() if m in set(df.metric)), None)
 
 
 def methods(df: pd.DataFrame) -> list[str]:
@@ -154,7 +152,7 @@ def methods(df: pd.DataFrame) -> list[str]:
 
 def four_bit(df: pd.DataFrame) -> list[str]:
     """The 4-bit quantization attacks present in ``df``."""
-    return [a for a in FOUR_BIT if a in set(df.attack)]
+    return [a for a in four_bit_attacks() if a in set(df.attack)]
 
 
 def primary_quantization(df: pd.DataFrame) -> list[str]:
