@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..registry import attack_order
 from .findings import CHANCE, PRIMARY_METRICS, attack_presence, collapsed, kind_of
-from .tidy import attack_order
 
 REFERENCES, PRESENCE, COLLAPSE, RUN = "references.csv", "presence.csv", "collapse.csv", "run.json"
 _WALL = re.compile(r"Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): (?:(\d+):)?(\d+):(\d+(?:\.\d+)?)")
