@@ -259,3 +259,11 @@ def test_turning_calibration_off_plans_the_x1_models():
     assert {p.unlearned_model(*r).split("/")[-2] for r in p.runs()} == {"x1"}
     with pytest.raises(ValueError, match="chosen"):
         StudyPlan(validate(raw("smoke"), SCHEMA)).unlearned_model("muse", "npo", "adam", 0)
+
+
+def test_launchers_start_one_process_or_one_rank_per_gpu():
+    from unlearning.launch import ranks_of, torchrun_launcher
+
+    assert ranks_of({}) == 1 and ranks_of({"gpu": 4}) == 4 and ranks_of({"gpu": 4, "ranks": 2}) == 2
+    assert torchrun_launcher(1) == "unlearning"
+    assert torchrun_launcher(4) == "torchrun --standalone --nproc-per-node 4 --no-python -- unlearning"
