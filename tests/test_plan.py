@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import copy
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -267,3 +269,11 @@ def test_launchers_start_one_process_or_one_rank_per_gpu():
     assert ranks_of({}) == 1 and ranks_of({"gpu": 4}) == 4 and ranks_of({"gpu": 4, "ranks": 2}) == 2
     assert torchrun_launcher(1) == "unlearning"
     assert torchrun_launcher(4) == "torchrun --standalone --nproc-per-node 4 --no-python -- unlearning"
+
+
+@pytest.mark.slow
+def test_the_plan_imports_without_torch():
+    """The Snakefile imports the plan and the launchers (workflow/rules/common.smk): no torch there."""
+    code = "import sys, unlearning.plan, unlearning.launch; print('torch' in sys.modules)"
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert res.stdout.strip() == "False"
