@@ -31,7 +31,7 @@ def codes(weight: torch.Tensor, quant: str, device: torch.device | str = "cpu") 
     return resolve(attack(quant).codes)(weight.detach().to(device=device, dtype=torch.float32), quant)
 
 
-def int8_codes(w: torch.Tensor, quant: str = "int8") -> torch.Tensor:
+def int8_codes(w: torch.Tensor, quant: str) -> torch.Tensor:
     """LLM.int8's row-wise absmax codes (outlier decomposition happens at matmul time, not in the
     stored codes)."""
     absmax = w.abs().amax(dim=1, keepdim=True).clamp_min(1e-12)
