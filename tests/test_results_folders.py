@@ -109,12 +109,14 @@ def test_readme_results_come_from_the_default_study_only(tmp_path):
         (tmp_path / folder / "README" / "verdicts.csv").write_text(f"{head}Q1,claim,knowmem_f,{verdict},old,-,3,1\n")
     start, end = "<!-- BEGIN generated:verdicts -->", "<!-- END generated:verdicts -->"
     (tmp_path / "README.md").write_text(f"intro\n{start}\nold\n{end}\ntail\n")
-    (tmp_path / "config.yaml").write_text("benchmarks: {}\n")  # no `results`: the schema's default
+    default = (REPO / "config.yaml").read_text()
+    assert "\nresults:" not in default  # the default study takes the schema's default folder
+    (tmp_path / "config.yaml").write_text(default)
     mod.ROOT = tmp_path
     assert mod.main(["--render-only"]) == 0
     text = (tmp_path / "README.md").read_text()
     assert text.startswith(f"intro\n{start}\n") and text.endswith(f"\n{end}\ntail\n")
     assert "default verdict" in text and "paper verdict" not in text
-    (tmp_path / "config.yaml").write_text("results: results/paper-muse-news\n")
+    (tmp_path / "config.yaml").write_text(default + "\nresults: results/paper-muse-news\n")
     assert mod.main(["--render-only"]) == 0
     assert "paper verdict" in (tmp_path / "README.md").read_text()
