@@ -152,9 +152,11 @@ def loss_closure(model: Any, opt: Any, objective: Any, fb: dict, rb: dict, ref: 
     ``max_grad_norm`` (0 or None: off) unless ``clip=False`` (SAM and RS combine several passes and
     clip the combination, as HF Trainer clips what the lab's training_step leaves in ``.grad``);
     SophiaG's loop clips its GNB gradient too, so ``gnb`` passes are clipped as well.
+    ``accumulate=True`` adds the backward's gradients to those in ``.grad`` instead of zeroing them
+    first (SAM and RS sum their passes in place rather than in a second gradient-sized buffer).
     ``check(loss)`` sees every unlearning loss before it is used. The closure carries
     ``batch_tokens``, the forget batch's number of predicted tokens (SophiaG scales its Hessian by it),
-    ``max_grad_norm`` and ``takes_parts`` (it accepts ``part`` and ``clip``).
+    ``max_grad_norm`` and ``takes_parts`` (it accepts ``part``, ``clip`` and ``accumulate``).
 
     ``share`` (data parallelism, ``distributed.DataShare``): ``(fb, rb)`` are this rank's part of the
     batch, ``share.weight`` scales the loss before its backward, every returned value is the ranks'
@@ -180,7 +182,8 @@ def loss_closure(model: Any, opt: Any, objective: Any, fb: dict, rb: dict, ref: 
     def clipped() -> None:
         clip_grad_norm((p for g in opt.param_groups for p in g["params"]), max_grad_norm)
 
-    def closure(backward: bool = True, gnb: bool = False, part: str = "all", clip: bool = True) -> torch.Tensor:
+    def closure(backward: bool = True, gnb: bool = False, part: str = "all", clip: bool = True,
+                accumulate: bool = False) -> torch.Tensor:
         if gnb:
             opt.zero_grad(set_to_none=True)
             loss = gnb_loss(model, fb if share is None else share.whole_forget)
@@ -189,7 +192,8 @@ def loss_closure(model: Any, opt: Any, objective: Any, fb: dict, rb: dict, ref: 
                 clipped()
             return loss.detach()
         if backward:
-            opt.zero_grad(set_to_none=True)
+            if not accumulate:
+                opt.zero_grad(set_to_none=True)
             with torch.enable_grad():
                 loss = terms(part)
             if not torch.is_tensor(loss):  # a term that is absent (retain weight 0): no gradient
@@ -211,6 +215,7 @@ def loss_closure(model: Any, opt: Any, objective: Any, fb: dict, rb: dict, ref: 
     closure.batch_tokens = int((whole["labels"][:, 1:] != -100).sum())
     closure.max_grad_norm = max_grad_norm
     closure.takes_parts = True
+    closure.accumulates = True  # takes accumulate=True
     return closure
 
 
@@ -218,6 +223,35 @@ def _share() -> Any:
     from .distributed import DataShare
 
     return DataShare()
+
+
+def cache_reference(objective: Any, ref: Any, tok: Any, forget: Sequence[str], *, steps: int, batch_size: int,
+                    max_len: int, seed: int, chunking: str = "truncate", data_parallel: bool = False) -> bool:
+    """Score every forget example the run will see with the frozen reference, up front, then release
+    the objective's hold on ``ref`` so the caller can free it (issue 23: 12.5 GiB at 7B in bf16).
+
+    Only for objectives whose reference enters through per-example scores (``ref_cacheable``: NPO;
+    not RMU, which reads the frozen model's activations every step). The batches are the loop's
+    (``unlearn``: the same examples, seed, order and, data-parallel, this rank's block), scored as
+    the loop scored them lazily before (a batch with an unseen example scored whole, first score
+    kept), so the losses are the same bit for bit. Returns whether the scores were cached."""
+    from .data.chunking import examples
+    from .models import autocast
+
+    if ref is None or not getattr(objective, "ref_cacheable", False):
+        return False
+    dev = next(ref.parameters()).device
+    pad = _pad_id(tok)
+    share = _share() if data_parallel else None
+    f_it = batches(examples(tok, forget, max_len, chunking), batch_size, seed)
+    for _ in range(steps):
+        f_all = next(f_it)
+        if share is not None:
+            f_all, _ = share.split(f_all)
+        with autocast(dev):
+            objective.reference_nll(ref, collate(f_all, pad, dev))
+    objective.release_reference()
+    return True
 
 
 def unlearn(model: Any, tok: Any, forget: Sequence[str], retain: Sequence[str], *, objective: Any,
@@ -243,6 +277,9 @@ def unlearn(model: Any, tok: Any, forget: Sequence[str], retain: Sequence[str], 
     from .models import autocast
     from .optim import build_optimizer
 
+    if cache_reference(objective, ref, tok, forget, steps=steps, batch_size=batch_size, max_len=max_len,
+                       seed=seed, chunking=chunking, data_parallel=data_parallel):
+        ref = None  # NPO's scores are cached; the caller's copy is its own to free (stages/unlearn.py)
     dev = next(model.parameters()).device
     params = [p for p in objective.parameters(model)]
     trainable = {id(p) for p in params}

@@ -104,6 +104,10 @@ class Objective:
 
     name: ClassVar[str] = ""
     needs_ref: ClassVar[bool] = False
+    # the reference enters the loss only through per-example scores that can be computed up front
+    # (NPO), so the reference model can be freed before the first step; RMU reads a frozen model's
+    # activations at every step and keeps it
+    ref_cacheable: ClassVar[bool] = False
     defaults: ClassVar[dict[str, Any]] = {}
     aliases: ClassVar[dict[str, str]] = {}  # alternative name -> canonical name in ``defaults``
     deprecated: ClassVar[dict[str, str]] = {}  # old name -> canonical name; accepted with a warning

@@ -24,6 +24,7 @@ class NPO(Objective):
 
     name = "npo"
     needs_ref = True
+    ref_cacheable = True  # its reference enters only through per-example scores (train.cache_reference)
     defaults = {"beta": 0.1, "forget_weight": 1.0, "retain_weight": 1.0, "aggregation": "sum"}
     deprecated = {"gamma": "retain_weight"}
 
@@ -34,10 +35,9 @@ class NPO(Objective):
                              f"got {self.params['aggregation']!r}")
 
     def forget_loss(self, model, forget_batch, ref=None):
-        self._need_ref(ref)
         agg = self.params["aggregation"]
         nll_theta, length = sequence_nll(model, forget_batch)
-        nll_ref = self._ref_nll(ref, forget_batch).to(nll_theta.device)
+        nll_ref = self.reference_nll(ref, forget_batch).to(nll_theta.device)
         forget = npo_core(aggregate_nll(nll_theta, length, agg), aggregate_nll(nll_ref, length, agg),
                           float(self.params["beta"]))
         return float(self.params["forget_weight"]) * forget
@@ -45,7 +45,10 @@ class NPO(Objective):
     def retain_loss(self, model, retain_batch, ref=None):
         return self._retain_term(model, retain_batch, self.params["retain_weight"])
 
-    def _ref_nll(self, ref, batch) -> torch.Tensor:
+    def reference_nll(self, ref, batch) -> torch.Tensor:
+        """The frozen reference's summed NLL of each example of ``batch``, from the cache when scored
+        before. With ``ref`` None (released after ``train.cache_reference`` scored the run's batches
+        up front) every example must be cached."""
         # The frozen model's summed NLL of an example never changes, and an unlearning run cycles over
         # its forget set (the default study: 50 steps over 5 batches), so each example is scored once:
         # the cache maps an example (its token ids and labels; batches are right-padded) to its NLL. A
@@ -57,6 +60,11 @@ class NPO(Objective):
         keys = [(tuple(ids[:n]), tuple(labels[:n])) for ids, labels, n in
                 zip(batch["input_ids"].tolist(), batch["labels"].tolist(), lengths)]
         cache = getattr(self, "_ref_cache", None)
+        if ref is None:
+            known = cache[1] if cache is not None and cache[0] is None else {}
+            if not all(k in known for k in keys):
+                self._need_ref(None)  # never scored (or an example the up-front pass did not see)
+            return torch.stack([known[k] for k in keys])
         if cache is None or cache[0] is not ref:
             cache = self._ref_cache = (ref, {})
         known = cache[1]
@@ -67,3 +75,9 @@ class NPO(Objective):
             for key, value in zip(keys, nll_ref.unbind()):
                 known.setdefault(key, value)
         return torch.stack([known[k] for k in keys])
+
+    def release_reference(self) -> None:
+        """Keep the cached reference scores and drop the cache's hold on the reference model, so that
+        the caller can free it (train.cache_reference); later losses are computed with ``ref=None``."""
+        cache = getattr(self, "_ref_cache", None)
+        self._ref_cache = (None, cache[1] if cache is not None else {})

@@ -20,11 +20,12 @@ def unlearn(target_dir: str | Path, data_dir: str | Path, kind: str, method: dic
             run: dict, out_dir: str | Path) -> dict:
     """Unlearn the forget set from the target with one method and one optimizer; save the model."""
     import copy
+    import gc
 
     from .. import distributed
     from ..models import TRAIN_DTYPE, device, dtype_for, enable_checkpointing, load_model, load_tokenizer, save_model
     from ..objectives import build_objective
-    from ..train import seed_everything, sharded_unlearn
+    from ..train import cache_reference, seed_everything, sharded_unlearn
     from ..train import unlearn as loop
 
     sharded = distributed.world_size() > 1  # launched by torchrun (the rule's `ranks`, docs/guides/clusters.md)
@@ -68,6 +69,12 @@ def unlearn(target_dir: str | Path, data_dir: str | Path, kind: str, method: dic
               max_len=run["max_len"], seed=run["seed"], chunking=chunking,
               warmup_steps=warmup_steps(run.get("warmup_epochs", 0), n_examples, run["batch_size"]),
               schedule=run.get("schedule", "constant"))
+    # NPO: the reference's scores of every forget batch up front, then the reference freed before the
+    # first step (train.cache_reference; RMU keeps its frozen model)
+    if cache_reference(objective, ref, tok, forget, steps=steps, batch_size=run["batch_size"],
+                       max_len=run["max_len"], seed=run["seed"], chunking=chunking, data_parallel=sharded):
+        ref = None
+        gc.collect()
     if sharded:
         trace, state = sharded_unlearn(model, ref, tok, forget, retain, sharded=True, **kw)
         if distributed.rank() != 0:
