@@ -18,9 +18,13 @@ clips what the lab's training step leaves in ``.grad``, not to each sample.
 
 z_i of step t (from 1) is regenerated from ``step_seed(seed, t, i)`` (see ``_common.normal_like``);
 t is the optimizer's own step count (each group's ``noise_step``), so it advances whichever
-parameters get a gradient. The weights are copied once before and copied back after every
-perturbation, so they are restored bit for bit. Memory: a copy of the weights and a gradient
-accumulator during the step, plus Adam's state.
+parameters get a gradient. ``restore``: ``"copy"`` (default) copies the weights once before and back
+after every perturbation, so they are restored bit for bit; ``"subtract"`` (ours, the paper configs)
+regenerates z_i and subtracts sigma z_i, keeping no weight copy (4 bytes per weight; w + s z - s z
+differs from w by float rounding, measured in tests/test_memory_savings.py). With the unlearning loop's
+closure the samples' gradients add up in ``.grad`` itself (``closure(accumulate=True)``; the same sums
+in the same order as a separate accumulator, so bit for bit); a plain closure gets the accumulator.
+Memory beyond Adam's: the weights' copy with ``restore: copy``, the accumulator with a plain closure.
 """
 
 from __future__ import annotations
@@ -43,20 +47,25 @@ from ._common import (
 )
 
 SMOOTH_TERMS = ("all", "forget")
+RESTORES = ("copy", "subtract")
 
 
 class RandomizedSmoothing(Optimizer):
     """Defaults: ``n_samples=3`` and ``sigma=0.01`` the lab's (MUSE; 0.1 on WMDP); ``lr=1e-5`` ours;
     ``betas=(0.9, 0.999)``, ``eps=1e-8`` Adam's; ``weight_decay=0``, ``seed=0`` ours;
-    ``smooth_terms="all"`` ours (the lab's is ``"forget"``)."""
+    ``smooth_terms="all"`` ours (the lab's is ``"forget"``); ``restore="copy"`` (exact)."""
 
     def __init__(self, params, lr: float = 1e-5, sigma: float = 0.01, n_samples: int = 3, betas=(0.9, 0.999),
-                 eps: float = 1e-8, weight_decay: float = 0.0, seed: int = 0, smooth_terms: str = "all"):
+                 eps: float = 1e-8, weight_decay: float = 0.0, seed: int = 0, smooth_terms: str = "all",
+                 restore: str = "copy"):
         check_nonneg(lr=lr, sigma=sigma, eps=eps, weight_decay=weight_decay)
         if int(n_samples) != n_samples or n_samples < 1:
             raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}")
         if smooth_terms not in SMOOTH_TERMS:
             raise ValueError(f"smooth_terms must be one of {SMOOTH_TERMS}, got {smooth_terms!r}")
+        if restore not in RESTORES:
+            raise ValueError(f"restore must be one of {RESTORES}, got {restore!r}")
+        self.restore = restore
         defaults = dict(lr=float(lr), betas=check_betas(betas), eps=float(eps), weight_decay=float(weight_decay))
         super().__init__(params, defaults)
         self.sigma = float(sigma)
@@ -82,8 +91,14 @@ class RandomizedSmoothing(Optimizer):
         t = self.param_groups[0].get("noise_step", 0) + 1
         for group in self.param_groups:
             group["noise_step"] = t
-        kw = closure_kwargs(closure, clip=False, **({"part": "forget"} if forget_only else {}))
-        backups = [p.detach().clone() for p in params]
+        # the loop's closure sums the samples' gradients in .grad; a plain one zeroes it each call
+        in_place = getattr(closure, "accumulates", False)
+        kw = closure_kwargs(closure, clip=False, **({"part": "forget"} if forget_only else {}),
+                            **({"accumulate": True} if in_place else {}))
+        if in_place:
+            for p in params:
+                p.grad = None
+        backups = [p.detach().clone() for p in params] if self.restore == "copy" else None
         acc: list[torch.Tensor | None] = [None] * len(params)
         loss_sum = 0.0
         for i in range(self.n_samples):
@@ -91,20 +106,30 @@ class RandomizedSmoothing(Optimizer):
                 p.add_(z, alpha=self.sigma)
             with torch.enable_grad():
                 loss_sum += float(closure(**kw))
-            for j, (p, p0) in enumerate(zip(params, backups)):
-                p.copy_(p0)
-                if p.grad is not None:
-                    acc[j] = p.grad.detach().clone() if acc[j] is None else acc[j].add_(p.grad)
+            if backups is not None:
+                for p, p0 in zip(params, backups):
+                    p.copy_(p0)
+            else:  # the same z again, subtracted
+                for p, z in normal_like(params, self.noise_seed(t, i)):
+                    p.sub_(z, alpha=self.sigma)
+            if not in_place:
+                for j, p in enumerate(params):
+                    if p.grad is not None:
+                        acc[j] = p.grad.detach().clone() if acc[j] is None else acc[j].add_(p.grad)
         del backups
+        if in_place:
+            acc = [p.grad for p in params]
         for a in acc:
             if a is not None:
                 a.div_(self.n_samples)
         loss = loss_sum / self.n_samples
         if forget_only:  # the retain term's plain gradient at the unperturbed weights
             with torch.enable_grad():
-                loss += float(closure(part="retain", clip=False))
+                loss += float(closure(part="retain", clip=False, **({"accumulate": True} if in_place else {})))
             for j, p in enumerate(params):
-                if p.grad is not None:
+                if in_place:
+                    acc[j] = p.grad
+                elif p.grad is not None:
                     acc[j] = p.grad.detach().clone() if acc[j] is None else acc[j].add_(p.grad)
         for p, a in zip(params, acc):
             p.grad = a
