@@ -1,7 +1,7 @@
 """What `unlearning.chunking` changes on a study's data: examples and tokens per epoch, and the
 unlearned model's forget NLL and KnowMem; prints JSON lines.
 
-    snakemake --cores 1 results/models/muse/target      # the default study's MUSE target
+    snakemake --cores 1 results/models/muse/target/seed0   # the default study's MUSE target, seed 0
     python benchmarks/investigations/chunking.py                       # graddiff + adam, the config's steps and batch
 
 For each chunking (truncate, concat): forget and retain examples, trained tokens per epoch (non-pad),
@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> None:
 
     cfg = validate(yaml.safe_load(Path(a.configfile).read_text()))
     res = Path(a.results)
-    data, target = res / "data" / a.bench, res / "models" / a.bench / "target"
+    data, target = res / "data" / a.bench, res / "models" / a.bench / "target" / f"seed{a.seed}"
     tok = load_tokenizer(target)
     base = load_model(target)
     max_len, run, ev = cfg["model"]["max_len"], cfg["unlearning"], cfg["evaluation"]

@@ -1,7 +1,7 @@
 """What each grade's optimizer does on a study's target: Sophia's unclipped share, AdaZO's move per step,
 and how far apart the unlearned weights of two entries are; prints JSON lines.
 
-    snakemake --cores 1 results/models/muse/target            # the default study's MUSE target
+    snakemake --cores 1 results/models/muse/target/seed0      # the default study's MUSE target, seed 0
     python benchmarks/investigations/grade_behaviour.py                      # its sophia, signadam, adam, zo entries
     python benchmarks/investigations/grade_behaviour.py --method npo --entries sophia signadam
     python benchmarks/investigations/grade_behaviour.py --spec old='{"type": "sophia", "lr": 3e-4, "hess_scale": 1.0}'
@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(1)
     cfg = validate(yaml.safe_load(Path(a.configfile).read_text()))
     kind = cfg["benchmarks"][a.bench]["kind"]
-    target_dir = Path(a.results) / "models" / a.bench / "target"
+    target_dir = Path(a.results) / "models" / a.bench / "target" / f"seed{a.seed}"
     tok, target = load_tokenizer(target_dir), load_model(target_dir)
     forget, retain = forget_retain(Path(a.results) / "data" / a.bench, kind)
     method = dict(cfg["methods"][a.method])
