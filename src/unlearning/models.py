@@ -81,7 +81,7 @@ def autocast(dev: torch.device):
 
     if dev.type == "cuda":
         # no cast cache: it would keep a bf16 copy of every weight for the whole step (2 bytes per
-        # weight, 12.5 GiB at 7B; benchmarks/paper_scale.py); recasting costs a weight read per pass
+        # weight, 12.5 GiB at 7B; unlearning paper-scale); recasting costs a weight read per pass
         return torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=False)
     return contextlib.nullcontext()
 

@@ -263,7 +263,7 @@ def documents(root: Path) -> list[Path]:
 
 def stale(root: Path, readme_dir: Path) -> list[str]:
     """``file: block`` for every block of ours (``RENDERERS``) that differs from what ``render`` writes
-    now. Blocks other scripts write (e.g. benchmarks/paper_scale.py's ``paper-scale``) are theirs."""
+    now. Blocks other scripts write (e.g. ``unlearning paper-scale``'s ``paper-scale``) are theirs."""
     out = []
     for doc in documents(root):
         text = doc.read_text(encoding="utf-8")
