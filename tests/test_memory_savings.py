@@ -140,3 +140,23 @@ def test_restore_by_subtraction_stays_within_float_rounding_of_the_copy(tok, spe
           f"({err / ulp:.2f} ulp of the largest weight); trained: max |w - w'| {drift:.3g}, largest move {moved:.3g}")
     assert err <= steps * ulp  # at most half an ulp per add-subtract pair
     assert drift <= 1e-2 * moved  # rounding, not a different step: a wrong restore moves by ~rho or sigma
+
+
+def test_hybrid_with_idle_state_offloaded_is_the_same_run(tok):
+    # on the CPU the move is a no-op: this holds the phase bookkeeping (a switch every two steps) exact
+    spec = {"type": "hybrid", "n_fo": 2, "n_zo": 2, "fo": {"type": "adam", "lr": 1e-3},
+            "zo": {"type": "adazo", "lr": 1e-3, "seed": 0}}
+    plain = _steps(tok, spec, steps=6)
+    assert torch.equal(_steps(tok, {**spec, "offload_idle": True}, steps=6), plain)
+
+
+def test_place_state_moves_per_weight_tensors_and_leaves_scalars():
+    from unlearning.optim.hybrid import _place_state
+
+    p = torch.nn.Parameter(torch.zeros(4, device="meta"))  # a weight on another device than the host
+    opt = torch.optim.Adam([p])
+    opt.state[p] = {"step": torch.tensor(3.0), "exp_avg": torch.zeros(4)}  # as offloaded to the host
+    _place_state(opt, host=True)
+    assert opt.state[p]["exp_avg"].device.type == "cpu"
+    _place_state(opt, host=False)  # back to the weight's device; the step count stays where it was
+    assert opt.state[p]["exp_avg"].device.type == "meta" and opt.state[p]["step"].device.type == "cpu"

@@ -17,6 +17,11 @@ The two sub-optimizers act on the same parameters and keep their own state acros
 moments pause during ZO phases and vice versa). With bf16 weights the ZO optimizer's fp32 master
 copies are reloaded from the weights at each FO -> ZO switch (the FO phase changed them), so at
 most half a bf16 ulp of the ZO phase's progress is rounded away per switch.
+
+``offload_idle`` (ours; the paper configs): at each phase switch the idle sub-optimizer's state tensors
+move to host memory and the active one's back to its weights' device, so the GPU holds one phase's
+state, not both (at 7B, Adam + AdaZO is 16 bytes per weight). Moving is exact, so the run is the same
+bit for bit; on the CPU nothing moves. FSDP2 shards (DTensors) are left in place.
 """
 
 from __future__ import annotations
@@ -69,7 +74,7 @@ class HybridFOZO(Optimizer):
     """
 
     def __init__(self, params, fo: dict | None = None, zo: dict | None = None, n_fo: int = 20, n_zo: int = 20,
-                 total_steps: int | None = None):
+                 total_steps: int | None = None, offload_idle: bool = False):
         fo = dict(fo) if fo is not None else {"type": "adam"}
         zo = dict(zo) if zo is not None else {"type": "adazo"}
         if GRADES.get(fo.get("type")) not in ("first", "compressed", "second"):
@@ -91,6 +96,7 @@ class HybridFOZO(Optimizer):
             start += n
         self.steps_done = 0
         self.last_stats: dict[str, float] = {}
+        self.offload_idle = bool(offload_idle)
 
     @property
     def max_grad_norm(self) -> float:
@@ -119,6 +125,9 @@ class HybridFOZO(Optimizer):
         if kind == ZO and self.steps_done > 0 and self.phase(self.steps_done - 1) == FO:
             # the first-order phase moved the weights: the ZO fp32 master copies are stale
             getattr(self.zo, "sync_master", lambda: None)()
+        if self.offload_idle and (self.steps_done == 0 or self.phase(self.steps_done - 1) != kind):
+            _place_state(self.zo if kind == FO else self.fo, host=True)
+            _place_state(sub, host=False)
         loss = sub.step(closure)
         self.last_stats = dict(getattr(sub, "last_stats", {}))  # the active phase's (for the trace)
         self.steps_done += 1
@@ -134,3 +143,15 @@ class HybridFOZO(Optimizer):
         self.steps_done = int(state_dict["steps_done"])
         self.fo.load_state_dict(state_dict["fo"])
         self.zo.load_state_dict(state_dict["zo"])
+
+
+def _place_state(opt: Optimizer, host: bool) -> None:
+    """Move ``opt``'s per-weight state tensors to host memory (``host``) or back to each weight's
+    device; scalars (step counts) and FSDP2 shards stay. ``Tensor.to`` to the same device is a no-op."""
+    import torch
+
+    for p, st in opt.state.items():
+        dev = torch.device("cpu") if host else p.device
+        for k, v in st.items():
+            if torch.is_tensor(v) and v.dim() > 0 and type(v).__name__ != "DTensor" and v.device != dev:
+                st[k] = v.to(dev, non_blocking=False)
