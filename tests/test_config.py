@@ -99,6 +99,17 @@ def test_bad_values_name_the_key(key, value, expect):
     assert expect in msg, msg
 
 
+def test_a_bad_ablation_benchmark_names_the_key():
+    """(Checked through Snakemake by test_report_workflow.py before; the bootstrap's one-line stop is
+    test_snakemake_stops_before_any_job_with_one_line.)"""
+    cfg = base()
+    cfg["ablation"] = {"benchmark": "nope", "method": "npo", "optimizers": {
+        "hybrid_2to1": {"type": "hybrid", "n_fo": 2, "n_zo": 1, "fo": {"type": "adam", "lr": 0.001},
+                        "zo": {"type": "adazo", "lr": 0.001}}}}
+    with pytest.raises(ConfigError, match="^ablation.benchmark: unknown benchmark 'nope'"):
+        validate(cfg)
+
+
 def test_unknown_enum_lists_allowed_values():
     cfg = _set(base(), "optimizers.adam.type", "adamax")
     with pytest.raises(ConfigError, match="expected one of .*signadam"):

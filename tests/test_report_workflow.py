@@ -87,8 +87,4 @@ def test_ablation_and_html_report(smoke_copy):
                     "Relearning attack on wmdp", "Utility against forgetting on muse",
                     "findings that this study can test", "The paper's TOFU table for benchmark tofu"):
         assert caption in html, caption
-    # a bad ablation benchmark is a one-line config error
-    cfg["ablation"]["benchmark"] = "nope"
-    cfg_path.write_text(yaml.safe_dump(cfg))
-    bad = snakemake(smoke_copy, "-n", check=False)
-    assert bad.returncode != 0 and "ablation.benchmark: unknown benchmark 'nope'" in bad.stderr + bad.stdout
+    # a bad ablation benchmark is a one-line config error: tests/test_config.py, in-process
