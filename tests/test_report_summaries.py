@@ -73,3 +73,14 @@ def test_the_blocks_render_the_saved_summaries(tmp_path):
     assert "| muse | graddiff | relearn2 | knowmem_f | 1.5 |  | 1.5 | **no** |" in text
     assert "| muse | graddiff | adazo | knowmem_r | 0.20 |" in blocks.render("collapse", tmp_path)
     assert "No committed `run.json`" in blocks.render("run", tmp_path)
+
+
+def test_jobs_sum_each_rules_benchmark_files(tmp_path):
+    jobs = [("unlearn", "a", 2.0, 100.0), ("unlearn", "b", 4.0, 300.0), ("evaluate", "c", 3.0, 200.0)]
+    for rule, name, s, rss in jobs:
+        (tmp_path / "benchmarks" / rule).mkdir(parents=True, exist_ok=True)
+        (tmp_path / "benchmarks" / rule / f"{name}.tsv").write_text(f"s\tmax_rss\n{s}\t{rss}\n")
+    summaries.jobs_frame(tmp_path).to_csv(tmp_path / summaries.JOBS, index=False)
+    text = blocks.render("jobs", tmp_path)
+    assert "3 jobs, **9 job-seconds** in all" in text
+    assert "| unlearn | 2 | 3.00 | 6 | 67% | 300 |" in text and "| evaluate | 1 | 3.00 | 3 | 33% | 200 |" in text

@@ -243,10 +243,25 @@ def collapse_block(readme_dir: Path) -> str:
     return "\n".join(lines)
 
 
+def jobs_block(readme_dir: Path) -> str:
+    """Where the default study's time went: per rule its jobs, mean and total job seconds, peak memory."""
+    path = readme_dir / summaries.JOBS
+    if not path.exists():
+        return _missing(summaries.JOBS)
+    df = pd.read_csv(path)
+    lines = [f"From `results/README/{summaries.JOBS}` (Snakemake's benchmark files; `unlearning study-time --results "
+             f"results` prints the same): {int(df.jobs.sum())} jobs, **{df.job_s.sum():.0f} job-seconds** in all.", "",
+             "| rule | jobs | mean s/job | job-s | share | peak job RSS (MB) |", "|---|---:|---:|---:|---:|---:|"]
+    for r in df.itertuples():
+        lines.append(f"| {r.rule} | {r.jobs} | {r.mean_s:.2f} | {r.job_s:.0f} | {r.share:.0%} | {r.peak_rss_mb:.0f} |")
+    return "\n".join(lines)
+
+
 RENDERERS: dict[str, Callable[[Path], str]] = {"verdicts": verdicts_block, "power": power_block,
                                                 "calibration": calibration_block, "tofu": tofu_block,
                                                 "run": run_block, "references": references_block,
-                                                "presence": presence_block, "collapse": collapse_block}
+                                                "presence": presence_block, "collapse": collapse_block,
+                                                "jobs": jobs_block}
 
 
 def render(name: str, readme_dir: Path) -> str:
@@ -330,7 +345,8 @@ def copy_default(results: Path, readme_dir: Path, root: Path, reference: str = "
     if tables:
         for name, frame in ((summaries.REFERENCES, summaries.references_frame(tables)),
                             (summaries.PRESENCE, summaries.presence_frame(tables, reference, st["presence_points"])),
-                            (summaries.COLLAPSE, summaries.collapse_frame(tables, st["collapse_share"]))):
+                            (summaries.COLLAPSE, summaries.collapse_frame(tables, st["collapse_share"])),
+                            (summaries.JOBS, summaries.jobs_frame(results))):
             frame.to_csv(readme_dir / name, index=False, float_format="%.4g")
             copied.append(name)
         facts = summaries.run_facts(results, time_log)

@@ -17,7 +17,7 @@ import pandas as pd
 from ..registry import attack_order
 from .findings import CHANCE, PRIMARY_METRICS, attack_presence, collapsed, kind_of
 
-REFERENCES, PRESENCE, COLLAPSE, RUN = "references.csv", "presence.csv", "collapse.csv", "run.json"
+REFERENCES, PRESENCE, COLLAPSE, RUN, JOBS = "references.csv", "presence.csv", "collapse.csv", "run.json", "jobs.csv"
 _WALL = re.compile(r"Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): (?:(\d+):)?(\d+):(\d+(?:\.\d+)?)")
 
 
@@ -80,6 +80,16 @@ def collapse_frame(tables: dict[str, pd.DataFrame], share: float) -> pd.DataFram
                 rows.append({"benchmark": bench, "method": e.method, "optimizer": e.optimizer, "metric": metric,
                              "share": r, "chance": CHANCE.get(metric or "", 0.0)})
     return pd.DataFrame(rows, columns=["benchmark", "method", "optimizer", "metric", "share", "chance"])
+
+
+def jobs_frame(results: Path) -> pd.DataFrame:
+    """Per rule: jobs, mean and total job seconds, share of the total, peak job memory (MB), from the
+    run's Snakemake benchmark files (``unlearning study-time``'s summary)."""
+    from ..bench.study import summarise
+
+    rules = summarise(results)["rules"]
+    return pd.DataFrame([{"rule": r, **v} for r, v in rules.items()],
+                        columns=["rule", "jobs", "mean_s", "job_s", "share", "peak_rss_mb"])
 
 
 def run_facts(results: Path, time_log: Path | None) -> dict:
