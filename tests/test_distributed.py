@@ -146,31 +146,30 @@ def test_data_share_blocks_cover_the_batch_once():
             assert all(part == [0] for part, w in shares if not w)  # an idle rank runs one example at 0
 
 
-def test_snakemake_rule_runs_two_ranks_when_the_profile_asks(tmp_path):
+def test_snakemake_rule_runs_two_ranks_when_the_profile_asks(smoke_run, smoke_copy):
     """`--set-resources unlearn:ranks=2`: the unlearn rule starts torchrun, and the sharded stage writes
-    the model the single-process stage writes (NPO with Adam and with AdaZO, smoke config)."""
+    the model the smoke study's single-process stage wrote (NPO with Adam and with AdaZO); a copy of the
+    study reruns only those two unlearn jobs."""
     from safetensors.torch import load_file
 
-    from conftest import make_study, snakemake
+    from conftest import snakemake
 
-    study = make_study(tmp_path / "study")
     targets = ["results/unlearned/wmdp/npo/adam/x1/seed0", "results/unlearned/wmdp/npo/zo/x1/seed0"]
-    one = snakemake(study, "--cores", "2", "-p", "--configfile", "configs/smoke.yaml", "--", *targets,
-                    configfile=None)
-    assert "torchrun" not in one.stdout + one.stderr
-    (study / "results" / "unlearned").rename(study / "results" / "unlearned_one")
-    two = snakemake(study, "--cores", "2", "-p", "--configfile", "configs/smoke.yaml", "--set-resources",
-                    "unlearn:ranks=2", "--", *targets, configfile=None)
-    assert "torchrun --standalone --nproc-per-node 2 --no-python -- unlearning" in two.stdout + two.stderr
+    for t in targets:  # the smoke study ran them in one process (its fork server's worker)
+        log = (smoke_run / t.replace("results/unlearned", "results/logs/unlearn")).with_suffix(".log")
+        assert "forkserver: worker" in log.read_text() and "torchrun" not in log.read_text()
+    two = snakemake(smoke_copy, "--cores", "2", "-p", "--configfile", "configs/smoke.yaml", "--forcerun", "unlearn",
+                    "--set-resources", "unlearn:ranks=2", "--", *targets, configfile=None)
+    out = two.stdout + two.stderr
+    assert out.count("torchrun --standalone --nproc-per-node 2 --no-python -- unlearning") == 2, out[-3000:]
     for t in targets:
-        rel = Path(t).relative_to("results/unlearned")
-        a = load_file(str(study / "results" / "unlearned_one" / rel / "model.safetensors"))
-        b = load_file(str(study / "results" / "unlearned" / rel / "model.safetensors"))
+        a = load_file(str(smoke_run / t / "model.safetensors"))
+        b = load_file(str(smoke_copy / t / "model.safetensors"))
         assert sorted(a) == sorted(b)
         for k in a:
             torch.testing.assert_close(b[k], a[k], atol=1e-6, rtol=0)
-        la = json.loads((study / "results" / "unlearned_one" / rel / "unlearning.json").read_text())["trace"]
-        lb = json.loads((study / "results" / "unlearned" / rel / "unlearning.json").read_text())["trace"]
+        la = json.loads((smoke_run / t / "unlearning.json").read_text())["trace"]
+        lb = json.loads((smoke_copy / t / "unlearning.json").read_text())["trace"]
         assert [s["loss"] for s in la] == pytest.approx([s["loss"] for s in lb], rel=1e-6)
 
 
@@ -189,12 +188,15 @@ def test_two_ranks_relearn_what_one_process_relearns(smoke_run, tmp_path, warmup
              "--data", str(smoke_run / "results" / "data" / "wmdp"), "--kind", "wmdp", "--params",
              json.dumps(params), "--seed", "0", "--max-len", "256", "--out"]
     env = {k: v for k, v in _env().items() if k != "UNLEARNING_FORKSERVER"}
-    one = subprocess.run([*stage, str(tmp_path / "one")], env=env, capture_output=True, text=True, timeout=300)
-    assert one.returncode == 0, one.stderr[-3000:]
+    # the single process and the two ranks side by side, as in `runs` (each one thread)
+    one = subprocess.Popen([*stage, str(tmp_path / "one")], env=env, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True)
     two = subprocess.run([torchrun, "--standalone", "--nproc-per-node", "2", "--no-python", "--", *stage,
                           str(tmp_path / "two")], env=env, capture_output=True, text=True, timeout=300)
+    _, one_err = one.communicate(timeout=300)
+    assert one.returncode == 0, one_err[-3000:]
     assert two.returncode == 0, two.stderr[-3000:]
-    assert "relearning sharded over 2 ranks" in two.stderr and "sharded" not in one.stderr
+    assert "relearning sharded over 2 ranks" in two.stderr and "sharded" not in one_err
     start = load_file(str(model / "model.safetensors"))
     for steps in (1, 3):
         a = load_file(str(tmp_path / "one" / f"relearn{steps}" / "model.safetensors"))

@@ -5,7 +5,9 @@ repository root), plus test-only overrides on the command line: memory scaled do
 no GPU request (the node has none), and a 2 s delay before the first status check.
 
 Skipped when no cluster answers (`sinfo` missing or failing, or no usable node), or when SLURM_TESTS=0.
-Each SLURM job costs 10-14 s of overhead here, so these run a slice, not the study.
+Each SLURM job costs 10-14 s of overhead here (Snakemake starts twice inside it) and the plugin's status
+checks add up to 30 s per step of a chain of jobs, so these run ten jobs, one of every kind the smoke
+study's tables need, in short chains from a copy of the completed smoke study.
 """
 
 from __future__ import annotations
@@ -40,7 +42,8 @@ def cluster_problem() -> str | None:
         return "sinfo timed out: slurmctld not answering (bash scripts/slurm/start.sh)"
     if r.returncode != 0:
         return f"sinfo failed: {r.stderr.strip()} (bash scripts/slurm/start.sh)"
-    if not re.search(r"^(idle|mix|alloc)", r.stdout, re.M):
+    # comp(leting): the last test's jobs are being cleaned up; the node takes new ones
+    if not re.search(r"^(idle|mix|alloc|comp)", r.stdout, re.M):
         return f"no usable node (states: {r.stdout.split()})"
     return None
 
@@ -185,57 +188,60 @@ def test_failures_surface_and_retries_ask_for_more_memory(cluster, tmp_path):
     assert (tmp_path / "results" / "flaky.txt").read_text().split()[1] == f"job={second_flaky}"
 
 
-# --- a slice of the smoke study: one benchmark, one method, one optimizer, one seed ---------------------
+# --- a slice of the smoke study: one job of every rule kind a table needs, in chains of at most 3 ---
 
-SLICE = """\
-# tests/test_slurm.py: the smoke study cut down to one table's worth of jobs
-benchmarks:
-  muse: {methods: [graddiff], optimizers: [adam]}
-attacks:
-  quantization: []          # quantized loading is the local smoke test's business
-  relearn: {steps: [1]}
-calibration: {grid: [1]}    # one grid point: the calibrate checkpoint runs under SLURM, two jobs more
-"""
+# Outputs removed from a copy of the completed smoke study and asked for again: three short chains and
+# three single jobs, one job of each rule kind, side by side (a whole chain from scratch is 9 jobs deep, at
+# about 30 s each here). Every other input is the smoke study's; each job writes what the local run wrote.
+SLICE = [
+    "results/data/tofu", "results/models/tofu/tokenizer", "results/models/tofu/target/seed0",  # data, tokenizer, model
+    "results/eval/muse/none/target/seed0/none.json", "results/calibration/muse/graddiff/adam/choice.json",
+    "results/unlearned/muse/graddiff/signadam/x0.5/seed0",
+    "results/calibration/muse/npo/adam/x0.5/seed0/none.json",
+    "results/attacked/wmdp/npo/adam/seed0/relearn1", "results/eval/wmdp/npo/adam/seed0/relearn1.json",
+    "results/tables/wmdp.csv",  # relearn, evaluate, aggregate
+]
+RULES = {"prepare_data", "train_tokenizer", "train_model", "evaluate_reference", "calibrate", "unlearn",
+         "calibration_point", "relearn", "evaluate", "aggregate"}
+# what the SLURM jobs wrote, byte for byte the local run's
+SAME = ["results/models/tofu/target/seed0/model.safetensors", "results/calibration/muse/graddiff/adam/choice.json",
+        "results/unlearned/muse/graddiff/signadam/x0.5/seed0/model.safetensors", "results/tables/wmdp.csv"]
 TABLE_COLUMNS = ["benchmark", "method", "optimizer", "grade", "seed", "attack", "metric", "value"]
 
 
-def test_smoke_slice_runs_under_slurm(cluster, tmp_path):
-    smoke = REPO / "configs" / "smoke.yaml"
-    if not (REPO / "Snakefile").is_file() or not smoke.is_file():
-        pytest.skip("Snakefile or configs/smoke.yaml not written yet")
-    overlay = tmp_path / "slice.yaml"
-    overlay.write_text(SLICE)
-    work = tmp_path / "work"
-    work.mkdir()
-    env_path = os.pathsep.join(p for p in (str(REPO / "src"), os.environ.get("PYTHONPATH")) if p)
+def test_smoke_slice_runs_under_slurm(cluster, smoke_run, smoke_copy, tmp_path):
+    work = smoke_copy
+    for path in SLICE:
+        assert (work / path).exists(), f"{path}: not in the smoke study any more; update SLICE"
+        shutil.rmtree(work / path) if (work / path).is_dir() else (work / path).unlink()
+    env_path = os.pathsep.join(p for p in (str(work / "src"), os.environ.get("PYTHONPATH")) if p)
 
     r = subprocess.run(
         [
             sys.executable, "-m", "snakemake", "--profile", str(PROFILE), *cluster_args(first_check_s=20),
-            "--configfile", str(smoke), str(overlay), "--directory", str(work),
-            "--slurm-logdir", str(tmp_path / "slurm_logs"),
-            "results/tables/muse.csv",
+            "--configfile", "configs/smoke.yaml", "--slurm-logdir", str(tmp_path / "slurm_logs"),
+            "--", *SLICE,
         ],
-        cwd=REPO, capture_output=True, text=True, timeout=330,
+        cwd=work, capture_output=True, text=True, timeout=600,  # a hang guard: 330 s was outlasted at load 8
         env={**os.environ, "PYTHONPATH": env_path},  # sbatch exports it to the jobs
     )  # fmt: skip
     out = r.stdout + r.stderr
     (tmp_path / "snakemake.out").write_text(out)
     assert r.returncode == 0, out[-6000:]
 
-    # the workflow completed: the table is there, tidy, with rows for the slice
-    table = work / "results" / "tables" / "muse.csv"
-    lines = table.read_text().splitlines()
-    assert lines[0].split(",") == TABLE_COLUMNS
-    assert len(lines) > 1
-    assert any(",graddiff,adam," in line for line in lines[1:])
-
-    # every job of the slice went through sbatch, and SLURM ran each to completion
+    # every job of the slice went through sbatch, one of each kind, and SLURM ran each to completion
     subs = submissions(out)
-    rules = {rule for rule, _ in subs}
-    assert {"prepare_data", "train_tokenizer", "train_model", "unlearn", "evaluate", "aggregate"} <= rules, subs
+    assert sorted(rule for rule, _ in subs) == sorted(RULES), subs
     stats = re.search(r"Job stats:\n(.*?)\ntotal\s+(\d+)", out, re.S)
     assert stats, out[:3000]
     assert len(subs) == int(stats.group(2)), (stats.group(0), subs)  # no job ran outside SLURM
     jobs = slurm_jobs([jid for _, jid in subs])
     assert {jobs[jid]["state"] for _, jid in subs} == {"COMPLETED"}, jobs
+
+    # the workflow completed: every removed output is back, the table is tidy, and the SLURM jobs wrote
+    # what the local run wrote
+    assert all((work / path).exists() for path in SLICE)
+    lines = (work / "results/tables/wmdp.csv").read_text().splitlines()
+    assert lines[0].split(",") == TABLE_COLUMNS and any(",npo,adam," in line for line in lines[1:])
+    differ = [p for p in SAME if (work / p).read_bytes() != (smoke_run / p).read_bytes()]
+    assert not differ, differ
