@@ -11,14 +11,16 @@ other seeds' runs, ablation hybrids, relearn / evaluate / reference / LMC / grad
 tests/test_paper_scale.py holds the counts against Snakemake's dry run.
 
 Memory (``model_bytes``), per GPU, as the code trains: fp32 weights, gradients and optimizer states
-(``STATE_BYTES`` per weight), bf16 compute (autocast without its cast cache on one GPU: the bf16 casts
-of the layers computing; FSDP2's bf16 gather when sharded), the NPO reference in bf16 (a fp32 copy on
-the CPU). Sharded over N (FSDP2, data parallel): weights, gradients, states and reference / N, two
-gathered bf16 layers, activations for this rank's share of the batch (``rank_batch``). Activations
-in the compute dtype (a: 2 on GPU, 4 on the CPU): with checkpointing the layer inputs (L b T H a) +
-one layer's recompute (ACT_PER_LAYER b T H a), twice (forget and retain graphs live together), + the
-logits (two batches' logits and fp32 log-softmax, one fp32 gradient); a forward-only (ZO) step one
-layer and the logits with their copies.
+(``STATE_BYTES`` per weight), bf16 compute (autocast without its cast cache on one GPU: the bf16
+casts of the layers computing; FSDP2's bf16 gather when sharded), the NPO reference in bf16 (a fp32
+copy on the CPU) only while it scores the forget batches before the first step
+(train.cache_reference), the peak being the larger of that pass and a step. Sharded over N (FSDP2,
+data parallel): weights, gradients, states and reference / N, two gathered bf16 layers, activations
+for this rank's share of the batch (``rank_batch``). Activations in the compute dtype (a: 2 on GPU,
+4 on the CPU): with checkpointing the layer inputs (L b T H a) + one layer's recompute
+(ACT_PER_LAYER b T H a), twice (forget and retain graphs live together), + the logits (two batches'
+logits and fp32 log-softmax, one fp32 gradient); a forward-only (ZO) step one layer and the logits
+with their copies.
 
 Time: FLOPs per step (``step_flop_units``) at a sustained rate, plus random draws (``draws``);
 GPU-hours (``gpu_hours``) of every job, evaluation from decode steps and scored tokens, grade distance
@@ -72,33 +74,37 @@ CHECK_ARCHS = ("llama-8m", "small", "llama-110m")  # the three CPU sizes the mod
 LAB_BATCH, LAB_SEQ = 4, 2048  # lab (Unlearn-Smooth MUSE run_muse_unlearn.sh)
 OPTIMIZERS = {  # the measured / fit-table entries (the paper configs' types)
     "adam": {"type": "adam"}, "signadam": {"type": "signadam"}, "sophia": {"type": "sophia", "k": 10},
-    "sam": {"type": "sam", "smooth_terms": "forget"},
-    "rs": {"type": "rs", "n_samples": 3, "smooth_terms": "forget"}, "adamw8bit": {"type": "adamw8bit"},
-    "zo_sgd": {"type": "zo_sgd"}, "adazo": {"type": "adazo"},
-    "hybrid": {"type": "hybrid", "n_fo": 1, "n_zo": 1}, "relearn": {"type": "adam"},
+    "sam": {"type": "sam", "smooth_terms": "forget", "restore": "subtract"},
+    "rs": {"type": "rs", "n_samples": 3, "smooth_terms": "forget", "restore": "subtract"},
+    "adamw8bit": {"type": "adamw8bit"}, "zo_sgd": {"type": "zo_sgd"}, "adazo": {"type": "adazo"},
+    "hybrid": {"type": "hybrid", "n_fo": 1, "n_zo": 1, "offload_idle": True}, "relearn": {"type": "adam"},
 }
 
 
 # Bytes per trainable weight each optimizer keeps beyond weights and gradients; every run trains fp32
 # weights now (models.TRAIN_DTYPE, FSDP2's fp32 shards), so the states are fp32 everywhere. From the
-# code (optim/*.py): Adam m, v; signAdam m; Sophia m, h; SAM Adam's m, v + one more fp32 copy at
-# its peak (the weights' copy before the ascent, alive during the second backward; with smooth_terms
-# "forget" the forget gradient during the retain backward instead); RS Adam's + the weights' copy
-# and the averaged gradient; AdamW8bit two 8-bit states + block scales (~0.03); N-bit Adam at 8 bits
-# the same; ZO-SGD nothing; AdaZO m, v; the hybrid both of its parts' (both live for the whole run).
-STATE_BYTES = {"adam": 8, "adamw": 8, "signadam": 4, "signsgd": 0, "sophia": 8, "sam": 12, "rs": 16,
+# code (optim/*.py): Adam m, v; signAdam m; Sophia m, h; SAM Adam's m, v + with ``restore: copy`` the
+# weights' copy before the ascent (alive during the second backward; ``subtract``, the paper configs:
+# e waits in the gradient's place, nothing more); RS Adam's + with ``restore: copy`` the weights' copy
+# (its samples' gradients add up in .grad: the loop's closure accumulates); AdamW8bit two 8-bit states
+# + block scales (~0.03); N-bit Adam at 8 bits the same; ZO-SGD nothing; AdaZO m, v; the hybrid both of
+# its parts', or with ``offload_idle`` (the paper configs) the larger one (the idle one in host memory).
+STATE_BYTES = {"adam": 8, "adamw": 8, "signadam": 4, "signsgd": 0, "sophia": 8, "sam": 8, "rs": 8,
                "adamw8bit": 2.03, "nbit_adam": 2.03, "zo_sgd": 0, "adazo": 8}
+RESTORE_COPY = {"sam", "rs"}  # + 4 bytes per weight with restore: copy (the schema default)
 ZEROTH = {"zo_sgd", "adazo"}
 
 
 def state_bytes(spec: dict) -> float:
-    """fp32 state bytes per weight of an optimizer entry (``STATE_BYTES``; a hybrid: both parts)."""
+    """fp32 state bytes per weight on the device of an optimizer entry (``STATE_BYTES``; SAM / RS + 4
+    with ``restore: copy``; a hybrid both parts, or the larger with ``offload_idle``)."""
     t = spec["type"]
     if t == "hybrid":
-        return state_bytes(spec.get("fo", {"type": "adam"})) + state_bytes(spec.get("zo", {"type": "adazo"}))
+        parts = (state_bytes(spec.get("fo", {"type": "adam"})), state_bytes(spec.get("zo", {"type": "adazo"})))
+        return max(parts) if spec.get("offload_idle") else sum(parts)
     if t not in STATE_BYTES:
         raise ValueError(f"optimizer type {t!r}: no state bytes in paper_scale.STATE_BYTES")
-    return STATE_BYTES[t]
+    return STATE_BYTES[t] + (4 if t in RESTORE_COPY and spec.get("restore", "copy") == "copy" else 0)
 
 
 def _spec(opt: str | dict) -> dict:
@@ -156,7 +162,11 @@ def model_bytes(arch: dict, opt: str | dict, *, batch: int = LAB_BATCH, seq: int
     layer's with it), the NPO reference in bf16. "cpu": everything fp32, the reference a fp32 copy
     (stages/unlearn.py) - the path the CPU measurement checks. ``shards`` > 1 (FSDP2, data parallel):
     weights, gradients, states and the bf16 reference split N ways, two gathered bf16 layers (the one
-    computing and the one prefetched), activations for this rank's share of the batch."""
+    computing and the one prefetched), activations for this rank's share of the batch.
+
+    The NPO reference scores every forget batch before the first step and is freed
+    (train.cache_reference), so a step holds none: the peak is the larger of the step and that scoring
+    pass (weights, reference, a forward's activations), ``scoring`` in the parts."""
     spec = _spec(opt)
     p = n_params(arch)
     h, v, n_layers = arch["hidden_size"], arch["vocab_size"], arch["num_hidden_layers"]
@@ -183,7 +193,12 @@ def model_bytes(arch: dict, opt: str | dict, *, batch: int = LAB_BATCH, seq: int
     else:  # a forward without grad: one layer's activations; the logits, their fp32 log-softmax and
         # the loss's copies of both (twice: measured in the CPU check, ~3 fp32 logits beyond the first)
         parts["activations"] = ACT_PER_LAYER * bth + 2 * logits * (a + 4)
-    parts["total"] = sum(parts.values())
+    forward = ACT_PER_LAYER * bth + 2 * logits * (a + 4)  # a forward without grad, as a ZO step's
+    # the reference, freed before the first step, is not part of a step (train.cache_reference)
+    reference, parts["reference"] = parts["reference"], 0
+    step = sum(parts.values())
+    parts["scoring"] = parts["weights"] + reference + forward if reference else 0
+    parts["total"] = max(step, parts["scoring"])
     return {k: int(x) for k, x in parts.items()}
 
 
@@ -404,7 +419,8 @@ def gpu_hours(config: dict, arch: dict, tflops: float = 400.0, gpus: int = 1, ch
 # ------------------------------------------------------------------------------------------ measurement
 def worker(arch_name: str, opt: str, steps: int, batch: int, seq: int, device: str, checkpointing: bool) -> dict:
     """One measurement (module docstring): NPO steps of ``opt`` on a random-init Llama, as the
-    workflow trains (fp32 weights; bf16 autocast and a bf16 reference on CUDA; a fp32 copy on the CPU)."""
+    workflow trains (fp32 weights; bf16 autocast and a bf16 reference on CUDA; a fp32 copy on the CPU;
+    the reference scores the forget batch up front and is freed before the first step)."""
     import copy
 
     import torch
@@ -444,7 +460,12 @@ def worker(arch_name: str, opt: str, steps: int, batch: int, seq: int, device: s
     spec = dict(OPTIMIZERS[opt])
     opt_ = build_optimizer(params, dict(spec), total_steps=steps)
 
-    closure = loss_closure(model, opt_, objective, fb, rb, ref)
+    # as the stage does (train.cache_reference): the reference scores the forget batch, then is freed
+    with autocast(dev):
+        objective.reference_nll(ref, fb)
+    objective.release_reference()
+    del ref
+    closure = loss_closure(model, opt_, objective, fb, rb)
     if dev.type == "cuda":
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
@@ -548,8 +569,10 @@ def readme_block(check: dict | None = None, tflops: float = 400.0) -> str:
     out = [BEGIN, "<!-- written by `unlearning paper-scale --readme`; do not edit by hand -->",
            f"**Modelled, not measured on a GPU** (`unlearning paper-scale`): Llama-2-7B "
            f"({n_params(arch) / 1e9:.2f}B), NPO at the lab's batch {LAB_BATCH} x {LAB_SEQ} tokens, activation "
-           f"checkpointing on, fp32 weights and states, bf16 compute, bf16 NPO reference. A card fits when "
-           f"the modelled peak is within {FIT_SHARE:.0%} of its memory.", "",
+           f"checkpointing on, fp32 weights and states, bf16 compute; the bf16 NPO reference scores the "
+           f"forget batches up front and is freed; SAM and RS restore by subtraction, the hybrid keeps its "
+           f"idle phase's state in host memory (the paper configs). A card fits when the modelled peak is "
+           f"within {FIT_SHARE:.0%} of its memory.", "",
            "| optimizer | 1 GPU (GiB) | fits 141 GB | fits 80 GB | 2 GPUs (GiB each) | fits 2 x 141 GB "
            "| 8 GPUs (GiB each) | fits 8 x 80 GB |",
            "|---|---:|:---:|:---:|---:|:---:|---:|:---:|"]
