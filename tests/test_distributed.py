@@ -188,15 +188,12 @@ def test_two_ranks_relearn_what_one_process_relearns(smoke_run, tmp_path, warmup
              "--data", str(smoke_run / "results" / "data" / "wmdp"), "--kind", "wmdp", "--params",
              json.dumps(params), "--seed", "0", "--max-len", "256", "--out"]
     env = {k: v for k, v in _env().items() if k != "UNLEARNING_FORKSERVER"}
-    # the single process and the two ranks side by side, as in `runs` (each one thread)
-    one = subprocess.Popen([*stage, str(tmp_path / "one")], env=env, stdout=subprocess.PIPE,
-                           stderr=subprocess.PIPE, text=True)
+    one = subprocess.run([*stage, str(tmp_path / "one")], env=env, capture_output=True, text=True, timeout=300)
+    assert one.returncode == 0, one.stderr[-3000:]
     two = subprocess.run([torchrun, "--standalone", "--nproc-per-node", "2", "--no-python", "--", *stage,
                           str(tmp_path / "two")], env=env, capture_output=True, text=True, timeout=300)
-    _, one_err = one.communicate(timeout=300)
-    assert one.returncode == 0, one_err[-3000:]
     assert two.returncode == 0, two.stderr[-3000:]
-    assert "relearning sharded over 2 ranks" in two.stderr and "sharded" not in one_err
+    assert "relearning sharded over 2 ranks" in two.stderr and "sharded" not in one.stderr
     start = load_file(str(model / "model.safetensors"))
     for steps in (1, 3):
         a = load_file(str(tmp_path / "one" / f"relearn{steps}" / "model.safetensors"))
