@@ -48,6 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--check", action="store_true", help="change nothing; exit 1 when a block is stale")
     p.add_argument("--time-log", type=Path, default=None,
                    help="`/usr/bin/time -v` output of the default study's run, for its wall time")
+    p.add_argument("--run-commit", default=None,
+                   help="the commit the default study ran with, when it is not this checkout's HEAD")
     a = p.parse_args(argv)
     config = default_config(ROOT)
     results = ROOT / config["results"]
@@ -61,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         if (results / "tables").exists():
             report = config.get("report", {})
             for name in blocks.copy_default(results, readme_dir, ROOT, report.get("reference_optimizer", "adam"),
-                                            report.get("stats"), a.time_log):
+                                            report.get("stats"), a.time_log, a.run_commit):
                 print(f"copied {name} from {results}")
         if a.tofu is not None:
             try:

@@ -57,8 +57,12 @@ def test_run_facts_read_gnu_time_and_the_recorded_kernels(tmp_path):
                                                       "cpu_linear": "onednn", "torch_version": "2.13.0"}}))
     log = tmp_path / "time.log"
     log.write_text("\tElapsed (wall clock) time (h:mm:ss or m:ss): 1:02:03.50\n")
-    facts = summaries.run_facts(tmp_path, log)
-    assert facts == {"jobs": 1, "wall_s": 3723.5, "cpu_kernels": ["AVX2/default/onednn/2.13.0"]}
+    facts = summaries.run_facts(tmp_path, log, "abc1234")
+    assert facts == {"jobs": 1, "code": "abc1234", "wall_s": 3723.5, "cpu": summaries.cpu_model(),
+                     "cpu_kernels": ["AVX2/default/onednn/2.13.0"]}
+    (tmp_path / summaries.RUN).write_text(json.dumps(facts))
+    assert "run with the code of commit abc1234" in blocks.render("run", tmp_path)
+    assert "62 min 3 s wall time on " in blocks.render("run", tmp_path)
     (tmp_path / "bad.log").write_text("no time here")
     with pytest.raises(ValueError, match="bad.log"):
         summaries.run_facts(tmp_path, tmp_path / "bad.log")
@@ -84,3 +88,12 @@ def test_jobs_sum_each_rules_benchmark_files(tmp_path):
     text = blocks.render("jobs", tmp_path)
     assert "3 jobs, **9 job-seconds** in all" in text
     assert "| unlearn | 2 | 3.00 | 6 | 67% | 300 |" in text and "| evaluate | 1 | 3.00 | 3 | 33% | 200 |" in text
+
+
+def test_cpu_model_names_the_vector_isa(tmp_path):
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nmodel name\t: AMD EPYC\nflags\t\t: fpu avx2 avx512f avx512_bf16\n"
+                    "processor\t: 1\nmodel name\t: AMD EPYC\nflags\t\t: fpu avx2 avx512f avx512_bf16\n")
+    assert summaries.cpu_model(info) == "AMD EPYC, 2 cores, AVX-512 with AVX512-BF16"
+    info.write_text("processor\t: 0\nmodel name\t: AMD EPYC\nflags\t\t: fpu avx2\n")
+    assert summaries.cpu_model(info) == "AMD EPYC, 1 cores, AVX2, no AVX-512"

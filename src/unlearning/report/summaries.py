@@ -92,15 +92,32 @@ def jobs_frame(results: Path) -> pd.DataFrame:
                         columns=["rule", "jobs", "mean_s", "job_s", "share", "peak_rss_mb"])
 
 
-def run_facts(results: Path, time_log: Path | None) -> dict:
-    """The run behind the results: wall time (from GNU time's ``-v`` output, when given), the CPU
-    kernels every evaluation recorded (``env``), and the number of jobs with a benchmark file."""
+def cpu_model(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
+    """This machine's CPU: model name, core count and its widest vector ISA (AVX-512 or not)."""
+    if not cpuinfo.exists():
+        return "unknown"
+    text = cpuinfo.read_text(encoding="utf-8", errors="ignore")
+    name = re.search(r"^model name\s*:\s*(.+)$", text, re.M)
+    flags = set((re.search(r"^flags\s*:\s*(.+)$", text, re.M) or [None, ""])[1].split())
+    isa = "AVX-512" + (" with AVX512-BF16" if "avx512_bf16" in flags else "") if "avx512f" in flags else (
+        "AVX2, no AVX-512" if "avx2" in flags else "no AVX2")
+    cores = len(re.findall(r"^processor\s*:", text, re.M))
+    return f"{name[1].strip() if name else 'unknown'}, {cores} cores, {isa}"
+
+
+def run_facts(results: Path, time_log: Path | None, code: str | None = None) -> dict:
+    """The run behind the results: the commit its code came from (``code``, when given), wall time
+    (from GNU time's ``-v`` output, when given) with this machine's CPU (so run it where the study
+    ran), the CPU kernels every evaluation recorded (``env``), and the jobs with a benchmark file."""
     facts: dict = {"jobs": sum(1 for _ in (results / "benchmarks").rglob("*.tsv"))}
+    if code:
+        facts["code"] = code
     if time_log is not None:
         m = _WALL.search(time_log.read_text(encoding="utf-8", errors="ignore"))
         if m is None:
             raise ValueError(f"{time_log}: no 'Elapsed (wall clock) time' line (run the study under /usr/bin/time -v)")
         facts["wall_s"] = round(int(m[1] or 0) * 3600 + int(m[2]) * 60 + float(m[3]), 1)
+        facts["cpu"] = cpu_model()
     envs = set()
     for p in (results / "eval").rglob("none.json"):
         env = json.loads(p.read_text(encoding="utf-8")).get("env", {})
