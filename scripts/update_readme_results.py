@@ -50,6 +50,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="`/usr/bin/time -v` output of the default study's run, for its wall time")
     p.add_argument("--run-commit", default=None,
                    help="the commit the default study ran with, when it is not this checkout's HEAD")
+    p.add_argument("--shared", action="store_true",
+                   help="other work shared the machine during the run (its times are then upper bounds)")
     a = p.parse_args(argv)
     config = default_config(ROOT)
     results = ROOT / config["results"]
@@ -63,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         if (results / "tables").exists():
             report = config.get("report", {})
             for name in blocks.copy_default(results, readme_dir, ROOT, report.get("reference_optimizer", "adam"),
-                                            report.get("stats"), a.time_log, a.run_commit):
+                                            report.get("stats"), a.time_log, a.run_commit, a.shared):
                 print(f"copied {name} from {results}")
         if a.tofu is not None:
             try:

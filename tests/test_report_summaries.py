@@ -58,11 +58,14 @@ def test_run_facts_read_gnu_time_and_the_recorded_kernels(tmp_path):
     log = tmp_path / "time.log"
     log.write_text("\tElapsed (wall clock) time (h:mm:ss or m:ss): 1:02:03.50\n")
     facts = summaries.run_facts(tmp_path, log, "abc1234")
-    assert facts == {"jobs": 1, "code": "abc1234", "wall_s": 3723.5, "cpu": summaries.cpu_model(),
+    assert facts == {"jobs": 1, "code": "abc1234", "wall_s": 3723.5, "cpu": summaries.cpu_model(), "shared": False,
                      "cpu_kernels": ["AVX2/default/onednn/2.13.0"]}
     (tmp_path / summaries.RUN).write_text(json.dumps(facts))
     assert "run with the code of commit abc1234" in blocks.render("run", tmp_path)
     assert "62 min 3 s wall time on " in blocks.render("run", tmp_path)
+    assert "upper bound" not in blocks.render("run", tmp_path)
+    (tmp_path / summaries.RUN).write_text(json.dumps({**facts, "shared": True}))
+    assert "other work shared the machine during the run: an upper bound" in blocks.render("run", tmp_path)
     (tmp_path / "bad.log").write_text("no time here")
     with pytest.raises(ValueError, match="bad.log"):
         summaries.run_facts(tmp_path, tmp_path / "bad.log")

@@ -182,6 +182,8 @@ def run_block(readme_dir: Path) -> str:
         return _missing(summaries.RUN)
     f = json.loads(path.read_text(encoding="utf-8"))
     wall = (f"{int(f['wall_s'] // 60)} min {int(f['wall_s'] % 60)} s wall time on {f.get('cpu', 'an unrecorded CPU')}"
+            + (" (other work shared the machine during the run: an upper bound, as are the job times below)"
+               if f.get("shared") else "")
             if "wall_s" in f else "wall time not recorded")
     code = f"run with the code of commit {f['code']}, " if f.get("code") else ""
     return (f"Default study ({code}{_run_label(readme_dir, 'default')}): {f['jobs']} jobs, {wall}, CPU kernels "
@@ -325,13 +327,13 @@ def _record(readme_dir: Path, key: str, results: Path, root: Path) -> None:
 
 
 def copy_default(results: Path, readme_dir: Path, root: Path, reference: str = "adam", stats: dict | None = None,
-                 time_log: Path | None = None, code: str | None = None) -> list[str]:
+                 time_log: Path | None = None, code: str | None = None, shared: bool = False) -> list[str]:
     """Copy what the blocks need from the default study's results folder into ``readme_dir``: the
     calibration's chosen rows, the reference models per seed, the attacks' controls, the collapsed
     entries and the run's facts (``summaries``; verdicts.csv is written there by rule report_findings
     already). ``reference``/``stats``: the study's `report.reference_optimizer` and `report.stats`;
     ``time_log``: GNU ``time -v`` output of the run, for its wall time; ``code``: the commit the study
-    ran with. The files copied."""
+    ran with; ``shared``: other work shared the machine during the run. The files copied."""
     from .findings import STATS_DEFAULTS
 
     st = {**STATS_DEFAULTS, **(stats or {})}
@@ -351,7 +353,7 @@ def copy_default(results: Path, readme_dir: Path, root: Path, reference: str = "
                             (summaries.JOBS, summaries.jobs_frame(results))):
             frame.to_csv(readme_dir / name, index=False, float_format="%.4g")
             copied.append(name)
-        facts = summaries.run_facts(results, time_log, code)
+        facts = summaries.run_facts(results, time_log, code, shared)
         (readme_dir / summaries.RUN).write_text(json.dumps(facts, indent=1, sort_keys=True) + "\n", encoding="utf-8")
         copied.append(summaries.RUN)
     if copied or (results / "README" / VERDICTS).exists():

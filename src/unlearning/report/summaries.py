@@ -105,10 +105,11 @@ def cpu_model(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
     return f"{name[1].strip() if name else 'unknown'}, {cores} cores, {isa}"
 
 
-def run_facts(results: Path, time_log: Path | None, code: str | None = None) -> dict:
+def run_facts(results: Path, time_log: Path | None, code: str | None = None, shared: bool = False) -> dict:
     """The run behind the results: the commit its code came from (``code``, when given), wall time
     (from GNU time's ``-v`` output, when given) with this machine's CPU (so run it where the study
-    ran), the CPU kernels every evaluation recorded (``env``), and the jobs with a benchmark file."""
+    ran; ``shared``: other work ran beside it, so its times are upper bounds), the CPU kernels every
+    evaluation recorded (``env``), and the jobs with a benchmark file."""
     facts: dict = {"jobs": sum(1 for _ in (results / "benchmarks").rglob("*.tsv"))}
     if code:
         facts["code"] = code
@@ -118,6 +119,7 @@ def run_facts(results: Path, time_log: Path | None, code: str | None = None) -> 
             raise ValueError(f"{time_log}: no 'Elapsed (wall clock) time' line (run the study under /usr/bin/time -v)")
         facts["wall_s"] = round(int(m[1] or 0) * 3600 + int(m[2]) * 60 + float(m[3]), 1)
         facts["cpu"] = cpu_model()
+        facts["shared"] = shared
     envs = set()
     for p in (results / "eval").rglob("none.json"):
         env = json.loads(p.read_text(encoding="utf-8")).get("env", {})
