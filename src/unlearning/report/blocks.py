@@ -186,7 +186,7 @@ def run_block(readme_dir: Path) -> str:
                if f.get("shared") else "")
             if "wall_s" in f else "wall time not recorded")
     code = f"run with the code of commit {f['code']}, " if f.get("code") else ""
-    return (f"Default study ({code}{_run_label(readme_dir, 'default')}): {f['jobs']} jobs, {wall}, CPU kernels "
+    return (f"Default study ({code}{_run_label(readme_dir, 'default')}): {f['jobs']} jobs timed, {wall}, CPU kernels "
             f"as every evaluation recorded them (torch capability / oneDNN ISA / linear backend / torch): "
             f"{', '.join(f['cpu_kernels']) or 'none recorded'}.")
 
@@ -305,12 +305,14 @@ def update(root: Path, readme_dir: Path) -> list[Path]:
 
 
 def _commit(root: Path) -> str:
-    """The repository's commit (short), with ``+changes`` when the work tree differs from it."""
+    """The repository's commit (short), with ``+changes`` when the work tree's code differs from it."""
     try:
         head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True,
                               check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                               capture_output=True, text=True, check=True).stdout.strip()
+        # the files this script writes itself do not count as changes to the code
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!results/README",
+                                ":!README.md", ":!docs"], cwd=root, capture_output=True, text=True,
+                               check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return head + ("+changes" if dirty else "")
