@@ -175,6 +175,12 @@ def _missing(name: str) -> str:
     return f"No committed `{name}`: run the default study, then `.venv/bin/python scripts/update_readme_results.py`."
 
 
+def _summary(readme_dir: Path, name: str) -> pd.DataFrame | str:
+    """The committed summary ``name`` as a frame, or the line saying it is missing."""
+    path = readme_dir / name
+    return pd.read_csv(path) if path.exists() else _missing(name)
+
+
 def run_block(readme_dir: Path) -> str:
     """Which run the results page quotes: commit, wall time, jobs and the CPU kernels it ran on."""
     path = readme_dir / summaries.RUN
@@ -193,10 +199,9 @@ def run_block(readme_dir: Path) -> str:
 
 def references_block(readme_dir: Path) -> str:
     """The reference models per seed: target and retrain model, primary forget and utility metric."""
-    path = readme_dir / summaries.REFERENCES
-    if not path.exists():
-        return _missing(summaries.REFERENCES)
-    df = pd.read_csv(path)
+    df = _summary(readme_dir, summaries.REFERENCES)
+    if isinstance(df, str):
+        return df
     seeds = sorted(df.seed.unique())
     lines = [f"From `results/README/{summaries.REFERENCES}`: each seed's target and retrain model before any attack.",
              "", "| benchmark | model | metric | " + " | ".join(f"seed {int(s)}" for s in seeds) + " |",
@@ -210,10 +215,9 @@ def references_block(readme_dir: Path) -> str:
 
 def presence_block(readme_dir: Path) -> str:
     """Per benchmark, method and attack: the controls' recovery and whether the attack is present."""
-    path = readme_dir / summaries.PRESENCE
-    if not path.exists():
-        return _missing(summaries.PRESENCE)
-    df = pd.read_csv(path)
+    df = _summary(readme_dir, summaries.PRESENCE)
+    if isinstance(df, str):
+        return df
     n_present = int((df.present == True).sum())  # noqa: E712 (a column of True/False/NaN)
     lines = [f"From `results/README/{summaries.PRESENCE}`: **{n_present} of {len(df)}** attack × benchmark × method "
              "cells present. *Positive*: the reference optimizer's unlearned model, recovery of the primary forget "
@@ -231,10 +235,9 @@ def presence_block(readme_dir: Path) -> str:
 
 def collapse_block(readme_dir: Path) -> str:
     """The unlearned entries whose utility collapsed (left out of the robustness comparisons)."""
-    path = readme_dir / summaries.COLLAPSE
-    if not path.exists():
-        return _missing(summaries.COLLAPSE)
-    df = pd.read_csv(path)
+    df = _summary(readme_dir, summaries.COLLAPSE)
+    if isinstance(df, str):
+        return df
     if df.empty:
         return f"From `results/README/{summaries.COLLAPSE}`: no unlearned model collapsed."
     lines = [f"From `results/README/{summaries.COLLAPSE}`: {len(df)} entries kept less than "
@@ -248,10 +251,9 @@ def collapse_block(readme_dir: Path) -> str:
 
 def jobs_block(readme_dir: Path) -> str:
     """Where the default study's time went: per rule its jobs, mean and total job seconds, peak memory."""
-    path = readme_dir / summaries.JOBS
-    if not path.exists():
-        return _missing(summaries.JOBS)
-    df = pd.read_csv(path)
+    df = _summary(readme_dir, summaries.JOBS)
+    if isinstance(df, str):
+        return df
     lines = [f"From `results/README/{summaries.JOBS}` (Snakemake's benchmark files; `unlearning study-time --results "
              f"results` prints the same): {int(df.jobs.sum())} jobs, **{df.job_s.sum():.0f} job-seconds** in all.", "",
              "| rule | jobs | mean s/job | job-s | share | peak job RSS (MB) |", "|---|---:|---:|---:|---:|---:|"]
