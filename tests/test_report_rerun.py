@@ -32,7 +32,7 @@ def test_code_of_lists_a_module_and_the_report_modules_it_reaches():
     # library modules outside the report are listed, not followed (lmc.py's own imports are its rule's)
     assert "lmc.py" in code_of("lmc_plot") and "models.py" not in code_of("lmc_plot")
     # the figure dispatcher imports the figure modules by name, at run time: the rule adds the one it runs
-    assert code_of("figures") == ["commands.py", "report/figures.py"]
+    assert code_of("figures") == ["commands.py", "registry.py", "report/figures.py"]
     with pytest.raises(FileNotFoundError, match="no such report module"):
         code_of("nope")
 

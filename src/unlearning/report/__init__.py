@@ -53,8 +53,9 @@ def _imports(path: Path) -> list[Path]:
 
 def code_of(module: str) -> list[str]:
     """The library files (relative to src/unlearning) that running report module ``module`` imports:
-    the module, the report modules it reaches, and each library module outside the report it names
-    (not followed further: those are the rules' own business). Workflow rules list these as inputs,
+    the module, the report modules it reaches (and what the stage table, commands.py, imports), and
+    each library module outside the report it names (not followed further: those are the rules' own
+    business). Workflow rules list these as inputs,
     so editing one figure's module replans only that figure's jobs."""
     start = PACKAGE / f"{module}.py"
     if not start.is_file():
@@ -66,6 +67,7 @@ def code_of(module: str) -> list[str]:
         if path in seen:
             continue
         seen.append(path)
-        if path.parent == PACKAGE:
+        # the stage table (commands.py) is glue every report command imports: followed like the report
+        if path.parent == PACKAGE or path == LIBRARY / "commands.py":
             todo += [p for p in _imports(path) if p.name != "__init__.py" or p.parent != PACKAGE]
     return sorted(str(p.relative_to(LIBRARY)) for p in seen)
