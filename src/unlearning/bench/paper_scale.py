@@ -30,7 +30,8 @@ Measurement (``worker``, one fresh process per optimizer): a random-init LlamaFo
 shape (no download), fp32 weights with bf16 autocast and a bf16 reference on CUDA (fp32 and a fp32
 copy on the CPU), random forget and retain batches, NPO (beta 0.1, retain weight 1) steps. Peak
 memory: ``torch.cuda.max_memory_allocated`` on CUDA; on the CPU the peak RSS (VmHWM, reset before the
-model is built) minus the RSS at that point; both include the weights. Step time: median after the
+model is built, with a fixed glibc mmap threshold so freed blocks leave it) minus the RSS at that point;
+both include the weights. Step time: median after the
 first step; on the CPU the process's CPU time (one thread), which a shared machine's load leaves alone.
 """
 
@@ -495,7 +496,10 @@ def worker(arch_name: str, opt: str, steps: int, batch: int, seq: int, device: s
 def run_workers(arch: str, names: list[str], steps: int, batch: int, seq: int, device: str, ckpt: bool,
                 timeout: float | None = None) -> list[dict]:
     """``worker`` for each optimizer in a fresh single-threaded process; a failure is recorded, not raised."""
-    env = dict(os.environ, OMP_NUM_THREADS="1")
+    # A fixed mmap threshold returns every large freed block to the OS at once, so the CPU's peak RSS
+    # counts live memory as CUDA's max_memory_allocated does; with glibc's adaptive threshold the NPO
+    # reference, freed after its scoring pass, stayed resident (small shape: 1.19x the model, 0.98x so).
+    env = dict(os.environ, OMP_NUM_THREADS="1", MALLOC_MMAP_THRESHOLD_="131072")
     results = []
     for n in names:
         cmd = [sys.executable, "-m", "unlearning.bench.paper_scale", "--worker", n, "--arch", arch,
