@@ -23,10 +23,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def main(argv: list[str] | None = None) -> None:
     p = harness.parser(__doc__)
-    p.add_argument("--configfile", default=str(ROOT / "config.yaml"))
-    p.add_argument("--results", default=str(ROOT / "results"))
-    p.add_argument("--bench", default="muse")
-    p.add_argument("--method", default="graddiff")
+    harness.add_study(p, ROOT)
     p.add_argument("--entry", default="adam")
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args(argv)

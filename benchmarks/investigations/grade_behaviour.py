@@ -26,10 +26,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def main(argv: list[str] | None = None) -> None:
     p = harness.parser(__doc__)
-    p.add_argument("--configfile", default=str(ROOT / "config.yaml"))
-    p.add_argument("--results", default=str(ROOT / "results"))
-    p.add_argument("--bench", default="muse")
-    p.add_argument("--method", default="graddiff")
+    harness.add_study(p, ROOT)
     p.add_argument("--entries", nargs="*", default=["sophia", "signadam", "adam", "zo"],
                    help="optimizer entries of the config")
     p.add_argument("--spec", nargs="*", default=[], help="name=JSON optimizer spec, in addition")

@@ -27,6 +27,15 @@ def parser(doc: str | None, *, full: bool = True) -> argparse.ArgumentParser:
     return argparse.ArgumentParser(description=doc.splitlines()[0] if doc else None)
 
 
+def add_study(p: argparse.ArgumentParser, root: Path) -> None:
+    """``--configfile``, ``--results``, ``--bench``, ``--method``: which finished study (under the
+    repository ``root``) and which benchmark and method of it a script reads."""
+    p.add_argument("--configfile", default=str(root / "config.yaml"))
+    p.add_argument("--results", default=str(root / "results"))
+    p.add_argument("--bench", default="muse")
+    p.add_argument("--method", default="graddiff")
+
+
 def add_device(p: argparse.ArgumentParser) -> None:
     """``--device``: where to measure (``device`` resolves the default)."""
     p.add_argument("--device", default=None, help="cuda or cpu (default: CUDA when present)")
