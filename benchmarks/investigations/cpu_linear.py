@@ -1,5 +1,6 @@
-"""How much faster the fp32 linear layers are on oneDNN than on torch's default (MKL) on this CPU;
-prints one JSON object.
+"""fp32 linear layers on oneDNN vs torch's default (MKL) on this CPU, and which one auto chooses (JSON).
+
+Which path ``UNLEARNING_CPU_LINEAR=auto`` chooses here and how much faster it is; prints one JSON object.
 
     python benchmarks/investigations/cpu_linear.py [--repeats 200] [--steps 20]
 
@@ -9,9 +10,13 @@ Single-threaded, as the workflow's jobs run. Two measurements:
   row counts around ``cpu_linear.MIN_ROWS``, by ``torch.nn.functional.linear`` and by oneDNN;
 - ``step``: seconds per training step (forward, backward, Adam) of the default study's model
   (config.yaml's ``model``, randomly initialised, batch 8 x 85 random tokens), with the plain layers
-  and with ``use_onednn_linear``, median over ``--steps`` steps after two warm-up steps.
+  and with oneDNN's, median over ``--steps`` steps after two warm-up steps.
+And the choice: ``auto``, a fresh run of the measurement ``auto`` decides by (``cpu_linear.measure``,
+with the path it would pick), and ``choice``, the path this process uses and why (from the cache).
 
-The environment's ``ONEDNN_MAX_CPU_ISA`` caps oneDNN's kernels (e.g. ``AVX2``), as on another CPU.
+The environment's ``ONEDNN_MAX_CPU_ISA`` caps oneDNN's kernels (e.g. ``AVX2``) and
+``MKL_ENABLE_INSTRUCTIONS`` MKL's (e.g. ``AVX2``, ``SSE4_2``), as on another CPU; both are part of
+the cache key, so each setting gets its own decision.
 """
 
 from __future__ import annotations
@@ -58,17 +63,18 @@ def step_seconds(steps: int) -> dict:
     import torch
     import yaml
 
-    from unlearning.cpu_linear import OneDNNLinear
+    from unlearning.cpu_linear import OneDNNLinear, onednn_layers
     from unlearning.models import build_model
 
     arch = yaml.safe_load((ROOT / "config.yaml").read_text())["model"]
     out = {}
     for name in ("torch", "onednn"):
-        model = build_model(arch, 1024, seed=0)  # build_model turns the layers to oneDNN
-        if name == "torch":
-            for module in model.modules():
-                if isinstance(module, OneDNNLinear):
-                    module.__class__ = torch.nn.Linear
+        model = build_model(arch, 1024, seed=0)  # with the layers of the path chosen here
+        for module in model.modules():
+            if isinstance(module, OneDNNLinear):
+                module.__class__ = torch.nn.Linear
+        if name == "onednn":
+            onednn_layers(model)
         model.train()
         opt = torch.optim.Adam(model.parameters(), lr=1e-4)
         gen = torch.Generator().manual_seed(0)
@@ -92,13 +98,16 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     import torch
 
-    from unlearning.cpu_linear import backend
+    from unlearning.cpu_linear import choice, decide, measure
 
     torch.set_num_threads(1)
+    chosen, auto = choice(), measure()
     harness.emit({"torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
                   "onednn_max_cpu_isa": os.environ.get("ONEDNN_MAX_CPU_ISA", "default"),
-                  "backend": backend(), "products": products(args.repeats),
-                  "step": step_seconds(args.steps)}, indent=1)
+                  "mkl_enable_instructions": os.environ.get("MKL_ENABLE_INSTRUCTIONS", "default"),
+                  "choice": {"backend": chosen.backend, "reason": chosen.reason},
+                  "auto": {**auto, "backend": decide(auto["torch_gflops"], auto["onednn_gflops"])},
+                  "products": products(args.repeats), "step": step_seconds(args.steps)}, indent=1)
 
 
 if __name__ == "__main__":

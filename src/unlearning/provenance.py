@@ -32,7 +32,8 @@ def environment(dev: Any = None) -> dict[str, Any]:
 
     ``cpu_4bit_path`` is the bitsandbytes path 4-bit layers take on the CPU; the project always takes
     the portable one (see ``models.portable_4bit_path``), whatever the CPU offers. ``cpu_linear`` is
-    the library that multiplies fp32 linear layers on the CPU (``cpu_linear.backend``), and
+    the library that multiplies fp32 linear layers on the CPU and ``cpu_linear_reason`` why (forced,
+    measured: both GFLOPS and the cache file, or unavailable; ``cpu_linear.choice``), and
     ``onednn_max_cpu_isa`` the instruction-set cap its oneDNN kernels were given (``ONEDNN_MAX_CPU_ISA``;
     ``default``: the best the CPU has).
     """
@@ -40,7 +41,7 @@ def environment(dev: Any = None) -> dict[str, Any]:
 
     import torch
 
-    from .cpu_linear import backend
+    from .cpu_linear import choice
     from .models import CPU_4BIT_PATH, device
 
     dev = torch.device(dev) if dev is not None else device()
@@ -49,6 +50,7 @@ def environment(dev: Any = None) -> dict[str, Any]:
     env["torch_cpu_capability"] = torch.backends.cpu.get_cpu_capability()
     env["cpu_avx512_bf16"] = cpu_has_avx512_bf16()
     env["cpu_4bit_path"] = CPU_4BIT_PATH
-    env["cpu_linear"] = backend()
+    linear = choice()
+    env["cpu_linear"], env["cpu_linear_reason"] = linear.backend, linear.reason
     env["onednn_max_cpu_isa"] = os.environ.get("ONEDNN_MAX_CPU_ISA", os.environ.get("DNNL_MAX_CPU_ISA", "default"))
     return env

@@ -123,7 +123,8 @@ def run_facts(results: Path, time_log: Path | None, code: str | None = None, sha
     envs = set()
     for p in (results / "eval").rglob("none.json"):
         env = json.loads(p.read_text(encoding="utf-8")).get("env", {})
-        envs.add((env.get("torch_cpu_capability"), env.get("onednn_max_cpu_isa"), env.get("cpu_linear"),
-                  env.get("torch_version")))
+        why = env.get("cpu_linear_reason")  # recorded since the path chooses itself per machine
+        linear = f"{env.get('cpu_linear')} ({why})" if why else env.get("cpu_linear")
+        envs.add((env.get("torch_cpu_capability"), env.get("onednn_max_cpu_isa"), linear, env.get("torch_version")))
     facts["cpu_kernels"] = sorted("/".join(str(x) for x in e) for e in envs)
     return facts
