@@ -2,9 +2,12 @@
 """Write every generated block of README.md and docs/**/*.md from the files committed under results/README/.
 
 A block sits between `<!-- BEGIN generated:NAME -->` and `<!-- END generated:NAME -->`; its text comes
-from src/unlearning/report/blocks.py (NAME: verdicts, power, calibration, tofu), which reads only
-results/README/ (verdicts.csv, calibration_choices.csv, tofu.csv, runs.json). Nothing there is typed by
-hand, and tests/test_report_blocks.py fails when a block differs from what this script would write now.
+from src/unlearning/report/blocks.py: the results' blocks (verdicts, power, calibration, tofu, run, ...)
+read only results/README/ (verdicts.csv, calibration_choices.csv, tofu.csv, runs.json, ...); the docs'
+measurement blocks read docs/measurements/data/*.json (written by scripts/record_measurement.py, which
+records the command, commit, CPU and whether the machine was shared); the paper configs' job and disk
+blocks are counted from configs/paper-*.yaml by the cost model. Nothing there is typed by hand, and
+tests/test_report_blocks.py fails when a block differs from what this script would write now.
 
 First it copies what the blocks need from study results into results/README/ and records in
 runs.json which folder and commit each came from:

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import sys
 
 import pandas as pd
 import pytest
 
-from unlearning.report import blocks
+from unlearning.report import blocks, measurements, paper_tables
 
 from conftest import ROOT
 
@@ -87,3 +88,77 @@ def test_script_check_mode():
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     assert mod.main(["--check"]) == 0  # the repository's blocks are current
+
+
+# ------------------------------------------------------------------ the docs' measurement and cost-model blocks
+
+
+def test_benchmark_output_parses_as_one_object_or_json_lines():
+    assert measurements.parse_output('{\n "a": 1\n}\n') == [{"a": 1}]
+    assert measurements.parse_output('{"a": 1}\nsome warning\n{"b": 2}\n') == [{"a": 1}, {"b": 2}]
+    assert measurements.parse_output("no json at all") == []
+
+
+def _measurement(root, name, output, shared=True):
+    path = root / measurements.DATA / f"{name}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"name": name, "command": f"python benchmarks/investigations/{name}.py",
+                                "commit": "abc1234", "cpu": "AMD EPYC, 2 cores, AVX2, no AVX-512", "shared": shared,
+                                "date": "2026-12-03", "note": "", "output": output}))
+
+
+def test_a_measurement_block_quotes_its_file_command_commit_and_cpu_and_says_when_missing(tmp_path):
+    missing = blocks.render("chunking", tmp_path / "results" / "README", tmp_path)
+    assert "Not recorded yet" in missing and "docs/measurements/data/chunking.json" in missing
+    _measurement(tmp_path, "chunking", [
+        {"model": "target", "forget_nll": 0.071, "knowmem_f": 96.54, "knowmem_r": 100.0},
+        {"chunking": "truncate", "forget_examples": 36, "forget_tokens": 2687, "retain_examples": 57,
+         "retain_tokens": 3838, "steps_per_epoch": 5, "forget_tokens_per_step": 597.1, "forget_nll": 18.44,
+         "knowmem_f": 9.44, "knowmem_r": 66.5, "seconds": 3.5}])
+    text = blocks.render("chunking", tmp_path / "results" / "README", tmp_path)
+    assert "| truncate | 36 (2687) | 57 (3838) | 5 | 597 | 18.4 | 9.4 / 66.5 | 3.5 |" in text
+    assert "| target (before) | | | | | 0.07 | 96.5 / 100.0 | |" in text
+    assert "commit abc1234" in text and "AVX2, no AVX-512" in text and "times are upper bounds" in text
+
+
+def test_optimizer_step_block_from_the_benchmark_lines(tmp_path):
+    rows = [{"name": n, "grade": g, "size": "tiny", "step_s": t, "peak_mem_bytes": mb * 2**20}
+            for n, g, t, mb in [("forward", "inference", 0.1294, 29), ("adam", "first", 0.19449, 102)]]
+    summary = {"summary": True, "size": "tiny", "zo_mem_ratio": 1.0012, "zo_time_ratio": 1.19,
+               "zo_time_ratio_by_direction": {"gaussian": 1.19, "rademacher": 1.1}, "hybrid_time_ratio": 0.92}
+    _measurement(tmp_path, "optimizers", [*rows, summary])
+    text = measurements.optimizers_block(tmp_path)
+    assert "| adam | first | 0.194 | 102 |" in text and "| forward | inference | 0.129 | 29 |" in text
+    assert "| tiny | 1.001 | 1.19 | gaussian 1.19, rademacher 1.10 | 0.92 |" in text
+
+
+def test_paper_storage_sizes_each_config_by_its_models_shape():
+    text = paper_tables.storage_block(ROOT)
+    # Llama-2-7B and zephyr-7b-beta (Mistral-7B's shape): their published parameter counts
+    assert "| paper-muse-news | 6,738,415,616 |" in text and "| paper-wmdp | 7,241,732,096 |" in text
+    row = next(line for line in text.splitlines() if line.startswith("| paper-tofu "))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    models = sum(int(x) for x in cells[2].split("+"))
+    assert int(cells[3]) == round(models * 6_738_415_616 * 2 / 1e9)  # bf16 bytes, GB = 1e9
+
+
+def test_the_docs_tables_of_measurements_are_generated_blocks():
+    for page, names in [("reference/testbed.md", {"chunking", "knowmem-space"}),
+                        ("reference/optimizers.md", {"sophia-clipping"}),
+                        ("guides/clusters.md", {"paper-jobs", "paper-storage"}),
+                        ("measurements/speed-and-memory.md", {"optimizer-steps", "paper-scale"})]:
+        assert names <= set(blocks.blocks((ROOT / "docs" / page).read_text(encoding="utf-8"))), page
+
+
+@pytest.mark.slow
+def test_record_writes_the_commands_json_with_its_facts(tmp_path):
+    code = "import json; print(json.dumps({'x': 1})); print(json.dumps({'y': 2}))"
+    path = measurements.record(tmp_path, "probe", [sys.executable, "-c", code], shared=True, note="n")
+    m = json.loads(path.read_text())
+    assert path == tmp_path / "docs/measurements/data/probe.json"
+    assert m["output"] == [{"x": 1}, {"y": 2}] and m["shared"] is True and m["note"] == "n"
+    assert m["command"].startswith("python -c") and m["cpu"] and m["date"]
+    with pytest.raises(RuntimeError, match="printed no JSON"):
+        measurements.record(tmp_path, "none", [sys.executable, "-c", "print('hello')"])
+    with pytest.raises(RuntimeError, match="exited 3"):
+        measurements.record(tmp_path, "fails", [sys.executable, "-c", "raise SystemExit(3)"])

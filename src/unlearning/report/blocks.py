@@ -8,7 +8,9 @@ committed under results/README/, between markers
 scripts/update_readme_results.py copies what a block needs from a study's results folder into
 results/README/ (``copy_default``, ``copy_tofu``, recording the run in ``runs.json``) and rewrites
 every block from those files (``update``); tests/test_report_blocks.py fails when a block differs
-from what ``render`` writes now. A block names the run its numbers come from.
+from what ``render`` writes now. A block names the run its numbers come from. The docs' other blocks
+(``DOC_RENDERERS``) quote measurements recorded under docs/measurements/data/ (``measurements``) or
+count the paper configs' jobs and disk with the cost model (``paper_tables``).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import Callable
 
 import pandas as pd
 
-from . import summaries
+from . import measurements, paper_tables, summaries
 from .stats import bounded_ci, fmt_interval, mean_ci
 from .tidy import metric_range, row_keys, row_label
 
@@ -269,11 +271,24 @@ RENDERERS: dict[str, Callable[[Path], str]] = {"verdicts": verdicts_block, "powe
                                                 "jobs": jobs_block}
 
 
-def render(name: str, readme_dir: Path) -> str:
-    """The body of block ``name`` from the committed files in ``readme_dir``."""
+# The docs' blocks that quote measurements (docs/measurements/data/) or the paper configs' cost model;
+# their renderers take the repository root.
+DOC_RENDERERS: dict[str, Callable[[Path], str]] = {**measurements.RENDERERS, **paper_tables.RENDERERS}
+
+
+def render(name: str, readme_dir: Path, root: Path | None = None) -> str:
+    """The body of block ``name``: from the committed files in ``readme_dir`` (the results' blocks) or
+    under the repository ``root`` (``DOC_RENDERERS``; default: the folder that holds results/README)."""
+    if name in DOC_RENDERERS:
+        return DOC_RENDERERS[name](root if root is not None else readme_dir.parents[1])
     if name not in RENDERERS:
-        raise ValueError(f"unknown generated block {name!r}; known: {', '.join(RENDERERS)}")
+        raise ValueError(f"unknown generated block {name!r}; known: {', '.join([*RENDERERS, *DOC_RENDERERS])}")
     return RENDERERS[name](readme_dir)
+
+
+def ours(name: str) -> bool:
+    """Whether this script writes block ``name`` (others, e.g. ``paper-scale``, are another script's)."""
+    return name in RENDERERS or name in DOC_RENDERERS
 
 
 def documents(root: Path) -> list[Path]:
@@ -282,13 +297,14 @@ def documents(root: Path) -> list[Path]:
 
 
 def stale(root: Path, readme_dir: Path) -> list[str]:
-    """``file: block`` for every block of ours (``RENDERERS``) that differs from what ``render`` writes
-    now. Blocks other scripts write (e.g. ``unlearning paper-scale``'s ``paper-scale``) are theirs."""
+    """``file: block`` for every block of ours (``RENDERERS``, ``DOC_RENDERERS``) that differs from what
+    ``render`` writes now. Blocks other scripts write (e.g. ``unlearning paper-scale``'s ``paper-scale``)
+    are theirs."""
     out = []
     for doc in documents(root):
         text = doc.read_text(encoding="utf-8")
         for name, body in blocks(text).items():
-            if name in RENDERERS and body.rstrip() != render(name, readme_dir).rstrip():
+            if ours(name) and body.rstrip() != render(name, readme_dir, root).rstrip():
                 out.append(f"{doc.relative_to(root)}: {name}")
     return out
 
@@ -299,7 +315,7 @@ def update(root: Path, readme_dir: Path) -> list[Path]:
     changed = []
     for doc in documents(root):
         text = doc.read_text(encoding="utf-8")
-        new = replace(text, lambda name: render(name, readme_dir) if name in RENDERERS else None)
+        new = replace(text, lambda name: render(name, readme_dir, root) if ours(name) else None)
         if new != text:
             doc.write_text(new, encoding="utf-8")
             changed.append(doc)

@@ -1,0 +1,216 @@
+"""Measurements quoted in docs/: each a JSON file under docs/measurements/data/ that names the command
+that made it, the commit, the CPU and whether the machine was shared, with the command's JSON output;
+and the renderers of the docs' generated blocks that quote them.
+
+    python scripts/record_measurement.py NAME [--shared] [--note TEXT] -- python benchmarks/investigations/X.py ...
+
+writes ``docs/measurements/data/NAME.json`` (``record``). The blocks here (``RENDERERS``) are rewritten
+by scripts/update_readme_results.py with the results blocks and checked by its ``--check``; a block
+whose file is missing says so and names the command that makes it. The paper-config blocks are
+computed from configs/paper-*.yaml by the cost model (unlearning.bench.paper_scale), not measured.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+from typing import Callable
+
+DATA = Path("docs") / "measurements" / "data"  # relative to the repository root
+
+
+def parse_output(text: str) -> list[dict]:
+    """A benchmark's stdout as a list of objects: one indented JSON object, or one object per line
+    (lines that are not JSON, e.g. a library's warning, are skipped)."""
+    text = text.strip()
+    try:
+        whole = json.loads(text)
+        return whole if isinstance(whole, list) else [whole]
+    except json.JSONDecodeError:
+        pass
+    out = []
+    for line in text.splitlines():
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(obj, dict):
+            out.append(obj)
+    return out
+
+
+def record(root: Path, name: str, argv: list[str], shared: bool = False, note: str = "") -> Path:
+    """Run ``argv`` in ``root`` and write its JSON output with the facts a reader needs (command,
+    commit, CPU, shared machine, date) to ``root/DATA/name.json``; the file written. Raises
+    RuntimeError when the command fails or prints no JSON."""
+    from .blocks import _commit
+    from .summaries import cpu_model
+
+    proc = subprocess.run(argv, cwd=root, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{shlex.join(argv)} exited {proc.returncode}: {proc.stderr.strip()[-2000:]}")
+    output = parse_output(proc.stdout)
+    if not output:
+        raise RuntimeError(f"{shlex.join(argv)} printed no JSON")
+    shown = [a.replace(f"{root.resolve()}/", "") for a in argv]
+    if shown and Path(shown[0]).name.startswith("python"):
+        shown[0] = "python"
+    facts = {"name": name, "command": shlex.join(shown), "commit": _commit(root), "cpu": cpu_model(),
+             "shared": shared, "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d"),
+             "note": note, "output": output}
+    path = root / DATA / f"{name}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(facts, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    return path
+
+
+def load(root: Path, name: str) -> dict | None:
+    """The recorded measurement ``name``, or None when it was never recorded."""
+    path = root / DATA / f"{name}.json"
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
+
+
+def provenance(m: dict, timed: bool = True) -> str:
+    """Where a measurement comes from, in one sentence part: file, command, commit, date, CPU and
+    whether other work shared the machine (``timed``: the block quotes times, then upper bounds)."""
+    if m.get("shared"):
+        load_note = "a shared machine: times are upper bounds" if timed else "a shared machine"
+    else:
+        load_note = "nothing else running"
+    note = f"; {m['note']}" if m.get("note") else ""
+    return (f"`{DATA / m['name']}.json` (`{m['command']}`; commit {m['commit']}, {m['date']}, {m['cpu']}, "
+            f"{load_note}{note})")
+
+
+def _missing(names: list[str], command: str) -> str:
+    files = ", ".join(f"`{DATA / name}.json`" for name in names)
+    return f"Not recorded yet ({files} missing): `python scripts/record_measurement.py NAME -- {command}`."
+
+
+def _pct(x: float | None, digits: int = 1) -> str:
+    return "" if x is None else f"{100 * x:.{digits}f}%"
+
+
+# -------------------------------------------------------------------------------- Sophia's clipped share
+SOPHIA_RUNS = [("sophia_clipping_graddiff_after", "GradDiff", "after update (paper configs)"),
+               ("sophia_clipping_graddiff_before", "GradDiff", "before update (default)"),
+               ("sophia_clipping_npo_after", "NPO", "after update (paper configs)")]
+
+
+def sophia_block(root: Path) -> str:
+    """docs/reference/optimizers.md: Sophia's unclipped share and its bit-identity with signAdam, per
+    method, refresh order and rho, from benchmarks/investigations/sophia_clipping.py."""
+    runs = [(load(root, n), method, refresh) for n, method, refresh in SOPHIA_RUNS]
+    if any(m is None for m, _, _ in runs):
+        return _missing([n for n, _, _ in SOPHIA_RUNS], "python benchmarks/investigations/sophia_clipping.py ...")
+    lines = ["From " + "; ".join(provenance(m, timed=False) for m, _, _ in runs) + ".",
+             "", "| method | refresh | rho | unclipped (steps with a Hessian) | bit-identical to signAdam |",
+              "|---|---|---:|---:|---:|"]
+    for m, method, refresh in runs:
+        for row in m["output"]:
+            if "rho" in row:
+                lines.append(f"| {method} | {refresh} | {row['rho']:g} | {_pct(row['unclipped_mean_with_h'], 2)} "
+                             f"| {_pct(row['bit_identical_to_signadam'])} |")
+    return "\n".join(lines)
+
+
+# -------------------------------------------------------------------------------- chunking
+def chunking_block(root: Path) -> str:
+    """docs/reference/testbed.md: truncate against concat on the default study's MUSE data and target."""
+    m = load(root, "chunking")
+    if m is None:
+        return _missing(["chunking"], "python benchmarks/investigations/chunking.py")
+    lines = [f"From {provenance(m)}.", "",
+             "| chunking | forget examples (tokens) | retain examples (tokens) | steps per epoch | forget tokens "
+             "per step | forget NLL after | KnowMem_f / KnowMem_r after | seconds |",
+             "|---|---:|---:|---:|---:|---:|---|---:|"]
+    for r in m["output"]:
+        if r.get("model") == "target":
+            lines.append(f"| target (before) | | | | | {r['forget_nll']:.2f} | {r['knowmem_f']:.1f} / "
+                         f"{r['knowmem_r']:.1f} | |")
+        elif "chunking" in r:
+            lines.append(f"| {r['chunking']} | {r['forget_examples']} ({r['forget_tokens']}) | {r['retain_examples']} "
+                         f"({r['retain_tokens']}) | {r['steps_per_epoch']} | {r['forget_tokens_per_step']:.0f} | "
+                         f"{r['forget_nll']:.1f} | {r['knowmem_f']:.1f} / {r['knowmem_r']:.1f} | {r['seconds']:.1f} |")
+    return "\n".join(lines)
+
+
+# -------------------------------------------------------------------------------- KnowMem's trailing space
+def knowmem_space_block(root: Path) -> str:
+    """docs/reference/testbed.md: KnowMem with and without MUSE's trailing space, Llama-style tokenizer."""
+    m = load(root, "knowmem_space")
+    if m is None:
+        return _missing(["knowmem_space"], "python benchmarks/investigations/knowmem_space.py")
+    r = next(o for o in m["output"] if "knowmem_f_space" in o)
+    ends = next((o["prompt_ends"] for o in m["output"] if "prompt_ends" in o), {})
+    end_text = "; ".join(f"{k}: `{' '.join(v)}`" for k, v in ends.items())
+    return "\n".join([f"From {provenance(m, timed=False)}: a {r['vocab']}-piece Llama-style tokenizer, "
+                      f"{r['steps']} training steps (final loss {r['final_loss']:.3f}). The prompt's last tokens: "
+                      f"{end_text}.", "",
+                      "| prompt end | KnowMem_f | KnowMem_r |", "|---|---:|---:|",
+                      f"| \"Answer: \" (MUSE's) | {r['knowmem_f_space']:.1f} | {r['knowmem_r_space']:.1f} |",
+                      f"| \"Answer:\" (`knowmem_answer_space: false`) | {r['knowmem_f_nospace']:.1f} | "
+                      f"{r['knowmem_r_nospace']:.1f} |"])
+
+
+# -------------------------------------------------------------------------------- step time per optimizer
+def optimizers_block(root: Path) -> str:
+    """docs/measurements/speed-and-memory.md: one unlearning step per optimizer (time, added memory) and
+    the zeroth-order ratios, from benchmarks/investigations/optimizers.py."""
+    m = load(root, "optimizers")
+    if m is None:
+        return _missing(["optimizers"], "python benchmarks/investigations/optimizers.py --sizes tiny")
+    rows = [r for r in m["output"] if "name" in r and "step_s" in r]
+    sums = [r for r in m["output"] if "zo_time_ratio" in r or "zo_mem_ratio" in r]
+    sizes = list(dict.fromkeys(r["size"] for r in rows))
+    head = "| optimizer | grade | " + " | ".join(f"{s}: s/step | {s}: MB" for s in sizes) + " |"
+    lines = [f"From {provenance(m)}.", "", head, "|---|---|" + "---:|---:|" * len(sizes)]
+    for name in dict.fromkeys(r["name"] for r in rows):
+        cells, grade = [], ""
+        for s in sizes:
+            r = next((x for x in rows if x["name"] == name and x["size"] == s), None)
+            grade = grade or (r or {}).get("grade", "")
+            cells += ["", ""] if r is None else [f"{r['step_s']:.3g}", f"{r['peak_mem_bytes'] / 2**20:.0f}"]
+        lines.append(f"| {name} | {grade} | " + " | ".join(cells) + " |")
+    if sums:
+        lines += ["", "| size | `zo_mem_ratio` (goal ≤ 1.05) | `zo_time_ratio` (goal ≤ 1.3) | by direction | "
+                  "`hybrid_time_ratio` (≈ 1) |", "|---|---:|---:|---|---:|"]
+        for r in sums:
+            by = ", ".join(f"{k} {v:.2f}" for k, v in (r.get("zo_time_ratio_by_direction") or {}).items())
+            lines.append(f"| {r.get('size', '')} | {r.get('zo_mem_ratio', float('nan')):.3f} | "
+                         f"{r.get('zo_time_ratio', float('nan')):.2f} | {by} | "
+                         f"{r.get('hybrid_time_ratio', float('nan')):.2f} |")
+    return "\n".join(lines)
+
+
+RENDERERS: dict[str, Callable[[Path], str]] = {"sophia-clipping": sophia_block, "chunking": chunking_block,
+                                                "knowmem-space": knowmem_space_block,
+                                                "optimizer-steps": optimizers_block}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``record_measurement.py NAME [--shared] [--note TEXT] -- COMMAND ...``."""
+    import argparse
+
+    p = argparse.ArgumentParser(description="Run a benchmark command and record its JSON under docs/measurements/data/")
+    p.add_argument("name", help="the file's name (docs/measurements/data/NAME.json)")
+    p.add_argument("--shared", action="store_true", help="other work shared the machine while measuring")
+    p.add_argument("--note", default="", help="what a reader needs besides the command (e.g. which study's results)")
+    argv = sys.argv[1:] if argv is None else argv
+    if "--" not in argv:
+        p.error("give the command after --")
+    cut = argv.index("--")
+    a, cmd = p.parse_args(argv[:cut]), argv[cut + 1:]
+    if not cmd:
+        p.error("give the command after --")
+    root = Path(__file__).resolve().parents[3]
+    try:
+        print(record(root, a.name, cmd, a.shared, a.note).relative_to(root))
+    except RuntimeError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    return 0
