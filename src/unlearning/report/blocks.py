@@ -10,7 +10,8 @@ results/README/ (``copy_default``, ``copy_tofu``, recording the run in ``runs.js
 every block from those files (``update``); tests/test_report_blocks.py fails when a block differs
 from what ``render`` writes now. A block names the run its numbers come from. The docs' other blocks
 (``DOC_RENDERERS``) quote measurements recorded under docs/measurements/data/ (``measurements``) or
-count the paper configs' jobs and disk with the cost model (``paper_tables``).
+count the paper configs' jobs and disk with the cost model (``paper_tables``), or list the locked
+package versions (``versions``).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import Callable
 
 import pandas as pd
 
-from . import measurements, paper_tables, summaries
+from . import measurements, paper_tables, summaries, versions
 from .stats import bounded_ci, fmt_interval, mean_ci
 from .tidy import metric_range, row_keys, row_label
 
@@ -271,9 +272,10 @@ RENDERERS: dict[str, Callable[[Path], str]] = {"verdicts": verdicts_block, "powe
                                                 "jobs": jobs_block}
 
 
-# The docs' blocks that quote measurements (docs/measurements/data/) or the paper configs' cost model;
-# their renderers take the repository root.
-DOC_RENDERERS: dict[str, Callable[[Path], str]] = {**measurements.RENDERERS, **paper_tables.RENDERERS}
+# The docs' blocks that quote measurements (docs/measurements/data/), the paper configs' cost model or
+# the lock file; their renderers take the repository root.
+DOC_RENDERERS: dict[str, Callable[[Path], str]] = {**measurements.RENDERERS, **paper_tables.RENDERERS,
+                                                    **versions.RENDERERS}
 
 
 def render(name: str, readme_dir: Path, root: Path | None = None) -> str:
