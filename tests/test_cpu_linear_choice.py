@@ -190,3 +190,15 @@ def test_the_run_facts_show_the_path_with_its_reason(tmp_path):
                                                       "cpu_linear": "torch", "cpu_linear_reason": why,
                                                       "torch_version": "2.13.0"}}))
     assert summaries.run_facts(tmp_path, None)["cpu_kernels"] == [f"AVX2/default/torch ({why})/2.13.0"]
+
+
+def test_no_home_folder_is_not_an_error(monkeypatch):
+    _timed(monkeypatch, 90.0, 60.0)
+    monkeypatch.delenv("XDG_CACHE_HOME")
+
+    def no_home(cls):
+        raise RuntimeError("Could not determine home directory")
+
+    monkeypatch.setattr(cpu_linear.Path, "home", classmethod(no_home))
+    assert cpu_linear.choice() == cpu_linear.Choice(
+        "torch", "measured: torch 90.0, onednn 60.0 GFLOPS; not cached: no home folder")

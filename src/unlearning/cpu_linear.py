@@ -171,7 +171,10 @@ _DECIDED: dict[Path, Choice] = {}  # per process: the cache is read once per fil
 
 def _decided() -> Choice:
     key = machine_key()
-    path = cache_file(key)
+    try:
+        path = cache_file(key)
+    except RuntimeError:  # no home folder to cache in
+        return _DECIDED.setdefault(Path(), _measured(None, key, "not cached: no home folder"))
     if path not in _DECIDED:
         _DECIDED[path] = _read_or_measure(path, key)
     return _DECIDED[path]
