@@ -116,9 +116,13 @@ def test_a_measurement_block_quotes_its_file_command_commit_and_cpu_and_says_whe
          "retain_tokens": 3838, "steps_per_epoch": 5, "forget_tokens_per_step": 597.1, "forget_nll": 18.44,
          "knowmem_f": 9.44, "knowmem_r": 66.5, "seconds": 3.5}])
     text = blocks.render("chunking", tmp_path / "results" / "README", tmp_path)
-    assert "| truncate | 36 (2687) | 57 (3838) | 5 | 597 | 18.4 | 9.4 / 66.5 | 3.5 |" in text
-    assert "| target (before) | | | | | 0.07 | 96.5 / 100.0 | |" in text
-    assert "commit abc1234" in text and "AVX2, no AVX-512" in text and "times are upper bounds" in text
+    assert text.endswith("| truncate | 36 (2687) | 57 (3838) | 5 | 597 | 18.4 | 9.4 / 66.5 |")  # shared: no seconds
+    assert "| target (before) | | | | | 0.07 | 96.5 / 100.0 |\n" in text
+    assert "commit abc1234" in text and "AVX2, no AVX-512" in text and "wall times are left out" in text
+    m = json.loads((tmp_path / measurements.DATA / "chunking.json").read_text())
+    (tmp_path / measurements.DATA / "chunking.json").write_text(json.dumps({**m, "shared": False}))
+    text = blocks.render("chunking", tmp_path / "results" / "README", tmp_path)
+    assert "| 9.4 / 66.5 | 3.5 |" in text and "nothing else running" in text
 
 
 def test_optimizer_step_block_from_the_benchmark_lines(tmp_path):
@@ -177,3 +181,21 @@ def test_versions_block_follows_the_lock_file_and_names_a_missing_pin(tmp_path):
     lock.write_text("torch==2.0\n")
     with pytest.raises(ValueError, match="requirements/test.lock: no pin for transformers"):
         versions.versions_block(tmp_path)
+
+
+def test_seed_cost_and_interval_example_come_from_the_committed_run(tmp_path):
+    readme_dir = tmp_path / "results" / "README"
+    readme_dir.mkdir(parents=True)
+    pd.DataFrame([{"rule": "unlearn", "jobs": 10, "mean_s": 3.0, "job_s": 30.0, "share": 0.5, "peak_rss_mb": 1},
+                  {"rule": "evaluate", "jobs": 10, "mean_s": 3.0, "job_s": 30.0, "share": 0.5, "peak_rss_mb": 1}]
+                 ).to_csv(readme_dir / "jobs.csv", index=False)
+    (readme_dir / "run.json").write_text(json.dumps({"jobs": 20, "cpu": "AMD EPYC, 2 cores, AVX2", "shared": True}))
+    text = blocks.render("seed-cost", readme_dir, tmp_path)
+    assert "took 60 job-seconds at 3 seeds; at 5 seeds about 60 × 5 / 3 = 100 job-seconds" in text
+    assert "shared with other work: upper bounds" in text
+    pd.DataFrame([{"benchmark": "muse", "role": "target", "seed": s, "metric": "knowmem_f", "value": v}
+                  for s, v in enumerate([95.0, 40.0, 92.0])]).to_csv(readme_dir / "references.csv", index=False)
+    text = blocks.render("interval-example", readme_dir, tmp_path)
+    assert "(`results/README/references.csv`, 95.0, 40.0, 92.0): 75.7 ± 76.8 on the original scale" in text
+    lo, hi = (float(x) for x in text.split("[")[1].split("]")[0].split(", "))
+    assert 0.0 <= lo < 40.0 and hi == 100.0  # the logit interval stays inside the range, the plain one does not

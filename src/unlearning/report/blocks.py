@@ -272,10 +272,46 @@ RENDERERS: dict[str, Callable[[Path], str]] = {"verdicts": verdicts_block, "powe
                                                 "jobs": jobs_block}
 
 
+def seed_cost_block(root: Path) -> str:
+    """docs/reference/statistics.md: what more seeds would cost, from the committed run's job time
+    (nearly every job is per seed, so job time scales with the seed count)."""
+    readme_dir = root / "results" / "README"
+    jobs, run = readme_dir / summaries.JOBS, readme_dir / summaries.RUN
+    if not jobs.exists() or not run.exists():
+        return _missing(summaries.JOBS if not jobs.exists() else summaries.RUN)
+    job_s = float(pd.read_csv(jobs).job_s.sum())
+    f = json.loads(run.read_text(encoding="utf-8"))
+    seeds = int(pd.read_csv(readme_dir / VERDICTS).seeds.max()) if (readme_dir / VERDICTS).exists() else 3
+    at5 = job_s * 5 / seeds
+    where = f.get("cpu", "an unrecorded CPU") + (", shared with other work: upper bounds" if f.get("shared") else "")
+    return (f"The committed run (`results/README/{summaries.JOBS}`, {_run_label(readme_dir, 'default')}; {where}) "
+            f"took {job_s:.0f} job-seconds at {seeds} seeds; at 5 seeds about {job_s:.0f} × 5 / {seeds} = "
+            f"{at5:.0f} job-seconds, {at5 / 2 / 60:.0f} minutes on 2 cores.")
+
+
+def interval_example_block(root: Path) -> str:
+    """docs/reference/statistics.md: the bounded interval beside the ordinary one, on the committed
+    MUSE targets' KnowMem_f (one value per seed)."""
+    readme_dir = root / "results" / "README"
+    df = _summary(readme_dir, summaries.REFERENCES)
+    if isinstance(df, str):
+        return df
+    rows = df[(df.benchmark == "muse") & (df.role == "target") & (df.metric == "knowmem_f")]
+    v = list(rows.sort_values("seed").value)
+    if len(v) < 2:
+        return "The committed references hold fewer than two MUSE targets."
+    m, half, _ = mean_ci(v)
+    lo, hi = bounded_ci(v)
+    return (f"E.g. the committed MUSE targets' KnowMem_f (`results/README/{summaries.REFERENCES}`, "
+            f"{', '.join(_p(x) for x in v)}): {_p(m)} ± {_p(half)} on the original scale, "
+            f"[{_p(lo)}, {_p(hi)}] on the logit scale.")
+
+
 # The docs' blocks that quote measurements (docs/measurements/data/), the paper configs' cost model or
 # the lock file; their renderers take the repository root.
 DOC_RENDERERS: dict[str, Callable[[Path], str]] = {**measurements.RENDERERS, **paper_tables.RENDERERS,
-                                                    **versions.RENDERERS}
+                                                    **versions.RENDERERS, "seed-cost": seed_cost_block,
+                                                    "interval-example": interval_example_block}
 
 
 def render(name: str, readme_dir: Path, root: Path | None = None) -> str:

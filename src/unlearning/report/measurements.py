@@ -120,22 +120,25 @@ def sophia_block(root: Path) -> str:
 
 # -------------------------------------------------------------------------------- chunking
 def chunking_block(root: Path) -> str:
-    """docs/reference/testbed.md: truncate against concat on the default study's MUSE data and target."""
+    """docs/reference/testbed.md: truncate against concat on the default study's MUSE data and target
+    (the unlearning's wall seconds only when nothing else ran: on a shared machine they measure the load)."""
     m = load(root, "chunking")
     if m is None:
         return _missing(["chunking"], "python benchmarks/investigations/chunking.py")
-    lines = [f"From {provenance(m)}.", "",
+    timed = not m.get("shared")
+    lines = [f"From {provenance(m, timed=False)}" + ("." if timed else "; its wall times are left out."), "",
              "| chunking | forget examples (tokens) | retain examples (tokens) | steps per epoch | forget tokens "
-             "per step | forget NLL after | KnowMem_f / KnowMem_r after | seconds |",
-             "|---|---:|---:|---:|---:|---:|---|---:|"]
+             "per step | forget NLL after | KnowMem_f / KnowMem_r after |" + (" seconds |" if timed else ""),
+             "|---|---:|---:|---:|---:|---:|---|" + ("---:|" if timed else "")]
     for r in m["output"]:
         if r.get("model") == "target":
             lines.append(f"| target (before) | | | | | {r['forget_nll']:.2f} | {r['knowmem_f']:.1f} / "
-                         f"{r['knowmem_r']:.1f} | |")
+                         f"{r['knowmem_r']:.1f} |" + (" |" if timed else ""))
         elif "chunking" in r:
             lines.append(f"| {r['chunking']} | {r['forget_examples']} ({r['forget_tokens']}) | {r['retain_examples']} "
                          f"({r['retain_tokens']}) | {r['steps_per_epoch']} | {r['forget_tokens_per_step']:.0f} | "
-                         f"{r['forget_nll']:.1f} | {r['knowmem_f']:.1f} / {r['knowmem_r']:.1f} | {r['seconds']:.1f} |")
+                         f"{r['forget_nll']:.1f} | {r['knowmem_f']:.1f} / {r['knowmem_r']:.1f} |"
+                         + (f" {r['seconds']:.1f} |" if timed else ""))
     return "\n".join(lines)
 
 
@@ -187,9 +190,88 @@ def optimizers_block(root: Path) -> str:
     return "\n".join(lines)
 
 
+# -------------------------------------------------------------------------------- what each grade does
+def grade_behaviour_block(root: Path) -> str:
+    """docs/reference/optimizers.md: Sophia's unclipped share per rho and Hessian scale with its distance
+    to signAdam, and AdaZO's move per step, on the default study's MUSE target
+    (benchmarks/investigations/grade_behaviour.py with extra ``--spec`` entries)."""
+    m = load(root, "grade_behaviour")
+    if m is None:
+        return _missing(["grade_behaviour"], "python benchmarks/investigations/grade_behaviour.py --spec ...")
+    entries = {r["entry"]: r for r in m["output"] if "entry" in r}
+    pairs = {tuple(r["pair"]): r for r in m["output"] if "pair" in r}
+
+    def to_signadam(name: str) -> dict:
+        return pairs.get((name, "signadam")) or pairs.get(("signadam", name)) or {}
+
+    lines = [f"From {provenance(m, timed=False)}. Sophia: the share of coordinates not clipped per step (mean, "
+             "lowest and highest over the steps) and how far its unlearned weights are from signAdam's "
+             "(||w_sophia - w_signadam|| / ||w_sophia - w_target||, and the share of weights bit-identical).", "",
+             "| entry | rho | Hessian scale | unclipped: mean (min-max) | apart from signAdam | bit-identical |",
+             "|---|---:|---|---|---:|---:|"]
+    for name, r in entries.items():
+        if r["spec"].get("type") != "sophia" or "unclipped" not in r:
+            continue
+        u, d = r["unclipped"], to_signadam(name)
+        lines.append(f"| {name} | {r['spec']['rho']:g} | {r['spec'].get('hess_scale')} | {_pct(u['mean'], 4)} "
+                     f"({_pct(u['min'], 4)}-{_pct(u['max'], 4)}) | {_pct(d.get('rel_distance'))} | "
+                     f"{_pct(d.get('identical_share'))} |")
+    lines += ["", "AdaZO: each weight's mean move per step in units of the learning rate.", "",
+              "| entry | lr | bias correction | step 1 | steps 2-5 | mean over the steps (min-max) |",
+              "|---|---:|---|---:|---|---|"]
+    for name, r in entries.items():
+        if "move_over_lr" not in r:
+            continue
+        mv = r["move_over_lr"]
+        f5 = mv["first5"]
+        lines.append(f"| {name} | {r['spec']['lr']:g} | {'yes' if r['spec'].get('bias_correction', True) else 'no'} "
+                     f"| {f5[0]:.2f} | {min(f5[1:]):.2f}-{max(f5[1:]):.2f} | {mv['mean']:.2f} "
+                     f"({mv['min']:.2f}-{mv['max']:.2f}) |")
+    return "\n".join(lines)
+
+
+# -------------------------------------------------------------------------------- checkpointing, host memory
+def checkpointing_block(root: Path) -> str:
+    """docs/measurements/speed-and-memory.md: activation checkpointing's memory and CPU time of a step."""
+    m = load(root, "checkpointing")
+    if m is None:
+        return _missing(["checkpointing"], "python benchmarks/investigations/checkpointing.py")
+    r = m["output"][-1]
+    sh = r["shape"]
+    return (f"From {provenance(m)}: {r['parameters'] / 1e6:.1f}M weights (hidden {sh['hidden']}, {sh['layers']} "
+            f"layers), batch {sh['batch']} x {sh['tokens']} tokens, one thread, Adam: activations and gradients "
+            f"of a step {r['activation_MiB']['off']} MiB without checkpointing, {r['activation_MiB']['on']} MiB "
+            f"with; CPU time per step {r['step_cpu_seconds']['off']} s and {r['step_cpu_seconds']['on']} s "
+            f"(x{r['time_ratio']:.2f}); {'identical' if r['same_weights'] else 'DIFFERENT'} weights.")
+
+
+def host_memory_block(root: Path) -> str:
+    """docs/guides/clusters.md and speed-and-memory.md: a sharded job's host memory while loading, the
+    way the stage loads now (``new``) against before issue 23 (``old``), in models."""
+    m = load(root, "host_memory")
+    if m is None:
+        return _missing(["host_memory"], "python benchmarks/investigations/host_memory.py")
+    r = m["output"][-1]
+    lines = [f"From {provenance(m, timed=False)}: {r['ranks']} gloo CPU ranks, {r['parameters'] / 1e6:.1f}M weights; "
+             "resident memory each rank adds while loading the model and the NPO reference, in models (fp32); "
+             "*host copies*: the total less the two models' FSDP2 shards, which a GPU node holds on its GPUs.", "",
+             "| loading | " + " | ".join(f"rank {i}" for i in range(r["ranks"])) + " | host copies |",
+             "|---|" + "---:|" * (r["ranks"] + 1)]
+    label = {"new": "rank 0 reads, broadcasts into shards (now)", "old": "every rank loads and copies (before)"}
+    for way in ("new", "old"):
+        if way in r:
+            w = r[way]
+            lines.append(f"| {label[way]} | " + " | ".join(f"{x:.2f}" for x in w["per_rank_increment_models"])
+                         + f" | {w['host_copies']:.2f} |")
+    return "\n".join(lines)
+
+
 RENDERERS: dict[str, Callable[[Path], str]] = {"sophia-clipping": sophia_block, "chunking": chunking_block,
                                                 "knowmem-space": knowmem_space_block,
-                                                "optimizer-steps": optimizers_block}
+                                                "optimizer-steps": optimizers_block,
+                                                "checkpointing": checkpointing_block,
+                                                "host-memory": host_memory_block,
+                                                "grade-behaviour": grade_behaviour_block}
 
 
 def main(argv: list[str] | None = None) -> int:
