@@ -10,7 +10,7 @@ Single-threaded, as the workflow's jobs run. Two measurements:
   row counts around ``cpu_linear.MIN_ROWS``, by ``torch.nn.functional.linear`` and by oneDNN;
 - ``step``: seconds per training step (forward, backward, Adam) of the default study's model
   (config.yaml's ``model``, randomly initialised, batch 8 x 85 random tokens), with the plain layers
-  and with oneDNN's, median over ``--steps`` steps after two warm-up steps.
+  and with oneDNN's, median over ``--steps`` interleaved steps after two warm-up steps.
 And the choice: ``auto``, a fresh run of the measurement ``auto`` decides by (``cpu_linear.measure``,
 with the path it would pick), and ``choice``, the path this process uses and why (from the cache).
 
@@ -59,7 +59,8 @@ def products(repeats: int) -> list[dict]:
 
 
 def step_seconds(steps: int) -> dict:
-    """Median seconds per training step of the default study's model, plain and with oneDNN layers."""
+    """Median seconds per training step of the default study's model, plain and with oneDNN layers,
+    the two models' steps interleaved so that other work on the machine slows both alike."""
     import torch
     import yaml
 
@@ -67,7 +68,8 @@ def step_seconds(steps: int) -> dict:
     from unlearning.models import build_model
 
     arch = yaml.safe_load((ROOT / "config.yaml").read_text())["model"]
-    out = {}
+    ids = torch.randint(4, 1024, (8, 85), generator=torch.Generator().manual_seed(0))
+    runs = {}
     for name in ("torch", "onednn"):
         model = build_model(arch, 1024, seed=0)  # with the layers of the path chosen here
         for module in model.modules():
@@ -76,17 +78,15 @@ def step_seconds(steps: int) -> dict:
         if name == "onednn":
             onednn_layers(model)
         model.train()
-        opt = torch.optim.Adam(model.parameters(), lr=1e-4)
-        gen = torch.Generator().manual_seed(0)
-        ids = torch.randint(4, 1024, (8, 85), generator=gen)
-        times = []
-        for _ in range(steps + 2):
+        runs[name] = (model, torch.optim.Adam(model.parameters(), lr=1e-4), [])
+    for _ in range(steps + 2):
+        for model, opt, times in runs.values():
             t0 = time.perf_counter()
             opt.zero_grad()
             model(input_ids=ids, labels=ids).loss.backward()
             opt.step()
             times.append(time.perf_counter() - t0)
-        out[name] = round(statistics.median(times[2:]), 4)
+    out = {name: round(statistics.median(times[2:]), 4) for name, (_, _, times) in runs.items()}
     out["speedup"] = round(out["torch"] / out["onednn"], 2)
     return out
 
