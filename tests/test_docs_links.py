@@ -51,3 +51,16 @@ def test_a_missing_page_or_heading_is_found(tmp_path):
 def test_readme_and_docs_links_resolve():
     pages = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
     assert broken_links(pages) == []
+
+
+def test_docs_pages_the_code_names_exist():
+    """A page path written into code, rules, configs or scripts (e.g. findings.md's pointer to
+    docs/reference/statistics.md) names a page that exists, so outputs never point at an old path."""
+    named = set()
+    for top in ("src", "workflow", "scripts", "configs", "benchmarks", "tests"):
+        for f in (ROOT / top).rglob("*"):
+            if f.is_file() and f.suffix in {".py", ".smk", ".yaml", ".sh", ".rst"}:
+                named |= set(re.findall(r"docs/[A-Za-z0-9_./-]+\.md", f.read_text(encoding="utf-8", errors="ignore")))
+    named |= set(re.findall(r"docs/[A-Za-z0-9_./-]+\.md", (ROOT / "config.yaml").read_text(encoding="utf-8")))
+    assert "docs/reference/statistics.md" in named
+    assert sorted(p for p in named if not (ROOT / p).exists()) == []
