@@ -133,6 +133,7 @@ def test_optimizer_step_block_from_the_benchmark_lines(tmp_path):
     _measurement(tmp_path, "optimizers", [*rows, summary])
     text = measurements.optimizers_block(tmp_path)
     assert "| adam | first | 0.194 | 102 |" in text and "| forward | inference | 0.129 | 29 |" in text
+    assert "| optimizer | grade | tiny: s/step | MB |" in text  # no params recorded: the size alone
     assert "| tiny | 1.001 | 1.19 | gaussian 1.19, rademacher 1.10 | 0.92 |" in text
 
 

@@ -170,7 +170,12 @@ def optimizers_block(root: Path) -> str:
     rows = [r for r in m["output"] if "name" in r and "step_s" in r]
     sums = [r for r in m["output"] if "zo_time_ratio" in r or "zo_mem_ratio" in r]
     sizes = list(dict.fromkeys(r["size"] for r in rows))
-    head = "| optimizer | grade | " + " | ".join(f"{s}: s/step | {s}: MB" for s in sizes) + " |"
+    def label(size: str) -> str:
+        r = next(x for x in rows if x["size"] == size)
+        batch = r.get("batch") or ["?", "?"]
+        return f"{size} ({r['params'] / 1e6:.2f}M, batch {batch[0]}×{batch[1]})" if "params" in r else size
+
+    head = "| optimizer | grade | " + " | ".join(f"{label(s)}: s/step | MB" for s in sizes) + " |"
     lines = [f"From {provenance(m)}.", "", head, "|---|---|" + "---:|---:|" * len(sizes)]
     for name in dict.fromkeys(r["name"] for r in rows):
         cells, grade = [], ""
