@@ -40,7 +40,10 @@ def test_dry_run_job_counts_equal_the_grid(study, name):
     if cfg.get("ablation"):  # the hybrid ablation's own runs (findings A1, A2)
         runs += len(cfg["ablation"]["optimizers"]) * len(cfg["ablation"].get("seeds") or cfg["seeds"])
     plan = StudyPlan(cfg, chosen=lambda b, m, o, s: "1")
-    assert counts["relearn"] == counts["evaluate"] == runs == len([*plan.runs(), *plan.ablation_runs()])
+    assert runs == len([*plan.runs(), *plan.ablation_runs()])
+    # the attacks' controls (retrain model, positive control) are relearned and evaluated like runs
+    controls = [r for b in cfg["benchmarks"] for r in plan.control_runs(b)]
+    assert counts["relearn"] == counts["evaluate"] == runs + len(controls)
     # calibration: every entry unlearns at each grid multiplier (seed 0); the other seeds' runs at the
     # chosen multiplier are planned once the `calibrate` checkpoint has run
     entries = [(b, o) for b in cfg["benchmarks"] for _ in methods_for(cfg, b) for o in optimizers_for(cfg, b)]
@@ -48,9 +51,10 @@ def test_dry_run_job_counts_equal_the_grid(study, name):
         entries += [(cfg["ablation"]["benchmark"], o) for o in cfg["ablation"]["optimizers"]]
     points = sum(len(C.grid(cfg, o)) * len(C.seeds(cfg)) for _, o in entries)
     assert counts["calibrate"] == len(entries) == len(plan.calibration_combos())
-    assert counts["unlearn"] == counts["calibration_point"] == points
+    positives = len([r for r in controls if r[2] == "control"])  # one thin unlearning each
+    assert counts["unlearn"] - positives == counts["calibration_point"] == points
     refs = sum(1 + (b.get("retrain") is not False) for b in cfg["benchmarks"].values())
-    assert counts["evaluate_reference"] == refs
+    assert counts["evaluate_reference"] == len(cfg["benchmarks"])  # the target; the retrain model: `evaluate`
     # hub / folder models are copied by the CPU rule copy_model, the others trained (a GPU job)
     copied = sum(isinstance(b.get(role), str) for b in cfg["benchmarks"].values() for role in ("target", "retrain"))
     assert counts.get("copy_model", 0) == copied and counts.get("train_model", 0) == refs - copied

@@ -78,7 +78,10 @@ def test_smoke_study_jobs_and_paths(plans):
     assert p.eval_files(("muse", "npo", "adam", 0)) == [
         f"results/eval/muse/npo/adam/seed0/{a}.json" for a in attacks_for_unlearned(p.config)
     ]
-    assert len(p.reference_evals("wmdp")) == 2 * len(attacks_for_reference(p.config))
+    # the target unattacked and quantized (4); the attacks' controls, the retrain model and the positive
+    # control, under every attack an unlearned model goes through (2 x 6: none, 3 quantizations, relearn1/2)
+    assert len(attacks_for_reference(p.config)) == 4 and len(attacks_for_unlearned(p.config)) == 6
+    assert len(p.reference_evals("wmdp")) == 4 + 2 * 6
     assert p.tofu_tables("tofu") == ["results/tables/tofu/tofu.csv", "results/tables/tofu/tofu.md"]
     assert p.tofu_tables("muse") == []
     assert len(p.all_outputs()) == 33 and "results/README/findings.md" in p.all_outputs()
@@ -97,6 +100,44 @@ def test_default_study_jobs(plans):
     assert p.all_outputs()[:2] == ["results/tables/muse.csv", "results/tables/wmdp.csv"]
     assert {"results/ablation/table.csv", "results/tables/calibration.csv"} <= set(p.all_outputs())
     assert len(p.all_outputs()) == 24
+    # the attacks' controls: per benchmark and seed a retrain model (the negative) and a positive control,
+    # each relearned (one job) and evaluated under all 6 attacks (one job); a positive control is one
+    # unlearning job more: 2 benchmarks x 3 seeds x (2 + 2 + 1) = 30 jobs more than before issue 24
+    controls = [r for b in cfg["benchmarks"] for r in p.control_runs(b)]
+    assert len(controls) == 12 and {o for _, _, o, _ in controls} == {"retrain", "control"}
+    assert len(p.reference_evals("muse")) == 3 * 4 + 6 * 6 and len(set(p.all_evals())) == len(p.all_evals())
+
+
+def test_the_attacks_controls_are_planned_like_runs(plans):
+    """The positive control is the unlearn rule's method `none`, optimizer `control` (at x1, from the
+    seed's target, with `controls.positive`'s entries); relearning and evaluation take it and the retrain
+    model (the negative control) like an unlearned model; the target is evaluated only unattacked and
+    quantized (evaluate_reference)."""
+    p = plans["smoke"]
+    assert p.control_runs("muse") == [("muse", "none", "retrain", 0), ("muse", "none", "control", 0)]
+    assert p.attacked_model("muse", "none", "control", 0) == "results/unlearned/muse/none/control/x1/seed0"
+    assert p.attacked_model("muse", "none", "retrain", 0) == "results/models/muse/retrain/seed0"
+    assert p.attacked_model("muse", "npo", "adam", 0) == "results/unlearned/muse/npo/adam/x1/seed0"
+    assert p.eval_files(("muse", "none", "control", 0))[-1] == "results/eval/muse/none/control/seed0/relearn2.json"
+    assert p.method_spec("none")["objective"] == "grad_diff" and p.method_spec("npo") == p.config["methods"]["npo"]
+    assert p.optimizer_spec("control") == {**p.config["controls"]["positive"]["optimizer"], "steps": 20}
+    assert p.run_meta("muse", "none", "control", 0) == (
+        '{"benchmark":"muse","grade":"reference","method":"none","optimizer":"control","seed":0}')
+    assert p.objective_code("none")[-1] == "objectives/grad_diff.py" and "optim/first.py" in p.optimizer_code("control")
+    wc = p.wildcard_constraints()
+    path = re.compile(r"unlearned/muse/(?P<method>{})/(?P<optimizer>[a-z_]+)/x1".format(wc["method_or_control"]))
+    assert path.fullmatch("unlearned/muse/none/control/x1") and path.fullmatch("unlearned/muse/npo/adam/x1")
+    assert not path.fullmatch("unlearned/muse/none/retrain/x1")
+    both = re.compile(r"eval/muse/(?P<method>{})/(?P<optimizer>[a-z_]+)/".format(wc["method_or_controls"]))
+    assert both.fullmatch("eval/muse/none/retrain/") and both.fullmatch("eval/muse/none/control/")
+    assert not both.fullmatch("eval/muse/none/target/")
+    # a benchmark without a retrain model has the positive control only
+    assert {o for *_, o, _ in plans["paper-wmdp"].control_runs("wmdp_bio")} == {"control"}
+    # the name is reserved: no optimizer entry may be called `control`
+    cfg = raw("smoke")
+    cfg["optimizers"]["control"] = {"type": "adam"}
+    with pytest.raises(Exception, match="control"):
+        validate(cfg, SCHEMA)
 
 
 @pytest.mark.parametrize("name", [*PAPER, "tofu"])

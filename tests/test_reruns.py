@@ -93,8 +93,9 @@ def test_editing_a_metric_module_replans_evaluation_not_unlearning(smoke_copy):
     # relearning jobs are listed pending the recomputed choices (a dry run cannot know that a choice
     # stays; test_widening_one_grid... shows that a real run then skips them)
     assert {r for r, _ in jobs} == {"evaluate", "evaluate_reference", "calibration_point", "calibrate", "relearn"}
-    assert len([j for j in jobs if j[0] == "evaluate"]) == 4 + 3 + 2  # every unlearned model (muse, wmdp, tofu)
-    assert len([j for j in jobs if j[0] == "evaluate_reference"]) == 6  # target, retrain x 3 benches
+    # every unlearned model (muse, wmdp, tofu) and the attacks' two controls (retrain, positive) x 3 benches
+    assert len([j for j in jobs if j[0] == "evaluate"]) == 4 + 3 + 2 + 2 * 3
+    assert len([j for j in jobs if j[0] == "evaluate_reference"]) == 3  # the target x 3 benches
     assert len([j for j in jobs if j[0] == "calibration_point"]) == 2 * (4 + 3 + 2)
 
 

@@ -57,7 +57,8 @@ def _describe(err) -> str:
     if v == "enum":
         return f"{key}: {err.instance!r} is not allowed; expected one of {', '.join(map(str, err.validator_value))}"
     if v == "propertyNames":
-        return f"{key}: invalid name {err.instance!r} (lower-case letters, digits and _; not 'target'/'retrain')"
+        return (f"{key}: invalid name {err.instance!r} "
+                "(lower-case letters, digits and _; not 'target'/'retrain'/'control')")
     return f"{key}: {err.message}"
 
 

@@ -18,6 +18,12 @@ from unlearning.config import attacks_for_reference, attacks_for_unlearned, meth
 
 Run = tuple[str, str, str, int]  # (bench, method, optimizer, seed) of one unlearning run
 
+# The attacks' controls (docs/reference/statistics.md, "Attack presence"): under method `none`, the
+# positive control (the target after the thin unlearning update of config `controls.positive`) and the
+# negative one (the retrain model). Both go through every attack the unlearned models go through.
+CONTROL = "control"
+NEGATIVE = "retrain"
+
 # The per-benchmark figures (one job each; report/{name}_plot.py) and their report categories.
 FIGURE_CATEGORIES = {
     "quantization": "2. Quantization",
@@ -73,6 +79,10 @@ class StudyPlan:
         return {
             "bench": "|".join(sorted(self.config["benchmarks"])),
             "method": "(?!none/)[a-z][a-z0-9_]*",
+            # the unlearn rule also makes the positive control (method none); relearn and evaluate
+            # also take the negative control (the retrain model)
+            "method_or_control": f"(?!none/)[a-z][a-z0-9_]*|none(?=/{CONTROL}/)",
+            "method_or_controls": f"(?!none/)[a-z][a-z0-9_]*|none(?=/(?:{CONTROL}|{NEGATIVE})/)",
             "optimizer": "[a-z][a-z0-9_]*",
             "role": "target|retrain",
             "scale": r"[0-9][0-9.e+-]*",
@@ -98,16 +108,27 @@ class StudyPlan:
     def optimizer_code(self, optimizer: str) -> list[str]:
         """Modules an optimizer entry runs: editing optim/zeroth.py replans only the zeroth-order and
         hybrid branches (tests/test_registry.py checks the registry's modules)."""
-        types = registry.types_used(self.config["optimizers"][optimizer])
+        types = registry.types_used(self.optimizer_spec(optimizer))
         mods = {f"optim/{registry.optimizer(t).module}.py" for t in types}
         return ["optim/__init__.py", "optim/build.py", "optim/_common.py", *sorted(mods)]
 
     def objective_code(self, method: str) -> list[str]:
         """Modules a method's objective runs."""
-        module = registry.OBJECTIVES[self.config["methods"][method]["objective"]].module
+        module = registry.OBJECTIVES[self.method_spec(method)["objective"]].module
         return ["objectives/__init__.py", "objectives/base.py", f"objectives/{module}.py"]
 
     # ------------------------------------------------------------------------------ job parameters
+
+    def method_spec(self, method: str) -> dict:
+        """A method's config entry; for ``none`` the positive control's (`controls.positive.method`)."""
+        return self.config["controls"]["positive"]["method"] if method == "none" else self.config["methods"][method]
+
+    def optimizer_spec(self, optimizer: str) -> dict:
+        """An optimizer's config entry; for the positive control its entry with its own step count."""
+        if optimizer == CONTROL:
+            positive = self.config["controls"]["positive"]
+            return {**positive["optimizer"], "steps": positive["steps"]}
+        return self.config["optimizers"][optimizer]
 
     def kind(self, bench: str) -> str:
         return self.config["benchmarks"][bench]["kind"]
@@ -115,10 +136,16 @@ class StudyPlan:
     def grade_of(self, optimizer: str) -> str:
         return registry.OPTIMIZERS[self.config["optimizers"][optimizer]["type"]].grade
 
+    def method_json(self, method: str) -> str:
+        return as_json(self.method_spec(method))
+
+    def optimizer_json(self, optimizer: str) -> str:
+        return as_json(self.optimizer_spec(optimizer))
+
     def registry_entries(self, optimizer: str) -> str:
         """The registry entries an optimizer entry uses (a param of its jobs: editing one, e.g. whether a
         type is seeded, reruns only the branches that use it)."""
-        spec = self.config["optimizers"][optimizer]
+        spec = self.optimizer_spec(optimizer)
         return as_json({t: vars(registry.optimizer(t)) for t in registry.types_used(spec)})
 
     def eval_params(self) -> str:
@@ -162,8 +189,10 @@ class StudyPlan:
         )
 
     def run_meta(self, bench: str, method: str, optimizer: str, seed: int | str | None = None) -> str:
-        """The --meta of an unlearned model's evaluation (and, without a seed, of its calibration)."""
-        meta = {"benchmark": bench, "method": method, "optimizer": optimizer, "grade": self.grade_of(optimizer)}
+        """The --meta of an unlearned model's evaluation (and, without a seed, of its calibration); a
+        reference model's or control's (method ``none``) has grade ``reference``."""
+        grade = "reference" if method == "none" else self.grade_of(optimizer)
+        meta = {"benchmark": bench, "method": method, "optimizer": optimizer, "grade": grade}
         return as_json(meta if seed is None else {**meta, "seed": int(seed)})
 
     # ------------------------------------------------------------------------------ models
@@ -201,13 +230,39 @@ class StudyPlan:
         return [f for run in self.runs() if run[0] == bench for f in self.eval_files(run)]
 
     def reference_evals(self, bench: str) -> list[str]:
-        """The reference models' evaluations: every target and retrain model the study's runs use."""
-        return [
-            f"{self.root}/eval/{bench}/none/{role}/seed{ms}/{a}.json"
-            for role in self.reference_roles(bench)
-            for ms in CAL.model_seeds(self.config, role, self.config["seeds"])
+        """The reference models' evaluations: every target model the study's runs use (unattacked and
+        quantized), then the attacks' controls under every attack (``control_runs``)."""
+        targets = [
+            f"{self.root}/eval/{bench}/none/target/seed{ms}/{a}.json"
+            for ms in CAL.model_seeds(self.config, "target", self.config["seeds"])
             for a in attacks_for_reference(self.config)
         ]
+        return targets + [f for run in self.control_runs(bench) for f in self.eval_files(run)]
+
+    def control_runs(self, bench: str) -> list[Run]:
+        """(bench, "none", role, seed) of the attacks' controls: the retrain model of every model seed
+        the runs use (the negative control; none under `retrain: false`), then the positive control of
+        every seed. Each is relearned and evaluated under every attack like an unlearning run; the
+        target is not (it holds the knowledge already: nothing to restore)."""
+        negative = [
+            (bench, "none", NEGATIVE, ms)
+            for ms in CAL.model_seeds(self.config, NEGATIVE, self.config["seeds"])
+            if NEGATIVE in self.reference_roles(bench)
+        ]
+        return negative + [(bench, "none", CONTROL, s) for s in self.config["seeds"]]
+
+    def control_model(self, bench: str, seed: int | str) -> str:
+        """The positive control of one seed: the seed's target after `controls.positive`'s unlearning
+        (made by the unlearn rule, method ``none``, optimizer ``control``, at x1: never calibrated)."""
+        return f"{self.root}/unlearned/{bench}/none/{CONTROL}/x{CAL.tag(1)}/seed{seed}"
+
+    def attacked_model(self, bench: str, method: str, optimizer: str, seed: int | str) -> str:
+        """The model an attack starts from: the study's unlearned model of a run, or a control."""
+        if method != "none":
+            return self.unlearned_model(bench, method, optimizer, seed)
+        if optimizer == CONTROL:
+            return self.control_model(bench, seed)
+        return f"{self.root}/models/{bench}/{optimizer}/seed{seed}"  # a control's seed is its model's
 
     def all_evals(self) -> list[str]:
         """Every evaluation of the study's benchmarks (reference models, then unlearned ones)."""

@@ -4,9 +4,10 @@
 rule relearn:
     """Relearning attack: fine-tune on (part of) the forget set; one model per step count, in one job:
     checkpoints of one run under a constant rate without warmup, else a run per count (temp() unless
-    `attacks.relearn.keep_checkpoints`)."""
+    `attacks.relearn.keep_checkpoints`). Method `none`: the attacks' controls, the retrain model (the
+    negative control, relearned the same steps on the same data) and the positive control."""
     input:
-        model=study_model,
+        model=attacked_model,
         data=f"{R}/data/{{bench}}",
         code=src(
             "attacks/relearn.py",
@@ -25,6 +26,8 @@ rule relearn:
         f"{R}/logs/relearn/{{bench}}/{{method}}/{{optimizer}}/seed{{seed}}.log",
     benchmark:
         f"{R}/benchmarks/relearn/{{bench}}/{{method}}/{{optimizer}}/seed{{seed}}.tsv"
+    wildcard_constraints:
+        method=_WC["method_or_controls"],
     conda:
         CONDA_ENV
     threads: 1

@@ -115,6 +115,11 @@ def study_model(wc):
     return P.unlearned_model(wc.bench, wc.method, wc.optimizer, wc.seed)
 
 
+def attacked_model(wc):
+    """The model relearning and evaluation start from: an unlearned model, or a control (method none)."""
+    return P.attacked_model(wc.bench, wc.method, wc.optimizer, wc.seed)
+
+
 def target_model(wc):
     return P.model_dir(wc.bench, "target", wc.seed)
 
@@ -138,7 +143,7 @@ def unlearn_launcher(wildcards, resources):
         from unlearning import distributed
 
         try:
-            distributed.check_shardable(config["optimizers"][wildcards.optimizer], wildcards.optimizer)
+            distributed.check_shardable(P.optimizer_spec(wildcards.optimizer), wildcards.optimizer)
         except ValueError as err:
             raise WorkflowError(f"unlearn with {n} ranks (profile set-resources unlearn gpu/ranks): {err}") from None
     return gpu_claim(resources) + torchrun_launcher(n)

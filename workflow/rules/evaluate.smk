@@ -1,8 +1,9 @@
 rule evaluate:
     """Score one unlearned model with no attack, under each quantization (applied at load) and after
-    each relearning step count; writes one JSON per attack."""
+    each relearning step count; writes one JSON per attack. Method `none`: the attacks' controls (the
+    retrain model and the positive control), under the same attacks."""
     input:
-        model=study_model,
+        model=attacked_model,
         relearned=[
             f"{R}/attacked/{{bench}}/{{method}}/{{optimizer}}/seed{{seed}}/relearn{s}"
             for s in sorted(config["attacks"]["relearn"]["steps"])
@@ -16,6 +17,8 @@ rule evaluate:
         f"{R}/logs/evaluate/{{bench}}/{{method}}/{{optimizer}}/seed{{seed}}.log",
     benchmark:
         f"{R}/benchmarks/evaluate/{{bench}}/{{method}}/{{optimizer}}/seed{{seed}}.tsv"
+    wildcard_constraints:
+        method=_WC["method_or_controls"],
     conda:
         CONDA_ENV
     threads: 1
@@ -38,7 +41,8 @@ rule evaluate:
 
 
 rule evaluate_reference:
-    """Score the target and retrain models (the Original and Retrain rows), also quantized."""
+    """Score the target model (the Original row), also quantized (the retrain model, a control of the
+    attacks, goes through `evaluate` with every attack)."""
     input:
         model=f"{R}/models/{{bench}}/{{role}}/seed{{seed}}",
         target=target_model,
@@ -50,7 +54,8 @@ rule evaluate_reference:
         f"{R}/logs/evaluate/{{bench}}/none/{{role}}/seed{{seed}}.log",
     benchmark:
         f"{R}/benchmarks/evaluate/{{bench}}/none/{{role}}/seed{{seed}}.tsv"
-    # scheduling only: the calibration's choices wait for the retrain model's evaluation
+    wildcard_constraints:
+        role="target",
     priority: 10
     conda:
         CONDA_ENV

@@ -1,6 +1,7 @@
 rule unlearn:
     """Unlearn the forget set from the target with one method, one optimizer entry and one seed, at
-    {scale} times the entry's learning rate(s) (a calibration grid point, or 1 without calibration)."""
+    {scale} times the entry's learning rate(s) (a calibration grid point, or 1 without calibration).
+    Method `none`, optimizer `control`: the attacks' positive control (config `controls.positive`)."""
     input:
         target=target_model,
         data=f"{R}/data/{{bench}}",
@@ -22,13 +23,15 @@ rule unlearn:
         f"{R}/logs/unlearn/{{bench}}/{{method}}/{{optimizer}}/x{{scale}}/seed{{seed}}.log",
     benchmark:
         f"{R}/benchmarks/unlearn/{{bench}}/{{method}}/{{optimizer}}/x{{scale}}/seed{{seed}}.tsv"
+    wildcard_constraints:
+        method=_WC["method_or_control"],
     conda:
         CONDA_ENV
     threads: 1
     params:
         kind=kind,
-        method=lambda wc: as_json(config["methods"][wc.method]),
-        optimizer=lambda wc: as_json(config["optimizers"][wc.optimizer]),
+        method=lambda wc: P.method_json(wc.method),
+        optimizer=lambda wc: P.optimizer_json(wc.optimizer),
         run=lambda wc: as_json(
             {
                 **config["unlearning"],
