@@ -24,19 +24,23 @@ def _table() -> pd.DataFrame:
     rows += _rows("graddiff", "adam", "first", "none", "knowmem_f", [10.0, 20.0])
     rows += _rows("graddiff", "adam", "first", "none", "knowmem_r", [90.0, 80.0])
     rows += _rows("graddiff", "adam", "first", "nf4", "knowmem_f", [30.0, 26.0])  # recovers +20, +6
-    rows += _rows("graddiff", "adam", "first", "relearn2", "knowmem_f", [12.0, 21.0])  # +2, +1: no control
+    rows += _rows("graddiff", "adam", "first", "relearn2", "knowmem_f", [12.0, 21.0])
+    rows += _rows("none", "control", "reference", "none", "knowmem_f", [50.0, 40.0])  # gap mean(40, 40) = 40
+    rows += _rows("none", "control", "reference", "nf4", "knowmem_f", [70.0, 46.0])  # recovers +20, +6
+    rows += _rows("none", "control", "reference", "relearn2", "knowmem_f", [52.0, 41.0])  # +2, +1: no negative
     rows += _rows("graddiff", "adazo", "zeroth", "none", "knowmem_r", [19.0, 17.0])  # 0.2 of target's
     return pd.DataFrame(rows)
 
 
 def test_presence_is_the_positive_controls_recovery_beyond_the_retrain_models_change():
-    df = summaries.presence_frame({"muse": _table()}, reference="adam", points=5.0)
+    df = summaries.presence_frame({"muse": _table()}, share=0.3, negative_points=5.0)
     nf4 = df[df.attack == "nf4"].iloc[0]
-    # positive: mean(+20, +6) = 13; negative: mean(+1, 0) = 0.5; excess paired: mean(19, 6) = 12.5
-    assert (nf4.positive, nf4.negative, nf4.excess, bool(nf4.present)) == (13.0, 0.5, 12.5, True)
+    # positive: mean(+20, +6) = 13; negative: mean(+1, 0) = 0.5; excess paired: mean(19, 6) = 12.5 of a
+    # gap of 40 (31%)
+    assert (nf4.gap, nf4.positive, nf4.negative, nf4.excess, bool(nf4.present)) == (40.0, 13.0, 0.5, 12.5, True)
     rel = df[df.attack == "relearn2"].iloc[0]
     assert rel.positive == 1.5 and rel.excess == 1.5 and not rel.present  # no negative control: counts as 0
-    assert summaries.presence_frame({"muse": _table()}, reference="adam", points=13.0).present.tolist() == [
+    assert summaries.presence_frame({"muse": _table()}, share=0.35, negative_points=5.0).present.tolist() == [
         False, False]
 
 
@@ -73,11 +77,12 @@ def test_run_facts_read_gnu_time_and_the_recorded_kernels(tmp_path):
 
 def test_the_blocks_render_the_saved_summaries(tmp_path):
     tables = {"muse": _table()}
-    summaries.presence_frame(tables, "adam", 5.0).to_csv(tmp_path / summaries.PRESENCE, index=False)
+    summaries.presence_frame(tables, 0.3, 5.0).to_csv(tmp_path / summaries.PRESENCE, index=False)
     summaries.collapse_frame(tables, 0.5).to_csv(tmp_path / summaries.COLLAPSE, index=False)
     text = blocks.render("presence", tmp_path)
-    assert "**1 of 2**" in text and "| muse | graddiff | nf4 | knowmem_f | 13.0 | 0.5 | 12.5 | yes |" in text
-    assert "| muse | graddiff | relearn2 | knowmem_f | 1.5 |  | 1.5 | **no** |" in text
+    assert "**1 of 2**" in text
+    assert "| muse | nf4 | knowmem_f | 85.0 | 45.0 | 40.0 | 13.0 | 0.5 | 12.5 | 31% | yes |" in text
+    assert "| muse | relearn2 | knowmem_f | 85.0 | 45.0 | 40.0 | 1.5 |  | 1.5 | 4% | **no** |" in text
     assert "| muse | graddiff | adazo | knowmem_r | 0.20 |" in blocks.render("collapse", tmp_path)
     assert "No committed `run.json`" in blocks.render("run", tmp_path)
 

@@ -15,8 +15,8 @@ from unlearning.report import findings_report as fr
 from unlearning.report import stats
 
 COLS = ["benchmark", "method", "optimizer", "grade", "seed", "attack", "metric", "value"]
-GRADES = {"target": "reference", "retrain": "reference", "adam": "first", "signadam": "compressed",
-          "zo": "zeroth", "hybrid": "hybrid"}
+GRADES = {"target": "reference", "retrain": "reference", "control": "reference", "adam": "first",
+          "signadam": "compressed", "zo": "zeroth", "hybrid": "hybrid"}
 OPTS = {"adam": {"type": "adam"}, "signadam": {"type": "signadam"}, "zo": {"type": "adazo"}}
 METHODS = {"npo": {"objective": "npo"}}
 
@@ -121,13 +121,17 @@ def test_bounded_interval_stays_in_range():
 
 def study(zo_utility: float | None = None, nf4_recovery: float = 20.0, zo_offset: float = -10.0) -> pd.DataFrame:
     """A MUSE-like study: seeds whose levels differ, Adam and signAdam recover ``nf4_recovery`` under
-    NF4 and 30 under relearning, ZO ``zo_offset`` less on every seed (plus a little noise). Utility:
+    NF4 and 30 under relearning, ZO ``zo_offset`` less on every seed (plus a little noise); the
+    attacks' positive control (gap 27.3 points) recovers ``nf4_recovery`` and 30 likewise. Utility:
     80% of each seed's target's; ZO's ``zo_utility`` % of it, or (None) 10 points below the others."""
     base = np.array([5.0, 12.0, 8.0])
     jitter = np.array([0.3, -0.2, 0.1])
     v = {("none", "target", "none", "knowmem_f"): [94, 39, 92], ("none", "target", "none", "knowmem_r"): [99, 31, 93],
          ("none", "retrain", "none", "knowmem_f"): [12, 8, 11], ("none", "retrain", "nf4", "knowmem_f"): [12, 8, 11],
-         ("none", "retrain", "relearn25", "knowmem_f"): [15, 9, 13]}
+         ("none", "retrain", "relearn25", "knowmem_f"): [15, 9, 13],
+         ("none", "control", "none", "knowmem_f"): [60, 25, 58],
+         ("none", "control", "nf4", "knowmem_f"): [60 + nf4_recovery, 25 + nf4_recovery, 58 + nf4_recovery],
+         ("none", "control", "relearn25", "knowmem_f"): [90, 55, 88]}
     for o, off in (("adam", 0.0), ("signadam", 1.0), ("zo", zo_offset)):
         v[("npo", o, "none", "knowmem_f")] = list(base)
         v[("npo", o, "nf4", "knowmem_f")] = list(base + np.maximum(0.0, nf4_recovery + off + jitter * (o != "adam")))
@@ -183,13 +187,14 @@ def test_absent_attack_makes_a_finding_untestable():
     assert found["Q3"]["verdict"] == fd.UNTESTABLE
     assert found["R1"]["verdict"] == stats.REPRODUCES
     df = study(nf4_recovery=0.0)
-    pres = fd.attack_presence(df, "npo", "nf4", "knowmem_f", points=5.0, positive="adam")
+    pres = fd.attack_presence(df, "nf4", "knowmem_f", share=0.3, negative_points=10.0)
     assert pres["present"] is False and pres["excess"] == pytest.approx(0.0)
-    rel = fd.attack_presence(df, "npo", "relearn25", "knowmem_f", points=5.0, positive="adam")
+    rel = fd.attack_presence(df, "relearn25", "knowmem_f", share=0.3, negative_points=10.0)
     assert rel["present"] is True and rel["excess"] == pytest.approx(28.0)
-    assert fd.attack_presence(df, "npo", "relearn25", "knowmem_f", 5.0, positive="sophia")["present"] is None
-    # the declared threshold decides: at 30 points relearning is absent too
-    strict = {f["id"]: f for f in fd.findings({"muse": df}, OPTS, METHODS, "adam", stats_cfg={"presence_points": 30})}
+    assert fd.attack_presence(df, "relearn25", "knowmem_f", 0.3, 10.0, positive="sophia")["present"] is None
+    # the declared bound decides: the retrain model moves 2 points under relearning, over a bound of 1
+    strict = {f["id"]: f for f in fd.findings({"muse": df}, OPTS, METHODS, "adam",
+                                              stats_cfg={"presence_negative_points": 1.0})}
     assert strict["R1"]["verdict"] == fd.UNTESTABLE
     md = fr.findings_markdown({"muse": df}, list(found.values()))
     assert "**untestable: attack absent at this scale**" in md

@@ -217,11 +217,35 @@ def references_block(readme_dir: Path) -> str:
 
 
 def presence_block(readme_dir: Path) -> str:
-    """Per benchmark, method and attack: the controls' recovery and whether the attack is present."""
+    """Per benchmark and attack: the controls' numbers and whether the attack is present."""
     df = _summary(readme_dir, summaries.PRESENCE)
     if isinstance(df, str):
         return df
     n_present = int((df.present == True).sum())  # noqa: E712 (a column of True/False/NaN)
+    if "gap" not in df.columns:
+        return _presence_block_before_controls(df, n_present)
+    lines = [f"From `results/README/{summaries.PRESENCE}`: **{n_present} of {len(df)}** attack × benchmark cells "
+             "present. *Target*: its level of the metric; *control before*: the positive control's (the target "
+             "after a thin unlearning update, config `controls.positive`) before the attack; *gap*: target - "
+             "control before; *recovery*: the control's after - before; *retrain moves*: the negative control's "
+             "after - before (the retrain model, relearned the same steps); *excess*: recovery - retrain's move, "
+             "paired by seed; present when the excess reaches `report.stats.presence_share` of the gap and the "
+             "retrain model moves at most `report.stats.presence_negative_points`. Relearning is judged on the "
+             "held-out part of the forget set. Means over seeds.", "",
+             "| benchmark | attack | metric | target | control before | gap | recovery | retrain moves | excess "
+             "| share of gap | present |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+    for r in df.itertuples():
+        present = {True: "yes", False: "**no**"}.get(r.present, "unknown") if r.present == r.present else "unknown"
+        share = f"{100 * r.share:.0f}%" if r.share == r.share else ""
+        lines.append(f"| {r.benchmark} | {r.attack} | {r.metric} | {_p(r.target)} | {_p(r.before)} | {_p(r.gap)} "
+                     f"| {_p(r.positive)} | {_p(r.negative)} | {_p(r.excess)} | {share} | {present} |")
+    return "\n".join(lines)
+
+
+def _presence_block_before_controls(df: pd.DataFrame, n_present: int) -> str:
+    """The presence block of a run made before the attacks had dedicated controls (issue 24): the
+    reference optimizer's unlearned model stood in for the positive control, per method."""
     lines = [f"From `results/README/{summaries.PRESENCE}`: **{n_present} of {len(df)}** attack × benchmark × method "
              "cells present. *Positive*: the reference optimizer's unlearned model, recovery of the primary forget "
              "metric (after - before, mean over seeds); *negative*: the retrain model's change under the same "
@@ -406,7 +430,8 @@ def copy_default(results: Path, readme_dir: Path, root: Path, reference: str = "
     tables = summaries.tidy_tables(results)
     if tables:
         for name, frame in ((summaries.REFERENCES, summaries.references_frame(tables)),
-                            (summaries.PRESENCE, summaries.presence_frame(tables, reference, st["presence_points"])),
+                            (summaries.PRESENCE, summaries.presence_frame(tables, st["presence_share"],
+                                                                      st["presence_negative_points"])),
                             (summaries.COLLAPSE, summaries.collapse_frame(tables, st["collapse_share"])),
                             (summaries.JOBS, summaries.jobs_frame(results))):
             frame.to_csv(readme_dir / name, index=False, float_format="%.4g")

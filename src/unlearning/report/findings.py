@@ -14,8 +14,8 @@ verdict (docs/reference/statistics.md):
 - Holm's correction runs across a finding's primary comparisons; a claim of no difference is tested
   by TOST against ``report.stats.equivalence_margin``;
 - an optimizer whose utility fell below ``report.stats.collapse_share`` of the target's is
-  *collapsed* and left out; an attack that restores nothing (``attack_presence``) makes its
-  comparisons *untestable*.
+  *collapsed* and left out; an attack absent in a benchmark (``attack_presence``: its positive
+  control does not recover, or its negative control moves) makes its comparisons *untestable*.
 
 Comparisons come from one of three kinds of evidence: the benchmarks' tidy tables, the LMC loss
 barriers, or the hybrid ablation's table. The legacy rule (two disjoint unpaired intervals, half the
@@ -30,7 +30,15 @@ from typing import Callable, Sequence
 
 import pandas as pd
 
-from ..registry import BENCHMARK_KINDS, PRIMARY_QUANTIZATION, SIGN_TYPES, ZO_TYPES, types_of
+from ..registry import (
+    BENCHMARK_KINDS,
+    PRIMARY_QUANTIZATION,
+    SIGN_TYPES,
+    ZO_TYPES,
+    attack_order,
+    stage_attack,
+    types_of,
+)
 from ..registry import attack as attack_entry
 from .stats import (
     AGAINST,
@@ -64,8 +72,10 @@ COLLAPSED = "collapsed"
 
 # Defaults of config `report.stats` (workflow/schemas/config.schema.yaml holds them; these are for
 # callers without a config, e.g. tests).
-STATS_DEFAULTS = {"alpha": 0.05, "equivalence_margin": 5.0, "collapse_share": 0.5, "presence_points": 5.0,
-                  "target_detectable": 10.0}
+STATS_DEFAULTS = {"alpha": 0.05, "equivalence_margin": 5.0, "collapse_share": 0.5, "presence_share": 0.3,
+                  "presence_negative_points": 10.0, "target_detectable": 10.0}
+# The attacks' controls in the tidy tables (method ``none``; plan.CONTROL and plan.NEGATIVE).
+POSITIVE, NEGATIVE = "control", "retrain"
 
 # The paper's "first-order downgrades" (R3): the compressed grade and the robust first-order baselines.
 FIRST_DOWNGRADE_TYPES = frozenset(types_of("compressed")) | {"sam", "rs"}
@@ -260,27 +270,70 @@ def collapsed(df: pd.DataFrame, method: str, opt: str, share: float,
     return r if r < share else None
 
 
-def attack_presence(df: pd.DataFrame, method: str, attack: str, metric: str, points: float,
-                    positive: str, negative: str = "retrain", positive_method: str | None = None) -> dict:
-    """Whether ``attack`` can restore knowledge in this study (benchmark, method), from controls.
+def presence_metric(df: pd.DataFrame, attack: str, metric: str) -> str:
+    """The metric an attack's presence is judged on: ``metric``, or its held-out part (``*_heldout``)
+    under an attack that trains on part of the forget set (relearning) where the table has it, so that
+    what the attack taught is not counted as restored."""
+    held = f"{metric}_heldout"
+    return held if stage_attack(attack) is not None and held in set(df.metric) else metric
 
-    The positive control (a model known to be fragile; until the tables have a dedicated one, the
-    reference optimizer's unlearned model, ``positive``) must recover at least ``points`` of ``metric``
-    (after - before, mean over seeds) beyond the negative control's change under the same attack
-    (``negative``, the retrain model, which never saw the forget set), paired by seed. A missing
-    negative control counts as no change; a missing positive control leaves presence unknown
-    (``present`` None), and the comparisons are judged as if present. Attack ``none`` is present."""
+
+def attack_presence(df: pd.DataFrame, attack: str, metric: str, share: float, negative_points: float,
+                    positive: str = POSITIVE, negative: str = NEGATIVE) -> dict:
+    """Whether ``attack`` can restore knowledge in this benchmark (its tidy table ``df``), from its controls.
+
+    On ``presence_metric`` (``metric``, the primary forget metric, or its held-out part): the positive
+    control (method ``none``, optimizer ``positive``: the target after a thin unlearning update) has a
+    *gap*, the target's level minus its own before the attack (means over seeds); its *recovery* is
+    after - before per seed; the negative control (``negative``, the retrain model) *moves* by its
+    own after - before. The *excess* is recovery - the negative's move, paired by seed (against the
+    negative's mean where their seeds differ; a missing negative counts as no move). Present when
+    excess >= ``share`` x gap and |the negative's mean move| <= ``negative_points``. ``present`` is
+    None (unknown; the comparisons are judged as if present) without the positive control or the
+    target, or when the control lost nothing (gap <= 0). Attack ``none`` is present."""
+    m = presence_metric(df, attack, metric)
+    out = {"metric": m, "target": math.nan, "before": math.nan, "gap": math.nan, "positive": math.nan,
+           "negative": math.nan, "excess": math.nan, "share": math.nan, "present": None}
     if attack == "none":
-        return {"present": True, "excess": math.nan, "positive": math.nan, "negative": math.nan}
-    pos = _measure(df, positive_method or method, positive, attack, metric)
-    neg = _measure(df, "none", negative, attack, metric)
-    if pos.empty:
-        return {"present": None, "excess": math.nan, "positive": math.nan,
-                "negative": float(neg.mean()) if not neg.empty else math.nan}
+        return {**out, "present": True}
+    target = _series(df, "none", "target", "none", m)
+    before = _series(df, "none", positive, "none", m)
+    pos = _measure(df, "none", positive, attack, m)
+    neg = _measure(df, "none", negative, attack, m)
+    if not neg.empty:
+        out["negative"] = float(neg.mean())
+    if pos.empty or target.empty or before.empty:
+        return out
     both = pd.concat([pos, neg], axis=1, keys=["pos", "neg"]).dropna()
-    excess = float((both.pos - both.neg).mean()) if not both.empty else float(pos.mean())
-    return {"present": excess >= points, "excess": excess, "positive": float(pos.mean()),
-            "negative": float(neg.mean()) if not neg.empty else math.nan}
+    moved = 0.0 if neg.empty else float(neg.mean())
+    excess = float((both.pos - both.neg).mean()) if not both.empty else float(pos.mean()) - moved
+    gap = float(target.mean() - before.mean())
+    out.update(target=float(target.mean()), before=float(before.mean()), gap=gap, positive=float(pos.mean()),
+               excess=excess)
+    if gap <= 0:
+        return out
+    out["share"] = excess / gap
+    out["present"] = bool(excess >= share * gap and abs(moved) <= negative_points)
+    return out
+
+
+PRESENCE_COLUMNS = ["benchmark", "attack", "metric", "target", "before", "gap", "positive", "negative", "excess",
+                    "share", "present"]
+
+
+def presence_table(tables: dict[str, pd.DataFrame], share: float, negative_points: float) -> pd.DataFrame:
+    """Per benchmark and attack (``none`` left out): the controls' numbers and the verdict of
+    ``attack_presence`` on the benchmark's primary forget metric (one row each)."""
+    rows = []
+    for bench, df in tables.items():
+        metric = PRIMARY_METRICS["forget"].get(kind_of(df) or "")
+        if metric is None:
+            continue
+        for attack in attack_order(df.attack.unique()):
+            if attack != "none":
+                rows.append({"benchmark": bench, "attack": attack,
+                             **attack_presence(df, attack, metric, share, negative_points)})
+    return pd.DataFrame(rows, columns=PRESENCE_COLUMNS)
 
 
 def _side(values: Sequence[float], metric: str) -> tuple[float, float, float]:
@@ -417,12 +470,12 @@ def _ablation_comparisons(f: Finding, ablation: pd.DataFrame | None, report: int
 
 
 def _exclusions(comps: list[dict], f: Finding, tables: dict[str, pd.DataFrame], ablation: pd.DataFrame | None,
-                reference: str, st: dict) -> None:
+                st: dict) -> None:
     """Mark each comparison's ``status``: ``ok``, ``collapsed`` (a side's utility below the declared
     share of the target's; ``collapsed`` names it) or ``untestable`` (its attack absent in that
-    benchmark and method; ``presence_excess``: the positive control's recovery beyond the negative
-    control's, on the benchmark's primary forget metric). ``control``: the retrain model's mean change
-    under the same attack and metric."""
+    benchmark, ``attack_presence``; ``presence_share``: the share of its gap the positive control
+    recovered beyond the negative control's move). ``control``: the retrain model's mean change under
+    the same attack and metric; ``subject_beyond`` / ``other_beyond``: each side's recovery minus it."""
     presence: dict[tuple, dict] = {}
     for c in comps:
         bench, method = c["benchmark"], c["method"]
@@ -436,18 +489,21 @@ def _exclusions(comps: list[dict], f: Finding, tables: dict[str, pd.DataFrame], 
                 if r is not None:
                     gone.append(f"{o} ({100 * r:.0f}% of the target's utility)")
         c["collapsed"] = "; ".join(gone)
-        c["control"] = math.nan
-        c["presence_excess"] = math.nan
+        c["control"] = c["subject_beyond"] = c["other_beyond"] = math.nan
+        c["presence_share"] = math.nan
         state = "ok"
         if base is not None and c["attack"] != "none":
-            ch = _measure(base, "none", "retrain", c["attack"], c["metric"])
+            ch = _measure(base, "none", NEGATIVE, c["attack"], c["metric"])
             c["control"] = float(ch.mean()) if not ch.empty else math.nan
-            key = (bench, method, c["attack"])
+            c["subject_beyond"] = c.get("subject_recovery", math.nan) - c["control"]
+            c["other_beyond"] = c.get("other_recovery", math.nan) - c["control"]
+            key = (bench, c["attack"])
             if key not in presence:
                 fm = PRIMARY_METRICS["forget"].get(kind_of(base) or "")
-                presence[key] = (attack_presence(base, method, c["attack"], fm, st["presence_points"], reference)
-                                 if fm else {"present": None, "excess": math.nan})
-            c["presence_excess"] = presence[key]["excess"]
+                presence[key] = (attack_presence(base, c["attack"], fm, st["presence_share"],
+                                                 st["presence_negative_points"])
+                                 if fm else {"present": None, "share": math.nan})
+            c["presence_share"] = presence[key]["share"]
             if presence[key]["present"] is False:
                 state = "untestable"
         if gone and state == "ok":
@@ -538,7 +594,7 @@ def judge(f: Finding, tables: dict[str, pd.DataFrame], optimizers: dict, methods
         comps = _ablation_comparisons(f, ablation, relearn_report, st)
     else:
         raise ValueError(f"finding {f.id}: unknown evidence {f.evidence!r}")
-    _exclusions(comps, f, tables, ablation, reference, st)
+    _exclusions(comps, f, tables, ablation, st)
     _outcomes(comps, f.direction, st["alpha"])
     primaries = [c for c in comps if c["primary"]]
     voting = [c for c in primaries if c["status"] == "ok"]
@@ -556,7 +612,8 @@ def judge(f: Finding, tables: dict[str, pd.DataFrame], optimizers: dict, methods
         verdict = NOT_TESTED
     else:
         verdict = NO_RUNS
-    legacy = combine([c["legacy"] for c in comps]) if comps else verdict
+    # the old rule cannot test an absent attack either
+    legacy = combine([c["legacy"] for c in comps]) if comps and verdict != UNTESTABLE else verdict
     return {"id": f.id, "claim": f.claim.format(reference=reference), "how": f.how.format(reference=reference),
             "direction": f.direction, "primary": primary_label(f, [c["metric"] for c in primaries]),
             "comparisons": comps, "verdict": verdict,
@@ -571,8 +628,8 @@ def findings(tables: dict[str, pd.DataFrame], optimizers: dict, methods: dict, r
     """The paper's testable findings, each with its comparisons and a verdict.
 
     ``tables`` maps benchmark -> tidy table; ``optimizers``/``methods`` are the config entries (types
-    and objectives pick the roles); ``reference`` is the first-order reference (Adam, also the
-    attacks' positive control); ``relearn_report`` the relearning step count judged
+    and objectives pick the roles); ``reference`` is the first-order reference (Adam);
+    ``relearn_report`` the relearning step count judged
     (`attacks.relearn.report`; None: the longest); ``stats_cfg`` config `report.stats`."""
     return [judge(f, tables, optimizers, methods, reference, barriers, ablation, relearn_report, stats_cfg)
             for f in catalogue]

@@ -14,8 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..registry import attack_order
-from .findings import CHANCE, PRIMARY_METRICS, attack_presence, collapsed, kind_of
+from .findings import CHANCE, PRIMARY_METRICS, collapsed, kind_of, presence_table
 
 REFERENCES, PRESENCE, COLLAPSE, RUN, JOBS = "references.csv", "presence.csv", "collapse.csv", "run.json", "jobs.csv"
 _WALL = re.compile(r"Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): (?:(\d+):)?(\d+):(\d+(?:\.\d+)?)")
@@ -38,33 +37,18 @@ def references_frame(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
     for df in tables.values():
         kind = kind_of(df)
         metrics = [PRIMARY_METRICS[r].get(kind or "") for r in ("forget", "utility")]
-        d = df[(df.method == "none") & (df.attack == "none") & df.metric.isin([m for m in metrics if m])]
+        d = df[(df.method == "none") & df.optimizer.isin(["target", "retrain"]) & (df.attack == "none")
+               & df.metric.isin([m for m in metrics if m])]
         rows.append(d[["benchmark", "optimizer", "seed", "metric", "value"]].rename(columns={"optimizer": "role"}))
     cols = ["benchmark", "role", "seed", "metric", "value"]
     return pd.concat(rows, ignore_index=True)[cols] if rows else pd.DataFrame(columns=cols)
 
 
-def presence_frame(tables: dict[str, pd.DataFrame], reference: str, points: float) -> pd.DataFrame:
-    """Per benchmark, method and attack: the positive control's recovery of the primary forget metric
-    (``reference``'s unlearned model, after - before, mean over seeds), the negative control's change
-    (the retrain model), the excess paired by seed, and whether the attack is present (``points``),
-    as ``findings.attack_presence`` judges it."""
-    rows = []
-    for bench, df in tables.items():
-        metric = PRIMARY_METRICS["forget"].get(kind_of(df) or "")
-        if metric is None:
-            continue
-        methods = sorted(m for m in df.method.unique() if m != "none")
-        for attack in attack_order(df.attack.unique()):
-            if attack == "none":
-                continue
-            for method in methods:
-                p = attack_presence(df, method, attack, metric, points, reference)
-                rows.append({"benchmark": bench, "method": method, "attack": attack, "metric": metric,
-                             "positive": p["positive"], "negative": p["negative"], "excess": p["excess"],
-                             "present": p["present"]})
-    return pd.DataFrame(rows, columns=["benchmark", "method", "attack", "metric", "positive", "negative", "excess",
-                                       "present"])
+def presence_frame(tables: dict[str, pd.DataFrame], share: float, negative_points: float) -> pd.DataFrame:
+    """Per benchmark and attack: the attacks' controls and whether the attack is present
+    (``findings.presence_table``: the target's level, the positive control's before the attack, its
+    gap, recovery, the retrain model's move, the excess, its share of the gap and the verdict)."""
+    return presence_table(tables, share, negative_points)
 
 
 def collapse_frame(tables: dict[str, pd.DataFrame], share: float) -> pd.DataFrame:

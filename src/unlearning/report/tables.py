@@ -162,10 +162,13 @@ def main_table_markdown(df: pd.DataFrame, wide: pd.DataFrame | None = None) -> s
 
 
 def quantization_table(df: pd.DataFrame) -> pd.DataFrame:
-    """Forget knowledge after each quantization against before (per optimizer, grade-ordered): mean
-    and CI of the value after the attack and of the per-seed change (after - before); qcode_change."""
+    """Forget knowledge after each quantization against before (per optimizer, grade-ordered, the
+    attacks' controls among the reference rows): mean and CI of the value after the attack and of the
+    per-seed change (after - before), and the change beyond the retrain model's (the negative control's
+    under the same attack, paired by seed; against its mean where the seeds differ); qcode_change."""
     rows = []
     quants = [a for a in quantizations() if a in set(df.attack)]
+    negative = _changes(df, "none", "retrain")
     for method, opt in row_keys(df):
         d = df[(df.method == method) & (df.optimizer == opt)]
         grade = d.grade.iloc[0]
@@ -182,15 +185,37 @@ def quantization_table(df: pd.DataFrame) -> pd.DataFrame:
                 dmn, dh, _ = mean_ci(delta) if not delta.empty else (math.nan, math.nan, 0)
                 rows.append({"row": row_label(method, opt), "method": method, "optimizer": opt, "grade": grade,
                              "metric": metric, "attack": a, "n": n, "before": bm, "before_ci95": bh,
-                             "after": am, "after_ci95": ah, "change": dmn, "change_ci95": dh})
+                             "after": am, "after_ci95": ah, "change": dmn, "change_ci95": dh,
+                             "beyond_retrain": _beyond(delta, negative.get((metric, a)))})
     return pd.DataFrame(rows)
+
+
+def _changes(df: pd.DataFrame, method: str, opt: str) -> dict[tuple[str, str], pd.Series]:
+    """(metric, attack) -> per-seed change (after - before) of one row of ``df`` under each attack."""
+    d = df[(df.method == method) & (df.optimizer == opt)]
+    wide = d.pivot_table(index=["metric", "seed"], columns="attack", values="value")
+    if "none" not in wide.columns:
+        return {}
+    return {(m, a): (wide.loc[m][a] - wide.loc[m]["none"]).dropna()
+            for m in wide.index.get_level_values(0).unique() for a in wide.columns if a != "none"}
+
+
+def _beyond(change: pd.Series, negative: pd.Series | None) -> float:
+    """Mean change beyond the negative control's: paired by seed, else against its mean (NaN without it)."""
+    if negative is None or negative.empty or change.empty:
+        return math.nan
+    both = pd.concat([change, negative], axis=1, keys=["c", "n"]).dropna()
+    return float((both.c - both.n).mean()) if not both.empty else float(change.mean() - negative.mean())
 
 
 def relearning_table(df: pd.DataFrame) -> pd.DataFrame:
     """Forget metrics (whole set, relearned and held-out parts) against relearning steps; step 0 is
-    the unlearned model before any attack."""
+    the model before any attack. The unlearned models, then the attacks' controls (method ``none``: the
+    retrain model relearned the same steps, and the positive control), whichever the table has."""
     rel = ["none", *relearn_attacks(df.attack.unique())]
-    d = df[(df.method != "none") & df.attack.isin(rel)]
+    relearned = df[df.attack.isin(rel[1:])][["method", "optimizer"]].drop_duplicates()
+    keep = df.set_index(["method", "optimizer"]).index.isin(relearned.set_index(["method", "optimizer"]).index)
+    d = df[keep & df.attack.isin(rel)]
     bases = forget_metrics(df)
     metrics = [m for m in metric_order(d.metric.unique()) if m.split("_relearned")[0].split("_heldout")[0] in bases]
     d = d[d.metric.isin(metrics)]

@@ -38,7 +38,7 @@ METRIC_LABELS = {
 METRIC_ORDER = ["verbmem_f", "knowmem_f", "knowmem_r", "privleak", "mink_auc", "wmdp_acc", "mmlu_acc",
                 "tofu_prob_f", "tofu_rouge_f", "truth_ratio_f", "forget_quality", "model_utility",
                 "qcode_change"]
-REF_LABELS = {"target": "Original (target)", "retrain": "Retrain"}
+REF_LABELS = {"target": "Original (target)", "retrain": "Retrain", "control": "Positive control (thin unlearning)"}
 
 
 # Metrics that cannot leave a range (intervals of their levels stay inside it: stats.bounded_ci).
@@ -121,8 +121,8 @@ def optimizer_order(df: pd.DataFrame) -> list[str]:
     pairs = df[["optimizer", "grade"]].drop_duplicates()
     rank = {g: i for i, g in enumerate(GRADE_ORDER)}
     pairs = pairs.assign(r=pairs.grade.map(lambda g: rank.get(g, len(rank))))
-    ref_rank = {"target": 0, "retrain": 1}
-    pairs = pairs.assign(t=pairs.optimizer.map(lambda o: ref_rank.get(o, 2)))
+    ref_rank = {"target": 0, "retrain": 1, "control": 2}
+    pairs = pairs.assign(t=pairs.optimizer.map(lambda o: ref_rank.get(o, 3)))
     return list(pairs.sort_values(["r", "t", "optimizer"]).optimizer)
 
 
@@ -172,11 +172,11 @@ def last_relearn(df: pd.DataFrame) -> list[str]:
 
 
 def row_keys(df: pd.DataFrame) -> list[tuple[str, str]]:
-    """(method, optimizer) rows of the main table: Original, Retrain, then each method's optimizers
-    in grade order (second, first, compressed, zeroth, hybrid)."""
+    """(method, optimizer) rows of the main table: Original, Retrain, the attacks' positive control, then
+    each method's optimizers in grade order (second, first, compressed, zeroth, hybrid)."""
     order = optimizer_order(df)
     rank = {o: i for i, o in enumerate(order)}
-    refs = [("none", o) for o in ("target", "retrain") if ((df.method == "none") & (df.optimizer == o)).any()]
+    refs = [("none", o) for o in REF_LABELS if ((df.method == "none") & (df.optimizer == o)).any()]
     other = df[df.method != "none"][["method", "optimizer"]].drop_duplicates()
     keys = sorted(map(tuple, other.values), key=lambda k: (k[0], rank.get(k[1], 99), k[1]))
     return refs + keys
