@@ -237,7 +237,9 @@ def test_a_kind_or_quantization_missing_from_the_schema_or_its_code_is_found():
 
 
 def test_attack_names_order_and_config_lists():
-    assert registry.quantizations() == ["int8", "fp4", "nf4"] and registry.four_bit() == ["fp4", "nf4"]
+    assert registry.quantizations()[:3] == ["int8", "fp4", "nf4"] and registry.four_bit() == ["fp4", "nf4"]
+    assert registry.quantizations()[3:] == ["nf4_b4096", "nf4_b64_emb", "int3_g32", "int3_g32_emb", "int2_g32",
+                                            "int2_g32_emb", "int2_g128"]  # attacks/lowbit.py's
     assert registry.attack_order(["relearn100", "nf4", "zz", "relearn5", "none", "int8"]) == \
         ["none", "int8", "nf4", "relearn5", "relearn100", "zz"]
     assert registry.stage_attack("relearn50") == ("relearn", 50) and registry.stage_attack("relearnx") is None

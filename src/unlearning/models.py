@@ -240,7 +240,7 @@ def load_model(path: str | Path, quant: str | None = None, dev: torch.device | N
         model = AutoModelForCausalLM.from_pretrained(str(path), **kwargs)
     if entry is None or entry.bnb is None:
         if entry is not None:  # a quantization applied to the loaded weights
-            model = resolve(entry.apply)(model)
+            model = resolve(entry.apply)(model, **entry.settings)
         model.to(dev)
         if dev.type == "cpu":
             use_onednn_linear(model)

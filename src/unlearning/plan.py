@@ -43,6 +43,7 @@ EVAL_CODE = [
     "tofu_metrics.py",
     "prompts.py",
     "attacks/quantization.py",
+    "attacks/lowbit.py",
     "attacks/relearn.py",
     "models.py",
     "stages/common.py",

@@ -13,7 +13,7 @@ factory it names, one entry in workflow/schemas/config.schema.yaml (its name in 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 # The paper's grades, from the most to the least informed update (REFERENCE.md); the robust
 # baselines SAM and randomized smoothing count as first order.
@@ -184,8 +184,10 @@ class Attack:
     """One attack applied when the model is loaded for evaluation (``none``: the model as saved).
 
     A quantization names either ``bnb``, the bitsandbytes settings transformers loads it with, or
-    ``apply``, a "module:function"(model) -> model that changes the loaded weights; ``codes`` is the
-    "module:function"(weight, name) giving the codes stored for one float32 weight (qcode_change)."""
+    ``apply``, a "module:function"(model, **settings) -> model that changes the loaded weights; ``codes``
+    is the "module:function"(weight, name) giving the codes stored for one float32 weight (qcode_change).
+    ``settings``: the keyword arguments ``apply`` gets (a library's bits, group or block size; with
+    ``embeddings`` true the embeddings and lm_head are quantized and counted too)."""
 
     label: str  # in tables and findings
     marker: str  # matplotlib marker in figures
@@ -195,6 +197,7 @@ class Attack:
     apply: str | None = None
     codes: str | None = None
     four_bit: bool = False  # a 4-bit quantization (the findings' four_bit attacks)
+    settings: dict = field(default_factory=dict)
 
 
 _CODES_INT8 = "unlearning.attacks.quantization:int8_codes"
@@ -207,6 +210,28 @@ ATTACKS: dict[str, Attack] = {  # registry order is the tables' order
     "nf4": Attack("NF4", "v", "#bcbd22", True, {"load_in_4bit": True, "bnb_4bit_quant_type": "nf4"},
                   codes=_CODES_4BIT, four_bit=True),
 }
+
+
+def _lowbit(label: str, marker: str, colour: str, **settings) -> Attack:
+    """A quantizer from a library applied to the loaded weights (attacks/lowbit.py), with its settings.
+    Not ``four_bit``: the findings keep judging the paper's bitsandbytes 4-bit attacks."""
+    return Attack(label, marker, colour, True, apply="unlearning.attacks.lowbit:apply",
+                  codes="unlearning.attacks.lowbit:codes", settings=settings)
+
+
+_NF4 = {"library": "bitsandbytes", "quant_type": "nf4"}
+_AO = {"library": "torchao", "algorithm": "affine"}
+# Stronger quantizers (issue 24): bitsandbytes' NF4 with its largest CPU block, torchao's 3- and 2-bit
+# groups, and with `_emb` the embeddings and lm_head quantized too. Not in the default study.
+ATTACKS.update({
+    "nf4_b4096": _lowbit("NF4 block 4096", "<", "#dbdb8d", **_NF4, blocksize=4096),
+    "nf4_b64_emb": _lowbit("NF4 + embeddings", ">", "#9c9ede", **_NF4, blocksize=64, embeddings=True),
+    "int3_g32": _lowbit("INT3 g32", "d", "#393b79", **_AO, bits=3, group_size=32),
+    "int3_g32_emb": _lowbit("INT3 g32 + embeddings", "H", "#9edae5", **_AO, bits=3, group_size=32, embeddings=True),
+    "int2_g32": _lowbit("INT2 g32", "8", "#e6550d", **_AO, bits=2, group_size=32),
+    "int2_g32_emb": _lowbit("INT2 g32 + embeddings", "1", "#ff9896", **_AO, bits=2, group_size=32, embeddings=True),
+    "int2_g128": _lowbit("INT2 g128", "2", "#843c39", **_AO, bits=2, group_size=128),
+})
 # The 4-bit quantization that findings and the summary table judge when present (FP4 gives practically
 # the same model here, so it would vote twice).
 PRIMARY_QUANTIZATION = "nf4"

@@ -15,10 +15,7 @@ import torch
 
 from ..models import read_weights
 from ..registry import resolve
-
-# Weights that transformers quantizes in a Llama (every nn.Linear but lm_head).
-_QUANTIZED_SUFFIXES = ("q_proj.weight", "k_proj.weight", "v_proj.weight", "o_proj.weight",
-                       "gate_proj.weight", "up_proj.weight", "down_proj.weight")
+from .lowbit import quantized
 
 
 def codes(weight: torch.Tensor, quant: str, device: torch.device | str = "cpu") -> torch.Tensor:
@@ -72,20 +69,25 @@ def qcode_changes(reference_dir: str | Path, model_dir: str | Path, quants: Sequ
 
 
 def _count_changes(reference_dir, model_dir, quants, dev) -> dict[str, float]:
+    from ..registry import attack
+
     ref, new = read_weights(reference_dir), read_weights(model_dir)
+    # the linear weights transformers quantizes; with an entry's `embeddings` also embed_tokens and lm_head
+    embeddings = {q: bool(attack(q).settings.get("embeddings")) for q in quants}
     changed = {q: 0 for q in quants}
-    total = 0
+    total = {q: 0 for q in quants}
     for name, w in ref.items():
-        if not name.endswith(_QUANTIZED_SUFFIXES):
+        counted = [q for q in quants if quantized(name, embeddings[q])]
+        if not counted:
             continue
         if name not in new or new[name].shape != w.shape:
             raise ValueError(f"{model_dir}: weight {name} missing or of another shape than in {reference_dir}")
-        for q in quants:
+        for q in counted:
             changed[q] += int((codes(w, q, dev) != codes(new[name], q, dev)).sum())
-        total += w.numel()
-    if total == 0:
+            total[q] += w.numel()
+    if not all(total.values()):
         raise ValueError(f"{reference_dir}: no quantizable linear weights found")
-    return {q: 100.0 * n / total for q, n in changed.items()}
+    return {q: 100.0 * n / total[q] for q, n in changed.items()}
 
 
 def qcode_change(reference_dir: str | Path, model_dir: str | Path, quant: str) -> float:
