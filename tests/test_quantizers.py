@@ -145,3 +145,33 @@ def test_qcode_change_counts_embeddings_only_for_entries_that_quantize_them(tmp_
                  != lowbit.codes(new["lm_head.weight"], "int2_g32_emb")).sum())
     assert flips > 0
     assert changed["int2_g32_emb"] == pytest.approx(100.0 * flips / sum(ref[n].numel() for n in counted))
+
+
+def _target_rows(bench: str, metric: str, values: dict[str, tuple[float, float]]) -> list[dict]:
+    return [{"benchmark": bench, "method": "none", "optimizer": "target", "grade": "reference", "seed": s,
+             "attack": a, "metric": metric, "value": v[s]} for a, v in values.items() for s in (0, 1)]
+
+
+def test_the_report_checks_that_the_target_keeps_its_forget_knowledge_under_each_quantizer():
+    import pandas as pd
+
+    from unlearning.report import quant_check
+
+    muse = _target_rows("muse", "knowmem_f", {"none": (95.0, 40.0), "int2_g32": (90.0, 38.0),
+                                              "int2_g32_emb": (78.0, 39.0)})
+    muse += _target_rows("muse", "knowmem_r", {"none": (98.0, 30.0), "int2_g32_emb": (10.0, 10.0)})  # utility
+    wmdp = _target_rows("wmdp", "wmdp_acc", {"none": (100.0, 100.0), "int2_g32": (92.0, 95.0)})
+    unlearned = [{**r, "method": "npo", "optimizer": "adam", "value": 0.0} for r in muse]  # not the target
+    tables = {"muse": pd.DataFrame(muse + unlearned), "wmdp": pd.DataFrame(wmdp)}
+    df = quant_check.target_keeps(tables, 0.9).set_index(["benchmark", "attack", "metric"])
+    assert list(df.index) == [("muse", "int2_g32", "knowmem_f"), ("muse", "int2_g32_emb", "knowmem_f"),
+                              ("wmdp", "int2_g32", "wmdp_acc")]
+    ok = df.loc[("muse", "int2_g32", "knowmem_f")]
+    assert ok.kept == pytest.approx((90 / 95 + 38 / 40) / 2) and ok.kept_min == pytest.approx(90 / 95) and ok.keeps
+    assert not df.loc[("muse", "int2_g32_emb", "knowmem_f")].keeps  # 78 / 95 = 82% on seed 0
+    acc = df.loc[("wmdp", "int2_g32", "wmdp_acc")]  # above chance (25): 67 / 75 = 89% on seed 0
+    assert acc.kept_min == pytest.approx(67 / 75) and not acc.keeps
+    assert quant_check.target_keeps(tables, 0.8).loc[lambda d: d.attack == "int2_g32_emb", "keeps"].all()
+    text = quant_check.markdown(tables, 0.9)
+    assert text.startswith("Under INT2 g32, INT2 g32 + embeddings the target itself loses more than 10%")
+    assert "| muse | INT2 g32 + embeddings | knowmem_f | 67.5 | 58.5 | 89.8% | 82.1% | **no** |" in text

@@ -24,7 +24,7 @@ from typing import Callable
 
 import pandas as pd
 
-from . import measurements, paper_tables, summaries, versions
+from . import measurements, paper_tables, quant_check, summaries, versions
 from .stats import bounded_ci, fmt_interval, mean_ci
 from .tidy import metric_range, row_keys, row_label
 
@@ -433,6 +433,8 @@ def copy_default(results: Path, readme_dir: Path, root: Path, reference: str = "
                             (summaries.PRESENCE, summaries.presence_frame(tables, st["presence_share"],
                                                                       st["presence_negative_points"])),
                             (summaries.COLLAPSE, summaries.collapse_frame(tables, st["collapse_share"])),
+                            (quant_check.QUANT_CHECK,
+                             quant_check.target_keeps(tables, st["quantization_target_share"])),
                             (summaries.JOBS, summaries.jobs_frame(results))):
             frame.to_csv(readme_dir / name, index=False, float_format="%.4g")
             copied.append(name)

@@ -13,6 +13,7 @@ from typing import Sequence
 import pandas as pd
 
 from ..commands import Stage, json_arg
+from . import quant_check
 from .calibration import NOT_REACHED_NOTE, choices, mark
 from .calibration import markdown as calibration_markdown
 from .files import atomic_csv, atomic_text
@@ -164,6 +165,8 @@ def findings_markdown(tables: dict[str, pd.DataFrame], found: list[dict], figure
             parts.append(f"| {f['id']} | {pw['n']} | {pw['m']} | {_num(pw['sd'])} | {_num(pw['mde'])} | "
                          f"{_num(pw['mde_holm'])} | {_num(pw['mde5_holm'])} | {need} |")
     parts += ["", "## Attack presence", "", presence_markdown(tables, st)]
+    parts += ["", "### Does the target keep its forget knowledge under each quantizer?", "",
+              quant_check.markdown(tables, st["quantization_target_share"])]
     if calibration is not None:
         parts += ["", "## Learning rates (calibration)", "",
                   "Each optimizer entry ran at the multiplier of its configured learning rate that the "
