@@ -300,9 +300,12 @@ def dag_jobs(config: dict) -> dict:
 
     ``planned``: what a dry run lists before the calibration checkpoint ran (the grid's unlearning
     runs; the other seeds' runs are planned after it); ``jobs``: everything, with those runs.
-    Also ``unlearn_runs``: (benchmark, method, optimizer spec, seed) of every unlearn job."""
+    Also ``unlearn_runs``: (benchmark, method, optimizer spec, seed) of every unlearn job. The attacks'
+    controls (``StudyPlan.control_runs``: the retrain model and the positive control, whose thin
+    unlearning is an unlearn job of method ``none``) are relearned and evaluated like runs."""
     from unlearning import calibration as CAL
     from unlearning.config import ablation_optimizers, methods_for, optimizers_for
+    from unlearning.plan import CONTROL, StudyPlan
 
     seeds = [int(s) for s in config["seeds"]]
     entries = [(b, m, o, seeds) for b in config["benchmarks"] for m in methods_for(config, b)
@@ -317,19 +320,21 @@ def dag_jobs(config: dict) -> dict:
         cal = CAL.seeds(config, ss)
         grid_runs += [(b, m, spec, s) for s in cal for _ in CAL.grid(config, o)]
         other_runs += [(b, m, spec, s) for s in ss if s not in cal]
-    runs = len([1 for _, _, _, ss in entries for _ in ss])
-    refs = sum(len(CAL.model_seeds(config, role, seeds)) for b in config["benchmarks"]
-               for role in ["target"] + ([] if config["benchmarks"][b].get("retrain") is False else ["retrain"]))
+    plan = StudyPlan(config)
+    controls = [r for b in config["benchmarks"] for r in plan.control_runs(b)]
+    positives = [(b, m, plan.optimizer_spec(o), s) for b, m, o, s in controls if o == CONTROL]
+    runs = len([1 for _, _, _, ss in entries for _ in ss]) + len(controls)
+    refs = len(config["benchmarks"]) * len(CAL.model_seeds(config, "target", seeds))  # the targets
     lmc = sum(len(methods_for(config, b)) * len(seeds) for b in config["benchmarks"]
               if (config.get("report") or {}).get("reference_optimizer", "adam") in optimizers_for(config, b)
               and len(optimizers_for(config, b)) > 1)
-    planned = {"unlearn": len(grid_runs) if CAL.enabled(config) else len(other_runs),
+    planned = {"unlearn": (len(grid_runs) if CAL.enabled(config) else len(other_runs)) + len(positives),
                "calibration_point": len(grid_runs), "calibrate": len(entries) if CAL.enabled(config) else 0,
                "relearn": runs, "evaluate": runs, "evaluate_reference": refs, "lmc": lmc,
                "report_grade_distance": 1}
-    jobs = {**planned, "unlearn": len(grid_runs) + len(other_runs)}
+    jobs = {**planned, "unlearn": len(grid_runs) + len(other_runs) + len(positives)}
     return {"planned": {k: v for k, v in planned.items() if v},
-            "jobs": {k: v for k, v in jobs.items() if v}, "unlearn_runs": grid_runs + other_runs}
+            "jobs": {k: v for k, v in jobs.items() if v}, "unlearn_runs": grid_runs + other_runs + positives}
 
 
 # Evaluation workload per scoring pass (one model under one attack), per benchmark kind: generated
@@ -375,7 +380,8 @@ def gpu_hours(config: dict, arch: dict, tflops: float = 400.0, gpus: int = 1, ch
     seq, batch = config["model"]["max_len"], config["unlearning"]["batch_size"]
     flops_s = tflops * 1e12
     dag = dag_jobs(config)
-    needs_ref = {m: config["methods"][m]["objective"] in ("npo", "simnpo") for m in config["methods"]}
+    methods = {**config["methods"], "none": config["controls"]["positive"]["method"]}  # none: the positive control
+    needs_ref = {m: s["objective"] in ("npo", "simnpo") for m, s in methods.items()}
     unlearn = 0.0
     for bench, method, spec, _ in dag["unlearn_runs"]:
         spe = steps_per_epoch or STEPS_PER_EPOCH.get(bench)
