@@ -97,11 +97,12 @@ def test_gpu_hours_count_every_job():
     assert ps.relearn_steps_per_job(cfg) == 375
     jobs = ps.dag_jobs(cfg)["jobs"]
     # 22 study entries (2 methods x 11 optimizers) + 4 ablation hybrids: 3 grid points at seed 0 and
-    # seeds 1 and 2 at the chosen multiplier; relearning and evaluation per run (26 x 3 seeds)
-    assert jobs["unlearn"] == 26 * 3 + 26 * 2 and jobs["relearn"] == jobs["evaluate"] == 78
+    # seeds 1 and 2 at the chosen multiplier, + the positive control of each seed; relearning and
+    # evaluation per run (26 x 3 seeds) and per control (3 positive, 1 retrain model: one hub model)
+    assert jobs["unlearn"] == 26 * 3 + 26 * 2 + 3 and jobs["relearn"] == jobs["evaluate"] == 78 + 4
     h1 = ps.gpu_hours(cfg, B7, tflops=400, gpus=1)
     p = ps.n_params(B7)
-    want_relearn = 78 * 375 * 8 * p * 4 * 2048 / 400e12 / 3600
+    want_relearn = 82 * 375 * 8 * p * 4 * 2048 / 400e12 / 3600
     assert h1["relearn"] == pytest.approx(want_relearn, abs=0.05)
     # Adam, NPO, 1020 steps (10 epochs x 102) at 18 units: one run's share of the unlearning hours
     adam_npo = 1020 * 18 * p * 4 * 2048 / 400e12 / 3600
@@ -110,8 +111,8 @@ def test_gpu_hours_count_every_job():
     # 8 ranks, 4 examples: half idle (the FLOPs double; ZO draws split over the ranks do not)
     assert h8["unlearn"] == pytest.approx(2 * h1["unlearn"], rel=0.02) and h8["unlearn"] < 2 * h1["unlearn"]
     assert h8["evaluate"] == h1["evaluate"]
-    no_cal = ps.gpu_hours({**cfg, "calibration": False}, B7, tflops=400)  # the study's 78 runs only
-    assert no_cal["jobs"]["unlearn"] == 78 and no_cal["unlearn"] < h1["unlearn"] / 1.5
+    no_cal = ps.gpu_hours({**cfg, "calibration": False}, B7, tflops=400)  # the study's 78 runs, 3 controls
+    assert no_cal["jobs"]["unlearn"] == 78 + 3 and no_cal["unlearn"] < h1["unlearn"] / 1.5
 
 
 def _dry_run_stats(config: str) -> dict[str, int]:
