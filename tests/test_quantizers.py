@@ -175,3 +175,28 @@ def test_the_report_checks_that_the_target_keeps_its_forget_knowledge_under_each
     text = quant_check.markdown(tables, 0.9)
     assert text.startswith("Under INT2 g32, INT2 g32 + embeddings the target itself loses more than 10%")
     assert "| muse | INT2 g32 + embeddings | knowmem_f | 67.5 | 58.5 | 89.8% | 82.1% | **no** |" in text
+
+
+def test_the_quant_strong_overlay_adds_every_library_quantizer_to_the_default_study():
+    from pathlib import Path
+
+    import yaml
+
+    from unlearning.config import attacks_for_reference, validate
+
+    def update_config(base: dict, overlay: dict) -> None:  # snakemake.utils.update_config: nested keys merge
+        for k, v in overlay.items():
+            if isinstance(v, dict) and isinstance(base.get(k), dict):
+                update_config(base[k], v)
+            else:
+                base[k] = v
+
+    root = Path(__file__).resolve().parents[1]
+    config = yaml.safe_load((root / "config.yaml").read_text())
+    default = yaml.safe_load((root / "config.yaml").read_text())
+    update_config(config, yaml.safe_load((root / "configs" / "quant-strong.yaml").read_text()))  # as Snakemake merges
+    # only the quantizations change: the default study's models are reused
+    assert {k: v for k, v in config.items() if k != "attacks"} == {k: v for k, v in default.items() if k != "attacks"}
+    assert config["attacks"]["relearn"] == default["attacks"]["relearn"]
+    assert config["attacks"]["quantization"][:3] == default["attacks"]["quantization"]
+    assert set(LOWBIT) <= set(attacks_for_reference(validate(config)))
