@@ -13,12 +13,19 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
+from filelock import FileLock
 
-# Tests run studies in self-contained folders so that they can edit code and config without touching
-# the working tree; make_study is re-exported for the test modules.
-from unlearning.studyfolder import make_study  # noqa: F401
+from unlearning.studyfolder import make_study as make_study_folder
 
 ROOT = Path(__file__).resolve().parents[1]
+
+# profiles/default's `max-jobs-per-timespan: 1000/10s` keeps every Snakemake that ran a job alive up to
+# 10 s after its last one, while its rate limiter's timers expire: 9-10 s per run here (a one-job
+# workflow: 22 s against 13 s under load). The suite runs dozens of short workflows, and every SLURM job
+# starts Snakemake inside it, so the tests' study folders take Snakemake's own default instead.
+# Scheduling only: no result depends on it, and the user's profile is unchanged.
+TEST_PROFILE = {"max-jobs-per-timespan": "100/1s"}
 
 # Tests with these markers start Snakemake, torchrun, SLURM jobs or need a GPU: they belong to the slow
 # tier (deselected by pyproject.toml's default `-m "not slow"`, run by scripts/test.sh) without
@@ -31,11 +38,22 @@ _PROCESS_STARTERS = [(subprocess.Popen, "_execute_child"), (os, "system"), (os, 
                      (os, "posix_spawn"), (os, "posix_spawnp"), (multiprocessing.util, "spawnv_passfds")]
 
 
+# The longest files of the full suite (docs/extending/tests.md), handed out first when pytest-xdist's
+# workers take whole files (scripts/test.sh: `-n 2 --dist loadfile`), so that no long file starts last
+# while the other worker idles. The SLURM slice leads: it builds the smoke study and then mostly waits.
+LONGEST_FIRST = ["test_slurm.py", "test_paper_shaped.py", "test_reruns.py", "test_distributed.py",
+                 "test_portability.py", "test_report_workflow.py", "test_gpu_check.py", "test_paper_scale.py"]
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark every test that carries one of SLOW_MARKERS as ``slow`` too."""
+    """Mark every test that carries one of SLOW_MARKERS as ``slow`` too; under pytest-xdist, order the
+    files LONGEST_FIRST."""
     for item in items:
         if not item.get_closest_marker("slow") and any(item.get_closest_marker(m) for m in SLOW_MARKERS):
             item.add_marker(pytest.mark.slow)
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+        items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the rest keep their order
 
 
 @contextlib.contextmanager
@@ -69,6 +87,15 @@ def pytest_runtest_call(item: pytest.Item):
         return (yield)
 
 
+def make_study(dst: str | Path, repo: Path = ROOT) -> Path:
+    """A self-contained study folder (unlearning.studyfolder.make_study), so that a test can edit code
+    and config without touching the working tree; its default profile takes TEST_PROFILE."""
+    study = make_study_folder(dst, repo)
+    profile = study / "profiles" / "default" / "config.yaml"
+    profile.write_text(yaml.safe_dump({**yaml.safe_load(profile.read_text()), **TEST_PROFILE}))
+    return study
+
+
 def snakemake(workdir: Path, *args: str, configfile: Path | str | None = "configs/smoke.yaml",
               timeout: int = 900, check: bool = True) -> subprocess.CompletedProcess:
     """Run the workflow of the study folder ``workdir`` (see make_study) inside it."""
@@ -86,8 +113,17 @@ def snakemake(workdir: Path, *args: str, configfile: Path | str | None = "config
 def smoke_run(tmp_path_factory) -> Path:
     """A completed smoke study (every stage) in a self-contained study folder; read-only for tests
     (use ``smoke_copy`` to change anything)."""
-    work = make_study(tmp_path_factory.mktemp("smoke") / "study")
-    snakemake(work, "--cores", "2")
+    # Under pytest-xdist (scripts/test.sh runs two workers) the workers share one study in their common
+    # base folder: the first to ask builds it, the others wait on the lock.
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent
+    work, done = root / "smoke" / "study", root / "smoke" / "complete"
+    with FileLock(root / "smoke.lock"):
+        if not done.exists():
+            shutil.rmtree(work, ignore_errors=True)  # a worker's failed attempt
+            snakemake(make_study(work), "--cores", "2")
+            done.touch()
     return work
 
 
