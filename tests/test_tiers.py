@@ -34,4 +34,6 @@ def test_plain_pytest_is_the_fast_tier_and_the_test_script_runs_both():
     pyproject = (ROOT / "pyproject.toml").read_text()
     assert '\naddopts = ["-m", "not slow"]\n' in pyproject and '\n    "slow: ' in pyproject
     # the script's -m comes after addopts' (the last -m wins) and before the caller's arguments
-    assert '.venv/bin/python -m pytest -m "" --durations=20 "$@"' in (ROOT / "scripts/test.sh").read_text()
+    # (on two pytest-xdist workers unless TEST_WORKERS says otherwise)
+    assert ('.venv/bin/python -m pytest -m "" --durations=20 -n "${TEST_WORKERS:-2}" --dist loadfile "$@"'
+            in (ROOT / "scripts/test.sh").read_text())
