@@ -31,6 +31,7 @@ trap cleanup EXIT
 # Both tiers (docs/extending/tests.md): -m "" lifts pyproject.toml's default -m "not slow" (the last -m wins, so
 # `bash scripts/test.sh -m slurm` still selects); the 20 slowest tests are listed to keep the suite in budget.
 # Two pytest-xdist workers, each taking whole files (module fixtures stay computed once) in collection order
-# (--no-loadscope-reorder: tests/conftest.py puts the longest files first and shares one smoke study): most of the slow tier waits on Snakemake's
-# start, SLURM's status checks and job starts, which the other worker's tests fill. TEST_WORKERS=0 runs serially.
+# (--no-loadscope-reorder: tests/conftest.py puts the longest files first and shares one smoke study): most
+# of the slow tier waits on Snakemake's start, SLURM's status checks and job starts, which the other
+# worker's tests fill. TEST_WORKERS=0 runs serially.
 .venv/bin/python -m pytest -m "" --durations=20 -n "${TEST_WORKERS:-2}" --dist loadfile --no-loadscope-reorder "$@"

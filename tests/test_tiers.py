@@ -35,5 +35,6 @@ def test_plain_pytest_is_the_fast_tier_and_the_test_script_runs_both():
     assert '\naddopts = ["-m", "not slow"]\n' in pyproject and '\n    "slow: ' in pyproject
     # the script's -m comes after addopts' (the last -m wins) and before the caller's arguments
     # (on two pytest-xdist workers unless TEST_WORKERS says otherwise)
-    line = '.venv/bin/python -m pytest -m "" --durations=20 -n "${TEST_WORKERS:-2}" --dist loadfile --no-loadscope-reorder "$@"'
+    line = ('.venv/bin/python -m pytest -m "" --durations=20 -n "${TEST_WORKERS:-2}" --dist loadfile '
+            '--no-loadscope-reorder "$@"')
     assert line in (ROOT / "scripts/test.sh").read_text()
