@@ -73,7 +73,7 @@ COLLAPSED = "collapsed"
 # Defaults of config `report.stats` (workflow/schemas/config.schema.yaml holds them; these are for
 # callers without a config, e.g. tests).
 STATS_DEFAULTS = {"alpha": 0.05, "equivalence_margin": 5.0, "collapse_share": 0.5, "presence_share": 0.3,
-                  "presence_negative_points": 10.0, "target_detectable": 10.0,
+                  "presence_negative_points": 5.0, "target_detectable": 10.0,
                   "quantization_target_share": 0.9}
 # The attacks' controls in the tidy tables (method ``none``; plan.CONTROL and plan.NEGATIVE).
 POSITIVE, NEGATIVE = "control", "retrain"
