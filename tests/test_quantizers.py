@@ -194,7 +194,8 @@ def test_the_quant_strong_overlay_adds_every_library_quantizer_to_the_default_st
     root = Path(__file__).resolve().parents[1]
     config = yaml.safe_load((root / "config.yaml").read_text())
     default = yaml.safe_load((root / "config.yaml").read_text())
-    update_config(config, yaml.safe_load((root / "configs" / "quant-strong.yaml").read_text()))  # as Snakemake merges
+    overlay = yaml.safe_load((root / "configs" / "overlays" / "quant-strong.yaml").read_text())
+    update_config(config, overlay)  # as Snakemake merges a second --configfile
     # only the quantizations change: the default study's models are reused
     assert {k: v for k, v in config.items() if k != "attacks"} == {k: v for k, v in default.items() if k != "attacks"}
     assert config["attacks"]["relearn"] == default["attacks"]["relearn"]
