@@ -173,10 +173,29 @@ class StudyPlan:
         auc = self.config["evaluation"]["auc_retrain"]
         return f"--auc-retrain {auc[bench]}" if bench in auc else ""
 
-    def training_params(self, seed: int | str) -> str:
-        """What training a model reads: `training` at the model's seed (`per_seed` only picks the models)."""
-        training = {k: v for k, v in self.config["training"].items() if k != "per_seed"}
-        return as_json({**training, "seed": int(seed)})
+    def training_params(self, seed: int | str, bench: str | None = None, role: str | None = None) -> str:
+        """What training a model reads: `training` at the model's seed (`per_seed` only picks the models).
+        With ``bench`` and ``role``, `until` narrowed to the levels that model must meet
+        (stages.models.levels_for) and dropped where none applies, so a study without levels runs the
+        jobs it ran before and editing one kind's level retrains only the models it checks."""
+        from .stages.models import levels_for
+
+        training = {k: v for k, v in self.config["training"].items() if k not in ("per_seed", "until")}
+        until = self.config["training"].get("until") or {}
+        levels = levels_for(self.kind(bench), role, until.get("levels") or {}) if bench and role else {}
+        return as_json({**training, "seed": int(seed), **({"until": {**until, "levels": levels}} if levels else {})})
+
+    def training_check(self, bench: str, role: str) -> str:
+        """The train_model options the knowledge levels are checked with (the `evaluation` entry and the
+        multiple-choice subject); empty where no level applies, so editing `evaluation` retrains nothing."""
+        import shlex
+
+        from .prompts import mc_subject
+
+        if "until" not in json.loads(self.training_params(0, bench, role)):
+            return ""
+        subject = mc_subject(self.config["benchmarks"][bench])
+        return f"--evaluation {shlex.quote(self.eval_params())} --subject {shlex.quote(subject)}"
 
     def calibration_criterion(self) -> str:
         """The calibrate job's criterion (the grid and seeds enter as its input files, so editing one

@@ -86,8 +86,14 @@ def _check_finite(loss: torch.Tensor, step: int, who: str, what: str) -> None:
 def fit_lm(model: Any, tok: Any, texts: Sequence[str], *, steps: int, lr: float, batch_size: int,
            max_len: int, seed: int, warmup: float = 0.0, schedule: str = "constant",
            weight_decay: float = 0.0, desc: str = "train", chunking: str = "truncate",
-           on_step: Callable[[int], None] | None = None, data_parallel: bool = False) -> list[float]:
+           on_step: Callable[[int], None] | None = None, data_parallel: bool = False,
+           rounds: int = 1, after_round: Callable[[int], bool] | None = None) -> list[float]:
     """Fine-tune ``model`` with AdamW on next-token prediction over ``texts``; return the loss trace.
+
+    Training runs in up to ``rounds`` rounds of ``steps`` steps, each with its own warmup and
+    schedule (a warm restart; the AdamW state and the batch order carry on). ``after_round(step)``
+    is called after each round with the steps done so far and returns True to stop there (the
+    target's knowledge levels, stages/models.py); one round without it is the plain fixed-step fit.
 
     ``chunking`` turns the texts into examples (unlearning.data.chunking: ``truncate`` per
     document, ``concat`` the lab's EOS-joined ``max_len``-token chunks). ``on_step(step)`` is called
@@ -106,6 +112,7 @@ def fit_lm(model: Any, tok: Any, texts: Sequence[str], *, steps: int, lr: float,
     n_warm = int(warmup * steps)
 
     def factor(step: int) -> float:
+        step %= steps  # each round restarts the warmup and schedule
         if step < n_warm:
             return (step + 1) / n_warm
         if schedule == "cosine":
@@ -116,7 +123,7 @@ def fit_lm(model: Any, tok: Any, texts: Sequence[str], *, steps: int, lr: float,
     pad = _pad_id(tok)
     it = batches(examples(tok, texts, max_len, chunking), batch_size, seed)
     trace: list[float] = []
-    bar = tqdm(range(1, steps + 1), desc=desc, mininterval=2.0, disable=None)
+    bar = tqdm(range(1, steps * rounds + 1), desc=desc, mininterval=2.0, disable=None)
     for step in bar:
         ex = next(it)
         weight = 1.0
@@ -137,6 +144,8 @@ def fit_lm(model: Any, tok: Any, texts: Sequence[str], *, steps: int, lr: float,
             bar.set_postfix(loss=f"{sum(trace[-20:]) / 20:.3f}")
         if on_step is not None:
             on_step(step)
+        if after_round is not None and step % steps == 0 and after_round(step):
+            break
     model.eval()
     return trace
 

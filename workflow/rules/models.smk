@@ -27,12 +27,13 @@ rule train_model:
     params:
         kind=kind,
         arch=as_json(config["model"]),
-        training=lambda wc: P.training_params(wc.seed),
+        training=lambda wc: P.training_params(wc.seed, wc.bench, wc.role),
+        check=lambda wc: P.training_check(wc.bench, wc.role),  # levels: what checks them
         launch=gpu_launcher,  # `unlearning`, after claiming its GPU on a workstation (gpus.smk)
     shell:
         "{params.launch} --threads {threads} model --data {input.data} --kind {params.kind} --role {wildcards.role}"
         " --tokenizer {input.tokenizer} --arch {params.arch:q} --training {params.training:q}"
-        " --out {output} > {log} 2>&1"
+        " {params.check} --out {output} > {log} 2>&1"
 
 
 rule copy_model:

@@ -429,7 +429,7 @@ def copy_default(results: Path, readme_dir: Path, root: Path, reference: str = "
         copied.append(CALIBRATION)
     tables = summaries.tidy_tables(results)
     if tables:
-        for name, frame in ((summaries.REFERENCES, summaries.references_frame(tables)),
+        for name, frame in ((summaries.REFERENCES, summaries.references_frame(tables, results)),
                             (summaries.PRESENCE, summaries.presence_frame(tables, st["presence_share"],
                                                                       st["presence_negative_points"])),
                             (summaries.COLLAPSE, summaries.collapse_frame(tables, st["collapse_share"])),

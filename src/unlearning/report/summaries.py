@@ -30,10 +30,16 @@ def tidy_tables(results: Path) -> dict[str, pd.DataFrame]:
     return out
 
 
-def references_frame(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
+def references_frame(tables: dict[str, pd.DataFrame], results: Path | None = None) -> pd.DataFrame:
     """Per benchmark, reference role (target, retrain) and seed: the primary forget and utility
-    metrics before any attack."""
+    metrics before any attack, and with ``results`` metric ``levels_met`` (1 or 0) where the model's
+    training record (models/<bench>/<role>/seed<n>/training.json) checked `training.until` levels."""
     rows = []
+    for p in sorted(results.glob("models/*/*/seed*/training.json")) if results is not None else []:
+        rec = json.loads(p.read_text(encoding="utf-8"))
+        if "levels_met" in rec:
+            rows.append(pd.DataFrame([{"benchmark": p.parts[-4], "role": p.parts[-3], "seed": int(p.parts[-2][4:]),
+                                       "metric": "levels_met", "value": float(rec["levels_met"])}]))
     for df in tables.values():
         kind = kind_of(df)
         metrics = [PRIMARY_METRICS[r].get(kind or "") for r in ("forget", "utility")]

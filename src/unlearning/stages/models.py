@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from argparse import ArgumentParser, Namespace
 from pathlib import Path
@@ -9,10 +10,18 @@ from pathlib import Path
 from ..commands import KINDS, Stage, json_arg
 from .common import training_texts, write_json
 
+log = logging.getLogger(__name__)
+
 
 def train_model(data_dir: str | Path, kind: str, role: str, tokenizer_dir: str | Path, arch: dict,
-                training: dict, source: str | None, out_dir: str | Path) -> dict:
-    """Train the target (forget + retain) or retrain (retain only) model, or copy it from ``source``."""
+                training: dict, source: str | None, out_dir: str | Path, evaluation: dict | None = None,
+                subject: str = "biology") -> dict:
+    """Train the target (forget + retain) or retrain (retain only) model, or copy it from ``source``.
+
+    With knowledge levels for this kind (``training.until.levels``, see ``levels_for``) training runs
+    in rounds of ``training_steps`` steps until the levels are met or ``until.max_rounds`` are spent;
+    each check scores the model with the kind's scorer (stages.evaluate.score) under ``evaluation``
+    (the config's `evaluation` entry) on the questions the study scores."""
     from ..models import build_model, copy_model, device, load_tokenizer, save_model
     from ..train import fit_lm, seed_everything
 
@@ -24,15 +33,55 @@ def train_model(data_dir: str | Path, kind: str, role: str, tokenizer_dir: str |
     model = build_model(arch, len(tok), training["seed"]).to(device())
     texts = training_texts(data_dir, kind, role)
     steps = training_steps(training, role, len(texts), len(training_texts(data_dir, kind, "target")))
+    until = training.get("until") or {}
+    levels = levels_for(kind, role, until.get("levels") or {})
+    if levels and not evaluation:
+        raise ValueError(f"training.until.levels {levels} need the evaluation entry (--evaluation) to be checked")
+    checks: list[dict] = []
+
+    def check(done: int) -> bool:
+        from .evaluate import score
+
+        metrics = score(model, tok, data_dir, kind, evaluation, subject, [],
+                        only=set(levels_for(kind, "target", until.get("levels") or {})))
+        checks.append({"step": done, "metrics": metrics})
+        log.info("train[%s] step %d: %s (levels %s)", role, done, metrics, levels)
+        return meets(metrics, levels)
+
     t0 = time.time()
     trace = fit_lm(model, tok, texts, steps=steps, lr=training["lr"],
                    batch_size=training["batch_size"], max_len=arch["max_len"], seed=training["seed"],
-                   warmup=training["warmup"], schedule=training["schedule"], desc=f"train[{role}]")
+                   warmup=training["warmup"], schedule=training["schedule"], desc=f"train[{role}]",
+                   rounds=int(until.get("max_rounds", 1)) if levels else 1,
+                   after_round=check if levels else None)
     save_model(model, tok, out_dir)
-    info = {"role": role, "documents": len(texts), "steps": steps, "final_loss": trace[-1],
-            "seconds": time.time() - t0}
+    info = {"role": role, "documents": len(texts), "steps": len(trace), "round_steps": steps,
+            "final_loss": trace[-1], "seconds": time.time() - t0}
+    if levels:
+        reached = checks[-1]["metrics"]
+        info.update(levels=levels, reached=reached, levels_met=meets(reached, levels), checks=checks)
+        if not info["levels_met"]:
+            log.warning("train[%s] seed %s: knowledge levels %s NOT met within %d steps (reached %s)",
+                        role, training["seed"], levels, len(trace), reached)
     write_json(Path(out_dir) / "training.json", {**info, "loss": trace})
     return info
+
+
+def levels_for(kind: str, role: str, levels: dict[str, float]) -> dict[str, float]:
+    """The declared levels (``training.until.levels``, metric -> minimum) that ``role`` must meet on
+    benchmark ``kind``: its registry criterion's forget and utility metrics for the target, the
+    utility one only for the retrain model (it never sees the forget set, so its forget level stays
+    low by design). Empty: no check, a fixed-step fit."""
+    from ..registry import benchmark_kind
+
+    forget, utility = benchmark_kind(kind).criterion
+    wanted = (forget, utility) if role == "target" else (utility,)
+    return {m: float(levels[m]) for m in wanted if m in levels}
+
+
+def meets(metrics: dict[str, float], levels: dict[str, float]) -> bool:
+    """Whether every declared level is reached (a metric at its level counts)."""
+    return all(metrics.get(m, float("-inf")) >= v for m, v in levels.items())
 
 
 def training_steps(training: dict, role: str, n_docs: int, n_target_docs: int) -> int:
@@ -52,11 +101,15 @@ def _arguments(p: ArgumentParser) -> None:
     p.add_argument("--arch", type=json_arg, required=True)
     p.add_argument("--training", type=json_arg, required=True)
     p.add_argument("--source", default=None, help="hub id or local folder to copy instead of training")
+    p.add_argument("--evaluation", type=json_arg, default=None,
+                   help="the evaluation config entry the knowledge levels are checked with")
+    p.add_argument("--subject", default="biology", help="multiple-choice subject (WMDP)")
     p.add_argument("--out", required=True)
 
 
 def _run(a: Namespace) -> None:
-    train_model(a.data, a.kind, a.role, a.tokenizer, a.arch, a.training, a.source, a.out)
+    train_model(a.data, a.kind, a.role, a.tokenizer, a.arch, a.training, a.source, a.out,
+                evaluation=a.evaluation, subject=a.subject)
 
 
 STAGE = Stage(_arguments, _run, needs_torch=True)
