@@ -42,10 +42,11 @@ def train_model(data_dir: str | Path, kind: str, role: str, tokenizer_dir: str |
     def check(done: int) -> bool:
         from .evaluate import score
 
+        t = time.time()
         metrics = score(model, tok, data_dir, kind, evaluation, subject, [],
                         only=set(levels_for(kind, "target", until.get("levels") or {})))
-        checks.append({"step": done, "metrics": metrics})
-        log.info("train[%s] step %d: %s (levels %s)", role, done, metrics, levels)
+        checks.append({"step": done, "metrics": metrics, "seconds": time.time() - t})
+        log.info("train[%s] step %d: %s (levels %s; check %.1fs)", role, done, metrics, levels, checks[-1]["seconds"])
         return meets(metrics, levels)
 
     t0 = time.time()
