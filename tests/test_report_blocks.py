@@ -200,3 +200,10 @@ def test_seed_cost_and_interval_example_come_from_the_committed_run(tmp_path):
     assert "(`results/README/references.csv`, 95.0, 40.0, 92.0): 75.7 ± 76.8 on the original scale" in text
     lo, hi = (float(x) for x in text.split("[")[1].split("]")[0].split(", "))
     assert 0.0 <= lo < 40.0 and hi == 100.0  # the logit interval stays inside the range, the plain one does not
+
+
+def test_provenance_cuts_a_long_command_at_a_whole_argument_and_small_shares_keep_two_digits():
+    long = "python benchmarks/investigations/grade_behaviour.py --entries sophia --spec " + "'x=" + "9" * 300 + "'"
+    text = measurements.provenance({"name": "g", "command": long, "commit": "abc", "date": "d", "cpu": "c"})
+    assert "`python benchmarks/investigations/grade_behaviour.py --entries sophia --spec ...`" in text
+    assert measurements._pct(0.0013903) == "0.14%" and measurements._pct(0.27093) == "27.1%"

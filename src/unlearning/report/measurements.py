@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Callable
 
 DATA = Path("docs") / "measurements" / "data"  # relative to the repository root
+COMMAND_CHARS = 200  # a longer command is shown cut, with " ..." (the file holds all of it)
 
 
 def parse_output(text: str) -> list[dict]:
@@ -82,7 +83,13 @@ def provenance(m: dict, timed: bool = True) -> str:
     else:
         load_note = "nothing else running"
     note = f"; {m['note']}" if m.get("note") else ""
-    return (f"`{DATA / m['name']}.json` (`{m['command']}`; commit {m['commit']}, {m['date']}, {m['cpu']}, "
+    command = m["command"]
+    if len(command) > COMMAND_CHARS:  # long --spec JSON: the whole command is in the file
+        words = shlex.split(command)
+        while len(shlex.join(words)) > COMMAND_CHARS and len(words) > 1:
+            words.pop()
+        command = shlex.join(words) + " ..."
+    return (f"`{DATA / m['name']}.json` (`{command}`; commit {m['commit']}, {m['date']}, {m['cpu']}, "
             f"{load_note}{note})")
 
 
@@ -92,7 +99,10 @@ def _missing(names: list[str], command: str) -> str:
 
 
 def _pct(x: float | None, digits: int = 1) -> str:
-    return "" if x is None else f"{100 * x:.{digits}f}%"
+    """A share as a percentage; two significant digits below 1% (``digits`` decimals above)."""
+    if x is None:
+        return ""
+    return f"{100 * x:.2g}%" if 100 * abs(x) < 1 else f"{100 * x:.{digits}f}%"
 
 
 # -------------------------------------------------------------------------------- Sophia's clipped share
@@ -113,7 +123,7 @@ def sophia_block(root: Path) -> str:
     for m, method, refresh in runs:
         for row in m["output"]:
             if "rho" in row:
-                lines.append(f"| {method} | {refresh} | {row['rho']:g} | {_pct(row['unclipped_mean_with_h'], 2)} "
+                lines.append(f"| {method} | {refresh} | {row['rho']:g} | {_pct(row['unclipped_mean_with_h'])} "
                              f"| {_pct(row['bit_identical_to_signadam'])} |")
     return "\n".join(lines)
 
@@ -218,8 +228,8 @@ def grade_behaviour_block(root: Path) -> str:
         if r["spec"].get("type") != "sophia" or "unclipped" not in r:
             continue
         u, d = r["unclipped"], to_signadam(name)
-        lines.append(f"| {name} | {r['spec']['rho']:g} | {r['spec'].get('hess_scale')} | {_pct(u['mean'], 4)} "
-                     f"({_pct(u['min'], 4)}-{_pct(u['max'], 4)}) | {_pct(d.get('rel_distance'))} | "
+        lines.append(f"| {name} | {r['spec']['rho']:g} | {r['spec'].get('hess_scale')} | {_pct(u['mean'])} "
+                     f"({_pct(u['min'])}-{_pct(u['max'])}) | {_pct(d.get('rel_distance'))} | "
                      f"{_pct(d.get('identical_share'))} |")
     lines += ["", "AdaZO: each weight's mean move per step in units of the learning rate.", "",
               "| entry | lr | bias correction | step 1 | steps 2-5 | mean over the steps (min-max) |",
