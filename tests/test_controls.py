@@ -90,6 +90,17 @@ def test_unknown_without_the_control_or_when_it_lost_nothing():
     assert fd.attack_presence(df, "none", "knowmem_f", 0.3, 10.0)["present"] is True
 
 
+def test_a_gap_under_the_declared_minimum_leaves_presence_unknown():
+    # The control forgot 4 points (85 -> 81 on average): too little to judge at min_gap 10, whatever it
+    # recovers; at min_gap 3 the same table is judged (and present: it recovers its whole gap).
+    thin = _table(control_before=(86.0, 76.0, 81.0), control_nf4=4.0)
+    p = fd.attack_presence(thin, "nf4", "knowmem_f", 0.3, 10.0, min_gap=10.0)
+    assert p["gap"] == pytest.approx(4.0) and p["present"] is None and math.isnan(p["share"])
+    assert fd.attack_presence(thin, "nf4", "knowmem_f", 0.3, 10.0, min_gap=3.0)["present"] is True
+    table = fd.presence_table({"muse": thin}, 0.3, 10.0, min_gap=10.0)
+    assert table.set_index("attack").loc["nf4", "present"] is None
+
+
 def test_a_finding_on_an_absent_attack_is_untestable_and_findings_md_shows_the_controls():
     weak = {"muse": _table(control_nf4=2.0, heldout=True)}
     found = {f["id"]: f for f in fd.findings(weak, {"adam": {"type": "adam"}, "zo": {"type": "adazo"}},

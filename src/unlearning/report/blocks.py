@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 from pathlib import Path
 from typing import Callable
 
@@ -230,7 +229,8 @@ def presence_block(readme_dir: Path) -> str:
              "control before; *recovery*: the control's after - before; *retrain moves*: the negative control's "
              "after - before (the retrain model, relearned the same steps); *excess*: recovery - retrain's move, "
              "paired by seed; present when the excess reaches `report.stats.presence_share` of the gap and the "
-             "retrain model moves at most `report.stats.presence_negative_points`. Relearning is judged on the "
+             "retrain model moves at most `report.stats.presence_negative_points`; unknown when the gap is under "
+             "`report.stats.presence_min_gap`. Relearning is judged on the "
              "held-out part of the forget set. Means over seeds.", "",
              "| benchmark | attack | metric | target | control before | gap | recovery | retrain moves | excess "
              "| share of gap | present |",
@@ -384,18 +384,7 @@ def update(root: Path, readme_dir: Path) -> list[Path]:
     return changed
 
 
-def _commit(root: Path) -> str:
-    """The repository's commit (short), with ``+changes`` when the work tree's code differs from it."""
-    try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True,
-                              check=True).stdout.strip()
-        # the files this script writes itself do not count as changes to the code
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!results/README",
-                                ":!README.md", ":!docs"], cwd=root, capture_output=True, text=True,
-                               check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return head + ("+changes" if dirty else "")
+_commit = measurements.code_commit  # the commit a copy or a measurement is made at
 
 
 def _record(readme_dir: Path, key: str, results: Path, root: Path) -> None:
@@ -431,7 +420,8 @@ def copy_default(results: Path, readme_dir: Path, root: Path, reference: str = "
     if tables:
         for name, frame in ((summaries.REFERENCES, summaries.references_frame(tables, results)),
                             (summaries.PRESENCE, summaries.presence_frame(tables, st["presence_share"],
-                                                                      st["presence_negative_points"])),
+                                                                      st["presence_negative_points"],
+                                                                      st["presence_min_gap"])),
                             (summaries.COLLAPSE, summaries.collapse_frame(tables, st["collapse_share"])),
                             (quant_check.QUANT_CHECK,
                              quant_check.target_keeps(tables, st["quantization_target_share"])),

@@ -73,7 +73,7 @@ COLLAPSED = "collapsed"
 # Defaults of config `report.stats` (workflow/schemas/config.schema.yaml holds them; these are for
 # callers without a config, e.g. tests).
 STATS_DEFAULTS = {"alpha": 0.05, "equivalence_margin": 5.0, "collapse_share": 0.5, "presence_share": 0.3,
-                  "presence_negative_points": 5.0, "target_detectable": 10.0,
+                  "presence_negative_points": 5.0, "presence_min_gap": 10.0, "target_detectable": 10.0,
                   "quantization_target_share": 0.9}
 # The attacks' controls in the tidy tables (method ``none``; plan.CONTROL and plan.NEGATIVE).
 POSITIVE, NEGATIVE = "control", "retrain"
@@ -280,7 +280,7 @@ def presence_metric(df: pd.DataFrame, attack: str, metric: str) -> str:
 
 
 def attack_presence(df: pd.DataFrame, attack: str, metric: str, share: float, negative_points: float,
-                    positive: str = POSITIVE, negative: str = NEGATIVE) -> dict:
+                    positive: str = POSITIVE, negative: str = NEGATIVE, min_gap: float = 0.0) -> dict:
     """Whether ``attack`` can restore knowledge in this benchmark (its tidy table ``df``), from its controls.
 
     On ``presence_metric`` (``metric``, the primary forget metric, or its held-out part): the positive
@@ -291,7 +291,8 @@ def attack_presence(df: pd.DataFrame, attack: str, metric: str, share: float, ne
     negative's mean where their seeds differ; a missing negative counts as no move). Present when
     excess >= ``share`` x gap and |the negative's mean move| <= ``negative_points``. ``present`` is
     None (unknown; the comparisons are judged as if present) without the positive control or the
-    target, or when the control lost nothing (gap <= 0). Attack ``none`` is present."""
+    target, or when the control lost too little to judge (gap < ``min_gap``, or <= 0). Attack ``none``
+    is present."""
     m = presence_metric(df, attack, metric)
     out = {"metric": m, "target": math.nan, "before": math.nan, "gap": math.nan, "positive": math.nan,
            "negative": math.nan, "excess": math.nan, "share": math.nan, "present": None}
@@ -311,7 +312,7 @@ def attack_presence(df: pd.DataFrame, attack: str, metric: str, share: float, ne
     gap = float(target.mean() - before.mean())
     out.update(target=float(target.mean()), before=float(before.mean()), gap=gap, positive=float(pos.mean()),
                excess=excess)
-    if gap <= 0:
+    if gap <= 0 or gap < min_gap:
         return out
     out["share"] = excess / gap
     out["present"] = bool(excess >= share * gap and abs(moved) <= negative_points)
@@ -322,7 +323,8 @@ PRESENCE_COLUMNS = ["benchmark", "attack", "metric", "target", "before", "gap", 
                     "share", "present"]
 
 
-def presence_table(tables: dict[str, pd.DataFrame], share: float, negative_points: float) -> pd.DataFrame:
+def presence_table(tables: dict[str, pd.DataFrame], share: float, negative_points: float,
+                   min_gap: float = 0.0) -> pd.DataFrame:
     """Per benchmark and attack (``none`` left out): the controls' numbers and the verdict of
     ``attack_presence`` on the benchmark's primary forget metric (one row each)."""
     rows = []
@@ -333,7 +335,7 @@ def presence_table(tables: dict[str, pd.DataFrame], share: float, negative_point
         for attack in attack_order(df.attack.unique()):
             if attack != "none":
                 rows.append({"benchmark": bench, "attack": attack,
-                             **attack_presence(df, attack, metric, share, negative_points)})
+                             **attack_presence(df, attack, metric, share, negative_points, min_gap=min_gap)})
     return pd.DataFrame(rows, columns=PRESENCE_COLUMNS)
 
 
@@ -502,7 +504,7 @@ def _exclusions(comps: list[dict], f: Finding, tables: dict[str, pd.DataFrame], 
             if key not in presence:
                 fm = PRIMARY_METRICS["forget"].get(kind_of(base) or "")
                 presence[key] = (attack_presence(base, c["attack"], fm, st["presence_share"],
-                                                 st["presence_negative_points"])
+                                                 st["presence_negative_points"], min_gap=st["presence_min_gap"])
                                  if fm else {"present": None, "share": math.nan})
             c["presence_share"] = presence[key]["share"]
             if presence[key]["present"] is False:

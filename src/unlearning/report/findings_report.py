@@ -234,18 +234,19 @@ def _beyond(c: dict) -> str:
 
 def presence_markdown(tables: dict[str, pd.DataFrame], st: dict) -> str:
     """The attacks' controls per benchmark and attack (``findings.presence_table``) as markdown."""
-    df = presence_table(tables, st["presence_share"], st["presence_negative_points"])
+    df = presence_table(tables, st["presence_share"], st["presence_negative_points"], st["presence_min_gap"])
     lines = ["Per benchmark and attack, on the primary forget metric (its held-out part under relearning, which "
              "trains on part of the forget set), means over seeds: the target's level; the positive control's "
              "(the target after a thin unlearning update, config `controls.positive`) before the attack; its "
              "*gap* (target - control); its *recovery* (after - before); the retrain model's move under the same "
              "attack (the negative control, relearned the same steps); the *excess* (recovery - retrain's move, "
              f"paired by seed) and its share of the gap. Present: share >= {st['presence_share']:.0%} and "
-             f"|retrain's move| <= {st['presence_negative_points']:g} points.", "",
+             f"|retrain's move| <= {st['presence_negative_points']:g} points; unknown when the control's gap is under "
+             f"{st['presence_min_gap']:g} points (it forgot too little to judge).", "",
              "| benchmark | attack | metric | target | control before | gap | recovery | retrain moves | excess "
              "| share of gap | present |", "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
     for r in df.itertuples():
-        verdict = {True: "present", False: "**absent**"}.get(r.present, "unknown (no control, or it lost nothing)")
+        verdict = {True: "present", False: "**absent**"}.get(r.present, "unknown (no control, or its gap is too small)")
         share = "" if r.share != r.share else f"{100 * r.share:.0f}%"
         lines.append(f"| {r.benchmark} | {r.attack} | {r.metric} | {_num(r.target)} | {_num(r.before)} | "
                      f"{_num(r.gap)} | {_num(r.positive)} | {_num(r.negative)} | {_num(r.excess)} | {share} "

@@ -44,11 +44,25 @@ def parse_output(text: str) -> list[dict]:
     return out
 
 
+def code_commit(root: Path) -> str:
+    """The repository's commit (short), with ``+changes`` when the work tree's code differs from it
+    (README, docs/ and results/README/, which the scripts write themselves, do not count)."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True,
+                              check=True).stdout.strip()
+        # the files this script writes itself do not count as changes to the code
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!results/README",
+                                ":!README.md", ":!docs"], cwd=root, capture_output=True, text=True,
+                               check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + ("+changes" if dirty else "")
+
+
 def record(root: Path, name: str, argv: list[str], shared: bool = False, note: str = "") -> Path:
     """Run ``argv`` in ``root`` and write its JSON output with the facts a reader needs (command,
     commit, CPU, shared machine, date) to ``root/DATA/name.json``; the file written. Raises
     RuntimeError when the command fails or prints no JSON."""
-    from .blocks import _commit
     from .summaries import cpu_model
 
     proc = subprocess.run(argv, cwd=root, capture_output=True, text=True)
@@ -60,7 +74,7 @@ def record(root: Path, name: str, argv: list[str], shared: bool = False, note: s
     shown = [a.replace(f"{root.resolve()}/", "") for a in argv]
     if shown and Path(shown[0]).name.startswith("python"):
         shown[0] = "python"
-    facts = {"name": name, "command": shlex.join(shown), "commit": _commit(root), "cpu": cpu_model(),
+    facts = {"name": name, "command": shlex.join(shown), "commit": code_commit(root), "cpu": cpu_model(),
              "shared": shared, "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d"),
              "note": note, "output": output}
     path = root / DATA / f"{name}.json"

@@ -50,11 +50,12 @@ def references_frame(tables: dict[str, pd.DataFrame], results: Path | None = Non
     return pd.concat(rows, ignore_index=True)[cols] if rows else pd.DataFrame(columns=cols)
 
 
-def presence_frame(tables: dict[str, pd.DataFrame], share: float, negative_points: float) -> pd.DataFrame:
+def presence_frame(tables: dict[str, pd.DataFrame], share: float, negative_points: float,
+                   min_gap: float = 0.0) -> pd.DataFrame:
     """Per benchmark and attack: the attacks' controls and whether the attack is present
     (``findings.presence_table``: the target's level, the positive control's before the attack, its
     gap, recovery, the retrain model's move, the excess, its share of the gap and the verdict)."""
-    return presence_table(tables, share, negative_points)
+    return presence_table(tables, share, negative_points, min_gap)
 
 
 def collapse_frame(tables: dict[str, pd.DataFrame], share: float) -> pd.DataFrame:
