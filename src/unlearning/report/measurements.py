@@ -174,7 +174,7 @@ def knowmem_space_block(root: Path) -> str:
         return _missing(["knowmem_space"], "python benchmarks/investigations/knowmem_space.py")
     r = next(o for o in m["output"] if "knowmem_f_space" in o)
     ends = next((o["prompt_ends"] for o in m["output"] if "prompt_ends" in o), {})
-    end_text = "; ".join(f"{k}: `{' '.join(v)}`" for k, v in ends.items())
+    end_text = "; ".join(f"{k} `{v!r}`" for k, v in ends.items())  # repr: a newline token stays visible
     return "\n".join([f"From {provenance(m, timed=False)}: a {r['vocab']}-piece Llama-style tokenizer, "
                       f"{r['steps']} training steps (final loss {r['final_loss']:.3f}). The prompt's last tokens: "
                       f"{end_text}.", "",
