@@ -36,7 +36,8 @@ def test_tables_have_every_attack_metric_and_optimizer(smoke_run: Path):
         assert set(unl.attack) == expected_attacks
         assert set(unl.optimizer) == set(optimizers_for(cfg, bench))
         assert set(unl.method) == set(methods_for(cfg, bench))
-        assert set(df[df.method == "none"].optimizer) == {"target", "retrain"}
+        # the references and the attacks' controls (the retrain model, the thin-unlearning positive one)
+        assert set(df[df.method == "none"].optimizer) == {"target", "retrain", "control"}
         assert metrics[bench] <= set(df.metric)
         pct = df[df.metric.isin(["verbmem_f", "knowmem_f", "knowmem_r", "wmdp_acc", "mmlu_acc", "qcode_change",
                                  "tofu_prob_f", "tofu_rouge_f", "truth_ratio_f", "model_utility"])]
