@@ -144,8 +144,10 @@ def fit_lm(model: Any, tok: Any, texts: Sequence[str], *, steps: int, lr: float,
             bar.set_postfix(loss=f"{sum(trace[-20:]) / 20:.3f}")
         if on_step is not None:
             on_step(step)
-        if after_round is not None and step % steps == 0 and after_round(step):
-            break
+        if after_round is not None and step % steps == 0:
+            if after_round(step):
+                break
+            model.train()  # the check scored the model in eval mode
     model.eval()
     return trace
 

@@ -24,6 +24,7 @@ from typing import Callable
 import pandas as pd
 
 from . import measurements, paper_tables, quant_check, summaries, versions
+from .findings_report import presence_rows
 from .stats import bounded_ci, fmt_interval, mean_ci
 from .tidy import metric_range, row_keys, row_label
 
@@ -232,14 +233,7 @@ def presence_block(readme_dir: Path) -> str:
              "retrain model moves at most `report.stats.presence_negative_points`; unknown when the gap is under "
              "`report.stats.presence_min_gap`. Relearning is judged on the "
              "held-out part of the forget set. Means over seeds.", "",
-             "| benchmark | attack | metric | target | control before | gap | recovery | retrain moves | excess "
-             "| share of gap | present |",
-             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
-    for r in df.itertuples():
-        present = {True: "yes", False: "**no**"}.get(r.present, "unknown") if r.present == r.present else "unknown"
-        share = f"{100 * r.share:.0f}%" if r.share == r.share else ""
-        lines.append(f"| {r.benchmark} | {r.attack} | {r.metric} | {_p(r.target)} | {_p(r.before)} | {_p(r.gap)} "
-                     f"| {_p(r.positive)} | {_p(r.negative)} | {_p(r.excess)} | {share} | {present} |")
+             *presence_rows(df, {True: "yes", False: "**no**"}, "unknown", num=_p)]
     return "\n".join(lines)
 
 
@@ -384,16 +378,13 @@ def update(root: Path, readme_dir: Path) -> list[Path]:
     return changed
 
 
-_commit = measurements.code_commit  # the commit a copy or a measurement is made at
-
-
 def _record(readme_dir: Path, key: str, results: Path, root: Path) -> None:
     runs = _runs(readme_dir)
     try:
         shown = str(results.resolve().relative_to(root.resolve()))
     except ValueError:
         shown = str(results)
-    runs[key] = {"results": shown, "commit": _commit(root)}
+    runs[key] = {"results": shown, "commit": measurements.code_commit(root)}
     (readme_dir / RUNS).write_text(json.dumps(runs, indent=1, sort_keys=True) + "\n", encoding="utf-8")
 
 

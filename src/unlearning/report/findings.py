@@ -30,6 +30,7 @@ from typing import Callable, Sequence
 
 import pandas as pd
 
+from ..plan import CONTROL, NEGATIVE
 from ..registry import (
     BENCHMARK_KINDS,
     PRIMARY_QUANTIZATION,
@@ -75,8 +76,8 @@ COLLAPSED = "collapsed"
 STATS_DEFAULTS = {"alpha": 0.05, "equivalence_margin": 5.0, "collapse_share": 0.5, "presence_share": 0.3,
                   "presence_negative_points": 5.0, "presence_min_gap": 10.0, "target_detectable": 10.0,
                   "quantization_target_share": 0.9}
-# The attacks' controls in the tidy tables (method ``none``; plan.CONTROL and plan.NEGATIVE).
-POSITIVE, NEGATIVE = "control", "retrain"
+# The attacks' controls in the tidy tables (method ``none``): plan.CONTROL and plan.NEGATIVE.
+POSITIVE = CONTROL
 
 # The paper's "first-order downgrades" (R3): the compressed grade and the robust first-order baselines.
 FIRST_DOWNGRADE_TYPES = frozenset(types_of("compressed")) | {"sam", "rs"}
@@ -88,9 +89,9 @@ PRIMARY_METRICS: dict[str, dict[str, str]] = {  # from each kind's registry entr
     role: {kind: k.primary[i] for kind, k in BENCHMARK_KINDS.items()} for i, role in enumerate(("forget", "utility"))
 }
 UTILITY = PRIMARY_METRICS["utility"]
-# Chance level of the multiple-choice utility (4 choices): utility shares count what lies above it, so
-# a model at chance has kept none of its utility whatever the target's accuracy.
-CHANCE = {"mmlu_acc": 25.0}
+# Chance level of the 4-choice accuracies: utility shares (and quant_check's forget shares) count what
+# lies above it, so a model at chance has kept none of it whatever the target's accuracy.
+CHANCE = {"mmlu_acc": 25.0, "wmdp_acc": 25.0}
 # Primary attack of each attack family (ours): registry.PRIMARY_QUANTIZATION (NF4) for 4-bit
 # quantization (FP4 gives practically the same model here, so it would vote twice), the reported
 # relearning (`attacks.relearn.report`). The keys are the Finding's ``primary_attack`` values.

@@ -8,7 +8,7 @@ from __future__ import annotations
 import shutil
 from argparse import ArgumentParser, Namespace
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import pandas as pd
 
@@ -243,15 +243,24 @@ def presence_markdown(tables: dict[str, pd.DataFrame], st: dict) -> str:
              f"paired by seed) and its share of the gap. Present: share >= {st['presence_share']:.0%} and "
              f"|retrain's move| <= {st['presence_negative_points']:g} points; unknown when the control's gap is under "
              f"{st['presence_min_gap']:g} points (it forgot too little to judge).", "",
-             "| benchmark | attack | metric | target | control before | gap | recovery | retrain moves | excess "
+             *presence_rows(df, {True: "present", False: "**absent**"},
+                            "unknown (no control, or its gap is too small)")]
+    return "\n".join(lines)
+
+
+def presence_rows(df: pd.DataFrame, verdicts: dict, unknown: str,
+                  num: Callable[[float], str] = _num) -> list[str]:
+    """The controls' table (``findings.presence_table``'s frame, or presence.csv read back): header and
+    one row per benchmark and attack, ``verdicts[present]`` in the last column (``unknown`` otherwise)."""
+    lines = ["| benchmark | attack | metric | target | control before | gap | recovery | retrain moves | excess "
              "| share of gap | present |", "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
     for r in df.itertuples():
-        verdict = {True: "present", False: "**absent**"}.get(r.present, "unknown (no control, or its gap is too small)")
+        verdict = verdicts.get(r.present, unknown) if r.present == r.present else unknown
         share = "" if r.share != r.share else f"{100 * r.share:.0f}%"
-        lines.append(f"| {r.benchmark} | {r.attack} | {r.metric} | {_num(r.target)} | {_num(r.before)} | "
-                     f"{_num(r.gap)} | {_num(r.positive)} | {_num(r.negative)} | {_num(r.excess)} | {share} "
+        lines.append(f"| {r.benchmark} | {r.attack} | {r.metric} | {num(r.target)} | {num(r.before)} | "
+                     f"{num(r.gap)} | {num(r.positive)} | {num(r.negative)} | {num(r.excess)} | {share} "
                      f"| {verdict} |")
-    return "\n".join(lines)
+    return lines
 
 
 def _names(c: dict, calibrated: dict) -> tuple[str, str]:

@@ -51,10 +51,11 @@ def _params(config: dict) -> int:
 
 def _reference_models(config: dict) -> int:
     from .. import calibration as CAL
+    from ..plan import StudyPlan
 
-    seeds = [int(s) for s in config["seeds"]]
-    return sum(len(CAL.model_seeds(config, role, seeds)) for b, spec in config["benchmarks"].items()
-               for role in ["target"] + ([] if spec.get("retrain") is False else ["retrain"]))
+    seeds, plan = [int(s) for s in config["seeds"]], StudyPlan(config)
+    return sum(len(CAL.model_seeds(config, role, seeds)) for b in config["benchmarks"]
+               for role in plan.reference_roles(b))
 
 
 def jobs_block(root: Path) -> str:

@@ -14,10 +14,9 @@ from __future__ import annotations
 import pandas as pd
 
 from ..registry import attack, forget_metrics, quantizations
+from .findings import CHANCE
 
 QUANT_CHECK = "quant_check.csv"  # results/README/ (beside presence.csv)
-# Multiple-choice forget accuracy (4 choices): the knowledge is what lies above chance.
-CHANCE = {"wmdp_acc": 25.0}
 COLUMNS = ["benchmark", "attack", "metric", "seeds", "before", "after", "kept", "kept_min", "keeps"]
 
 
