@@ -73,6 +73,8 @@ STAGES: dict[str, tuple[str, str]] = {
                      "do two runs of one study agree: verdicts, calibration choices, metrics (JSON)"),
     "paper-scale": ("unlearning.bench.paper_scale:STAGE",
                     "the paper-scale cost model (memory, GPU-hours) and the measurements that check it"),
+    "onset-scan": ("unlearning.bench.onset:STAGE",
+                   "where the quantization attack appears: model width x update size in bins (JSON, figure)"),
 }
 
 
