@@ -23,7 +23,7 @@ from typing import Callable
 
 import pandas as pd
 
-from . import measurements, paper_tables, quant_check, summaries, versions
+from . import measurements, onset, paper_tables, quant_check, summaries, versions
 from .findings_report import presence_rows
 from .stats import bounded_ci, fmt_interval, mean_ci
 from .tidy import metric_range, row_keys, row_label
@@ -328,7 +328,8 @@ def interval_example_block(root: Path) -> str:
 # The docs' blocks that quote measurements (docs/measurements/data/), the paper configs' cost model or
 # the lock file; their renderers take the repository root.
 DOC_RENDERERS: dict[str, Callable[[Path], str]] = {**measurements.RENDERERS, **paper_tables.RENDERERS,
-                                                    **versions.RENDERERS, "seed-cost": seed_cost_block,
+                                                    **versions.RENDERERS, **onset.RENDERERS,
+                                                    "seed-cost": seed_cost_block,
                                                     "interval-example": interval_example_block}
 
 

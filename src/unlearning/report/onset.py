@@ -56,3 +56,142 @@ def figure(result: dict, path: str | Path) -> Path:
     fig.savefig(path, dpi=90)
     plt.close(fig)
     return path
+
+
+# The 7B side of the extrapolation (ours, an assumption, not a measurement): Llama-2-7B's linear weights
+# taken as N(0, 0.02^2), so a block of 64 has absmax about 2.5 x 0.02 and NF4's mean bin (2 absmax / 15)
+# is about 0.0067; Zhang et al.'s learning rates; the scan's step count.
+BIN_7B = 2 * 2.5 * 0.02 / 15
+PAPER_LRS = (1e-5, 5e-6)
+
+
+def _stats() -> tuple[float, float]:
+    """The study schema's presence rule (report.stats): the share of its gap a point must recover, and
+    the least gap (points) for the share to be judged."""
+    from ..config import load_schema
+
+    stats = load_schema()["properties"]["report"]["properties"]["stats"]["properties"]
+    return float(stats["presence_share"]["default"]), float(stats["presence_min_gap"]["default"])
+
+
+def recovered(point: dict, quant: str, metric: str, share: float, min_gap: float) -> bool:
+    """Whether the quantizer restored the point's knowledge by the study's presence rule: its gap (the
+    target's level - the unlearned model's, before the attack) at least ``min_gap`` points and its
+    recovery at least ``share`` of that gap."""
+    gap = point["gap"][metric]
+    return gap >= min_gap and point["recovery"][quant][metric] >= share * gap
+
+
+def move_per_lr(result: dict, optimizer: str, quant: str = "nf4") -> float:
+    """The median over an optimizer entry's points of the mean |update| per unit learning rate (what a
+    learning rate moves a weight in the scan's steps; nearly the same at every width)."""
+    import statistics
+
+    return statistics.median(p["update"][quant]["update_abs"] / p["lr"] for p in result["points"]
+                             if p["optimizer"] == optimizer)
+
+
+def _fmt(x: float) -> str:
+    return f"{x:.2g}"
+
+
+def onset_block(root: Path) -> str:
+    """README: where the quantization attack appears in the recorded scan, and what that predicts at 7B."""
+    from . import measurements
+
+    m = measurements.load(root, "onset")
+    if m is None:
+        return measurements._missing(["onset"], COMMAND)
+    result = m["output"][0]
+    config = result["config"]
+    metric, quants = config["metrics"][0], config["quantizers"]
+    share, min_gap = _stats()
+    points = result["points"]
+    widths = [w["width"] for w in result["widths"]]
+    steps = config["unlearning"]["steps"]
+    hits = [(p, q) for p in points for q in quants if recovered(p, q, metric, share, min_gap)]
+    judged = [p for p in points if p["gap"][metric] >= min_gap]
+    span = [p["update_over_bin"]["nf4"] for p in points] if "nf4" in quants else [0.0]
+    best = max(((p["recovery"][q][metric], p, q) for p in judged for q in quants), key=lambda t: t[0],
+               default=None)
+    text = [f"**Where does the quantization attack appear?** The onset scan ({provenance_short(m, result)}) "
+            f"unlearned hidden {'/'.join(map(str, widths))} targets with GradDiff ({steps} steps; "
+            f"{', '.join(config['optimizers'])}; {len(config['lrs'])} learning rates, "
+            f"{_fmt(min(config['lrs']))}-{_fmt(max(config['lrs']))}), moving the NF4-quantized weights by "
+            f"{_fmt(min(span))}-{_fmt(max(span))} bins on average, and quantized each with "
+            f"{', '.join(quants)}."]
+    if hits:
+        where = sorted({(p["width"], p["optimizer"], q) for p, q in hits})
+        text.append(f"A quantizer restored at least {share:.0%} of the forgotten {metric} at {len(hits)} of "
+                    f"{len(judged) * len(quants)} (point, quantizer) pairs with a gap of {min_gap:g}+ points: "
+                    + "; ".join(f"hidden {w} {o} {q}" for w, o, q in where) + ".")
+    else:
+        text.append(f"No quantizer restored {share:.0%} of the forgotten {metric} at any of the {len(judged)} "
+                    f"points that forgot {min_gap:g}+ points" + (
+                        f" (largest recovery {best[0]:+.1f} points, hidden {best[1]['width']} {best[1]['optimizer']} "
+                        f"lr {_fmt(best[1]['lr'])} under {best[2]})" if best else "") +
+                    ": within this budget the attack does not appear at these widths.")
+    small = [p for p in points if "nf4" in quants and p["update_over_bin"]["nf4"] < 0.1]
+    if small:
+        gaps = [p["gap"][metric] for p in small]
+        text.append(f"Below 0.1 bins unlearning moved {metric} by {min(gaps):.1f} to {max(gaps):.1f} points.")
+    if "adam" in config["optimizers"] and "nf4" in quants:
+        a = move_per_lr(result, "adam")
+        at7b = ", ".join(f"{a * lr / BIN_7B:.2g} bins at lr {lr:g}" for lr in PAPER_LRS)
+        text.append(f"At 7B, if Adam moves a weight by the same {a:.2g} x lr in {steps} steps as here and NF4's "
+                    f"bin is {BIN_7B:.4f} (weights of std 0.02, an assumption), the update is {at7b}: the "
+                    "small-update regime where Zhang et al. see the knowledge return and where this scan's "
+                    "models had forgotten almost nothing. Details: "
+                    "[docs/measurements/onset.md](docs/measurements/onset.md).")
+    return " ".join(text) + f"\n\n![Recovery under each quantizer against the update in bins]({FIGURE})\n"
+
+
+def provenance_short(m: dict, result: dict) -> str:
+    """The scan's time and machine in a few words: its work in minutes, the CPU, shared or not."""
+    minutes = result.get("work_seconds", result["seconds"]) / 60
+    cpu = result.get("work_cpu_seconds", result["cpu_seconds"]) / 60
+    shared = ", shared with other work" if m.get("shared") else ""
+    return f"{minutes:.0f} min, {cpu:.0f} CPU-min, {m['cpu']}{shared}; `{COMMAND}`"
+
+
+def onset_table(root: Path) -> str:
+    """docs/measurements/onset.md: the scan's targets and every point, from the recorded JSON."""
+    from . import measurements
+
+    m = measurements.load(root, "onset")
+    if m is None:
+        return measurements._missing(["onset"], COMMAND)
+    result = m["output"][0]
+    config = result["config"]
+    metric, quants = config["metrics"][0], config["quantizers"]
+    lines = [f"From {measurements.provenance(m)}; the scan's own work {result['work_seconds'] / 60:.1f} min "
+             f"({result['work_cpu_seconds'] / 60:.1f} CPU-min).", "",
+             "Targets (their own change under each quantizer, points of " + ", ".join(config["metrics"]) + "):", "",
+             "| hidden | weights | steps | levels met | " + " | ".join(config["metrics"]) + " | "
+             + " | ".join(quants) + " | NF4 bin | mean abs weight | min |",
+             "|---:|---:|---:|---|" + "---:|" * (len(config["metrics"]) + len(quants) + 3)]
+    for w in result["widths"]:
+        t = w["training"]
+        bins = next((p["update"]["nf4"] for p in result["points"] if p["width"] == w["width"] and "nf4" in quants),
+                    None)
+        lines.append(f"| {w['width']} | {w['params'] / 1e6:.2f}M | {t['steps']} | {t.get('levels_met')} | "
+                     + " | ".join(f"{w['scores']['none'][k]:.1f}" for k in config["metrics"]) + " | "
+                     + " | ".join(" / ".join(f"{w['quantization_change'][q][k]:+.1f}" for k in config["metrics"])
+                                  for q in quants)
+                     + (f" | {bins['bin']:.4f} | {bins['weight_abs']:.4f}" if bins else " | | ")
+                     + f" | {w['seconds'] / 60:.1f} |")
+    lines += ["", f"Points: mean |update| / bin and codes changed (%) per quantizer; {metric} before the attack "
+              f"(the target's level - it is the gap) and recovery (after - before) under each quantizer.", "",
+              "| hidden | optimizer | lr | update/bin " + " / ".join(quants) + " | codes changed "
+              + " / ".join(quants) + f" | {metric} | gap | recovery " + " / ".join(quants) + " | s |",
+              "|---:|---|---:|---|---|---:|---:|---|---:|"]
+    for p in result["points"]:
+        lines.append(f"| {p['width']} | {p['optimizer']} | {p['lr']:.3g} | "
+                     + " / ".join(_fmt(p["update_over_bin"][q]) for q in quants) + " | "
+                     + " / ".join(f"{p['qcode_change'][q]:.1f}" for q in quants)
+                     + f" | {p['scores']['none'][metric]:.1f} | {p['gap'][metric]:.1f} | "
+                     + " / ".join(f"{p['recovery'][q][metric]:+.1f}" for q in quants) + f" | {p['seconds']:.0f} |")
+    return "\n".join(lines) + "\n"
+
+
+RENDERERS = {"onset": onset_block, "onset-table": onset_table}
