@@ -16,7 +16,7 @@ from unlearning import cli, commands
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 # The stages that run torch: they get --threads and the no-CUDA check of a GPU job.
-TORCH_STAGES = {"tokenizer", "model", "unlearn", "relearn", "evaluate", "grade-distance", "lmc"}
+TORCH_STAGES = {"tokenizer", "model", "unlearn", "relearn", "evaluate", "grade-distance", "lmc", "onset-scan"}
 
 
 def _declared_in_sources() -> dict[str, str]:
