@@ -150,6 +150,14 @@ def test_the_readme_paragraph_judges_each_point_by_the_presence_rule(tmp_path, r
     text = onset_block(root)
     assert says in text  # 30% of the 60-point gap is 18 points; the 2-point gap is below presence_min_gap
     assert "1 min, 1 CPU-min, CPU, shared with other work" in text
-    assert f"{40 * 1e-5 / BIN_7B:.2g} bins at lr 1e-05" in text  # Adam's move per lr (40) over 7B's bin
+    assert f"{40 * 1e-5 / BIN_7B:.2g} bins at 1e-05" in text  # Adam's move per lr (40) over 7B's bin
     table = onset_table(root)
     assert "| 32 | adam | 0.001 | 0.8 | 10.0 | 30.0 | 60.0 | " in table
+
+
+def test_forgetting_onset_is_the_smallest_update_that_forgot_per_width():
+    from unlearning.report.onset import forgetting_onset
+
+    points = [{"width": w, "gap": {"knowmem_f": g}, "update_over_bin": {"nf4": u}}
+              for w, g, u in ((64, 2.0, 0.01), (64, 12.0, 0.5), (64, 40.0, 0.2), (128, 9.9, 0.1), (128, 11.0, 0.3))]
+    assert forgetting_onset({"points": points}, "knowmem_f", 10.0) == {64: 0.2, 128: 0.3}
