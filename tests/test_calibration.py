@@ -83,6 +83,105 @@ def test_threshold_from_the_retrain_model_or_fixed():
         C.threshold({"criterion": "match_retrain", "margin": 5.0}, None)
 
 
+# ----------------------------------------------------------------------------------------- early stopping
+
+
+def test_a_muse_run_matches_when_knowmem_and_verbmem_each_meet_their_ceiling():
+    assert C.CRITERION_METRICS["muse"] == ("knowmem_f", "verbmem_f", "knowmem_r")
+    assert C.forget_metrics("wmdp") == ("wmdp_acc",) and C.utility_metric("wmdp") == "mmlu_acc"
+    cal = {"criterion": "match_retrain", "margin": 5.0}
+    ceils = C.ceilings(cal, {"knowmem_f": 10.0, "verbmem_f": 30.0}, ["knowmem_f", "verbmem_f"])
+    assert ceils == {"knowmem_f": 15.0, "verbmem_f": 35.0}
+    assert C.meets({"knowmem_f": 15.0, "verbmem_f": 20.0}, ceils)
+    assert not C.meets({"knowmem_f": 12.0, "verbmem_f": 36.0}, ceils)  # VerbMem_f still above its ceiling
+    assert C.excess({"knowmem_f": 12.0, "verbmem_f": 36.0}, ceils) == 1.0
+    # overshot: every metric more than the margin below the retrain level (only then could an earlier
+    # check have matched); VerbMem_f alone far below while KnowMem_f is near is not
+    assert C.overshoots({"knowmem_f": 4.0, "verbmem_f": 20.0}, cal, {"knowmem_f": 10.0, "verbmem_f": 30.0})
+    assert not C.overshoots({"knowmem_f": 6.0, "verbmem_f": 2.0}, cal, {"knowmem_f": 10.0, "verbmem_f": 30.0})
+    assert not C.overshoots({"wmdp_acc": 0.0}, {"criterion": "forget_at_most", "threshold": 30}, {"wmdp_acc": None})
+
+
+def test_the_ladder_climbs_only_while_a_run_never_reached():
+    reached = {(1.0, 0): False, (3.0, 0): True, (1.0, 1): True, (1.0, 2): False, (3.0, 2): False,
+               (10.0, 2): False}
+    asked = []
+
+    def done(x, s):
+        asked.append((x, s))
+        return reached.get((x, s), True)
+
+    assert C.walk([10, 1, 3], [0, 1, 2], done, per_seed=True) == [
+        (1.0, 0), (3.0, 0), (1.0, 1), (1.0, 2), (3.0, 2), (10.0, 2)]
+    # together (one choice for all seeds): the next rung for every seed while any seed did not reach
+    assert C.walk([1, 3, 10], [0, 1], done, per_seed=False) == [(1.0, 0), (1.0, 1), (3.0, 0), (3.0, 1)]
+    # a rung is read only once the one below it did not reach (the workflow's checkpoints, one per rung)
+    asked.clear()
+    C.walk([1, 3, 10], [1], done, per_seed=True)
+    assert asked == [(1.0, 1)]
+
+
+def rung(scale, forget, utility, excess, reached, overshot=False):
+    return {"scale": scale, "forget": forget, "utility": utility, "excess": excess, "reached": reached,
+            "overshot": overshot}
+
+
+def test_the_ladder_runs_the_rung_that_reached_or_flags_the_closest():
+    c = C.choose_ladder([rung(1, 40, 90, 25.0, False), rung(3, 12, 70, -3.0, True)], top=10)
+    assert c == {"scale": 3.0, "reached": True, "overshot": False, "gap": -3.0, "at_grid_edge": False}
+    assert C.status(c) == "reached"
+    c = C.choose_ladder([rung(1, 2, 60, -12.0, True, overshot=True)], top=10)
+    assert (c["scale"], C.status(c)) == (1.0, "overshot")
+    c = C.choose_ladder([rung(1, 60, 90, 45.0, False), rung(3, 30, 80, 15.0, False),
+                         rung(10, 35, 20, 20.0, False)], top=10)
+    assert c == {"scale": 3.0, "reached": False, "overshot": False, "gap": 15.0, "at_grid_edge": False}
+    assert C.status(c) == "not reached"
+    assert C.choose_ladder([rung(10, 12, 70, -3.0, True)], top=10)["at_grid_edge"] is True
+    assert C.worst(["reached", "overshot"]) == "overshot" and C.worst(["overshot", "not reached"]) == "not reached"
+    assert C.status(None) == "off"
+
+
+def _run(tmp_path, name, seed, scale, reached, overshot=False, **metrics):
+    d = tmp_path / name
+    d.mkdir(parents=True)
+    metrics.setdefault("verbmem_f", 0.0)
+    es = {"reached": reached, "overshot": overshot, "stop_step": 20 if reached else None, "metrics": metrics}
+    (d / "unlearning.json").write_text(json.dumps({"seed": seed, "lr_multiplier": scale, "early_stop": es}))
+    return f"{scale:g}={d}"
+
+
+def test_choose_stage_reads_the_ladders_runs(tmp_path):
+    meta = {"benchmark": "muse", "method": "graddiff", "optimizer": "zo", "grade": "zeroth"}
+    params = {"criterion": "match_retrain", "margin": 5.0, "per_seed": True}
+    runs = [_run(tmp_path, "a", 0, 1, False, knowmem_f=60, knowmem_r=90),
+            _run(tmp_path, "b", 0, 3, True, knowmem_f=14, knowmem_r=70),
+            _run(tmp_path, "c", 1, 1, True, True, knowmem_f=2, knowmem_r=50),
+            _run(tmp_path, "d", 2, 1, False, knowmem_f=80, knowmem_r=95),
+            _run(tmp_path, "e", 2, 3, False, knowmem_f=30, verbmem_f=50, knowmem_r=60)]
+    retrain = [_eval(tmp_path / f"retrain{s}.json", s, knowmem_f=10.0, verbmem_f=30.0, knowmem_r=66.0)
+               for s in (0, 1, 2)]
+    target = [_eval(tmp_path / f"target{s}.json", s, knowmem_f=95.0, verbmem_f=100.0, knowmem_r=98.0)
+              for s in (0, 1, 2)]
+    rec = calibrate([], retrain, target, "muse", params, meta, tmp_path / "choice.json", runs=runs, top=10)
+    got = {s: (g["scale"], C.status(g), g["at_grid_edge"]) for s, g in rec["by_seed"].items()}
+    assert got == {"0": (3.0, "reached", False), "1": (1.0, "overshot", False), "2": (3.0, "not reached", False)}
+    assert rec["early_stop"] is True and rec["forget_metrics"] == ["knowmem_f", "verbmem_f"]
+    seed2 = rec["by_seed"]["2"]
+    assert seed2["ceilings"] == {"knowmem_f": 15.0, "verbmem_f": 35.0}
+    assert seed2["gap"] == 15.0  # the worse of KnowMem_f (30 - 15) and VerbMem_f (50 - 35)
+    assert [(p["scale"], p["stop_step"], p["qualifies"]) for p in rec["by_seed"]["0"]["points"]] == [
+        (1.0, [None], False), (3.0, [20], True)]
+    df = report.table([rec])
+    assert list(df[df.chosen].status) == ["reached", "overshot", "not reached"]
+    csv = tmp_path / "calibration.csv"
+    df.to_csv(csv, index=False)
+    assert report.choices(csv)[("muse", "graddiff", "zo")]["status"] == "not reached"
+    with pytest.raises(ValueError, match="no early_stop record"):
+        (tmp_path / "f").mkdir()
+        (tmp_path / "f" / "unlearning.json").write_text(json.dumps({"seed": 0}))
+        calibrate([], retrain, target, "muse", params, meta, tmp_path / "c2.json", runs=[f"1={tmp_path / 'f'}"], top=3)
+
+
 # ----------------------------------------------------------------------------------------- config
 
 
@@ -92,8 +191,11 @@ def default_config() -> dict:
 
 def test_grids_multipliers_tags_and_model_seeds():
     cfg = default_config()
-    assert C.grid(cfg, "adam") == [0.3, 1.0, 3.0]
-    assert C.grid(cfg, "zo") == [0.3, 1.0, 3.0, 10.0]
+    assert C.grid(cfg, "adam") == [1.0, 3.0, 10.0]
+    assert C.grid(cfg, "zo") == [1.0, 3.0, 10.0]
+    # early stopping: checks every 5 steps within the unlearning steps (50); off, or without calibration
+    assert C.early_stop(cfg) == {"every": 5, "max_steps": None} and C.budget(cfg) == 50
+    assert C.early_stop({**cfg, "calibration": {**cfg["calibration"], "early_stop": False}}) is None
     assert [C.tag(x) for x in (0.3, 1.0, 3, 10.0, 1e-5)] == ["0.3", "1", "3", "10", "1e-05"]
     # a target and a retrain model per seed in the default study; a role not listed is trained once
     assert C.model_seed(cfg, "target", 2) == 2 and C.model_seed(cfg, "retrain", 2) == 2
@@ -103,6 +205,7 @@ def test_grids_multipliers_tags_and_model_seeds():
     off = copy.deepcopy(cfg)
     off["calibration"] = False
     assert C.grid(off, "zo") == [1.0] and C.seeds(off) == [] and not C.enabled(off)
+    assert C.early_stop(off) is None and C.budget(off) is None
 
 
 def test_calibration_is_off_unless_configured():
@@ -133,6 +236,8 @@ def test_bad_calibration_config_is_one_line_naming_the_key(change, message):
 
 
 def _eval(path, seed, **metrics):
+    """An unattacked evaluation; MUSE's VerbMem_f at 0 unless given (its ceiling then never binds)."""
+    metrics.setdefault("verbmem_f", 0.0)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"benchmark": "muse", "seed": seed, "attack": "none", "metrics": metrics}))
     return str(path)

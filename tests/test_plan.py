@@ -5,6 +5,7 @@ Snakemake. tests/test_paper_configs.py keeps one dry run checking that the rules
 from __future__ import annotations
 
 import copy
+import json
 import re
 import subprocess
 import sys
@@ -54,7 +55,18 @@ def files_under(plan: StudyPlan) -> list[str]:
     out += [plan.unlearned_model(*r) for r in plan.runs()]
     for combo in plan.calibration_combos():
         out += [p for ps in plan.calibration_points(*combo).values() for p in ps] + [plan.choice_file(*combo)]
+        out += [p for ps in plan.calibration_runs(*combo, never).values() for p in ps]
     return out
+
+
+def never(*rung) -> bool:
+    """A ladder's runs that never reach the level: the whole ladder is walked."""
+    return False
+
+
+def first(*rung) -> bool:
+    """A ladder's runs that all reach the level on their first rung."""
+    return True
 
 
 # ------------------------------------------------------------------------------ job lists
@@ -66,12 +78,25 @@ def test_smoke_study_jobs_and_paths(plans):
     assert len(runs) == 9 and ("muse", "graddiff", "adam", 0) in runs and ("wmdp", "npo", "hybrid", 0) in runs
     assert {o for b, _, o, _ in runs if b == "tofu"} == {"adam", "zo"}
     assert list(p.ablation_runs()) == []
-    # every entry calibrated at x0.5 and x1 on seed 0, its choice, then the study's run at the choice
+    # every entry calibrated on seed 0 by early stopping up a ladder of x0.5 and x1, its choice, then
+    # the study's run at the choice; no calibration evaluations (each run's last check holds them)
     assert len(p.calibration_combos()) == 9
-    assert p.calibration_points("muse", "graddiff", "adam") == {
-        "0.5": ["results/calibration/muse/graddiff/adam/x0.5/seed0/none.json"],
-        "1": ["results/calibration/muse/graddiff/adam/x1/seed0/none.json"],
+    assert p.calibration_points("muse", "graddiff", "adam") == {}
+    assert p.calibration_runs("muse", "graddiff", "adam", never) == {
+        "0.5": ["results/unlearned/muse/graddiff/adam/x0.5/seed0"],
+        "1": ["results/unlearned/muse/graddiff/adam/x1/seed0"],
     }
+    assert p.calibration_runs("muse", "graddiff", "adam", first) == {
+        "0.5": ["results/unlearned/muse/graddiff/adam/x0.5/seed0"]}
+    assert p.calibration_args("muse", "graddiff", "adam", first) == (
+        "--runs 0.5=results/unlearned/muse/graddiff/adam/x0.5/seed0 --top 1")
+    # each run stops at its own seed's retrain level, checked every step within the 2-step budget
+    assert p.stop_reference("muse", "graddiff", "adam", 0) == ["results/eval/muse/none/retrain/seed0/none.json"]
+    stop = json.loads(p.stop_params("muse", "graddiff", "adam"))
+    assert (stop["every"], stop["budget"], stop["criterion"], stop["margin"]) == (1, 2, "match_retrain", 5.0)
+    assert stop["evaluation"] == p.config["evaluation"] and "stages/evaluate.py" in p.stop_code("muse", "npo", "adam")
+    # the positive control runs its fixed steps
+    assert p.stop_params("muse", "none", "control") == "" and p.stop_reference("muse", "none", "control", 0) == []
     retrain = p.calibration_reference("muse", "graddiff", "adam", "retrain")
     assert retrain == ["results/eval/muse/none/retrain/seed0/none.json"]
     assert p.unlearned_model("muse", "npo", "signadam", 0) == "results/unlearned/muse/npo/signadam/x1/seed0"
@@ -95,8 +120,16 @@ def test_default_study_jobs(plans):
     assert len(list(p.runs())) == 96 and len(list(p.ablation_runs())) == 6 and len(p.calibration_combos()) == 34
     # `calibration.seeds: each`: every seed of an entry is calibrated, over the zo entry's wider grid
     assert p.calibration_seeds("muse", "graddiff", "zo") == cfg["seeds"]
-    assert list(p.calibration_points("muse", "graddiff", "zo")) == ["0.3", "1", "3", "10"]
-    assert sum(len(v) for c in p.calibration_combos() for v in p.calibration_points(*c).values()) == 318
+    # early stopping: a ladder per entry and seed, one run per entry and seed
+    # where the first rung reaches the level (102, against 318 grid points and 318 evaluations before),
+    # 306 where none does
+    assert C.grid(cfg, "adam") == C.grid(cfg, "zo") == [1.0, 3.0, 10.0]
+    assert p.calibration_points("muse", "graddiff", "zo") == {}
+    assert list(p.calibration_runs("muse", "graddiff", "zo", never)) == ["1", "3", "10"]
+    assert sum(len(v) for c in p.calibration_combos() for v in p.calibration_runs(*c, first).values()) == 102
+    assert sum(len(v) for c in p.calibration_combos() for v in p.calibration_runs(*c, never).values()) == 306
+    assert json.loads(p.stop_params("wmdp", "npo", "zo"))["budget"] == cfg["unlearning"]["steps"] == 50
+    assert p.stop_reference("wmdp", "npo", "zo", 2) == ["results/eval/wmdp/none/retrain/seed2/none.json"]
     assert p.all_outputs()[:2] == ["results/tables/muse.csv", "results/tables/wmdp.csv"]
     assert {"results/ablation/table.csv", "results/tables/calibration.csv"} <= set(p.all_outputs())
     assert len(p.all_outputs()) == 24
@@ -243,13 +276,21 @@ def test_adding_an_optimizer_adds_exactly_its_runs():
     assert set(before.calibration_combos()) <= set(after.calibration_combos())
 
 
-def test_changing_one_grid_changes_only_that_entrys_calibration_points():
+@pytest.mark.parametrize("early_stop", [True, False], ids=["ladder", "grid"])
+def test_changing_one_grid_changes_only_that_entrys_calibration_points(early_stop):
     cfg = raw("smoke")
+    if not early_stop:
+        cfg["calibration"]["early_stop"] = False
     before = plan_of(cfg)
     cfg["calibration"]["grids"] = {"signadam": [0.5, 1, 2]}
     after = plan_of(cfg)
+
+    def points(plan, combo):
+        return plan.calibration_runs(*combo, never) if early_stop else plan.calibration_points(*combo)
+
     for combo in before.calibration_combos():
-        old, new = before.calibration_points(*combo), after.calibration_points(*combo)
+        old, new = points(before, combo), points(after, combo)
+        assert new
         if combo[2] == "signadam":
             assert set(new) - set(old) == {"2"} and {k: new[k] for k in old} == old
         else:

@@ -1,20 +1,37 @@
 """Learning-rate calibration: which multiplier of an optimizer entry's learning rate the study runs.
 
-Each benchmark x method x optimizer entry unlearns at every multiplier of its grid (config
+Each benchmark x method x optimizer entry unlearns at the multipliers of its grid (config
 `calibration`); the criterion reads the unattacked forget and utility metrics of those runs and picks
-one (``choose``). Torch-free: the workflow imports it to name files and to read the choices.
+one (``choose``). Under `calibration.early_stop` every run stops at the first check that matches the
+retrain model (``meets``) and the grid is a ladder walked upward only while a rung never got there
+(``walk``, ``choose_ladder``). Torch-free: the workflow imports it to name files and to read the choices.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 from .registry import BENCHMARK_KINDS
 
-# The metrics the criterion reads, per benchmark kind: (forget metric, lower is more forgotten;
-# utility metric, higher is better). They are the metrics the calibration evaluation computes.
-CRITERION_METRICS: dict[str, tuple[str, str]] = {kind: k.criterion for kind, k in BENCHMARK_KINDS.items()}
+
+def forget_metrics(kind: str) -> tuple[str, ...]:
+    """The forget metrics the criterion bounds for benchmark ``kind`` (lower is more forgotten): the
+    registry's criterion metric first (the one tables and figures show), then ``criterion_also``."""
+    k = BENCHMARK_KINDS[kind]
+    return (k.criterion[0], *k.criterion_also)
+
+
+def utility_metric(kind: str) -> str:
+    """The utility metric the criterion maximises for benchmark ``kind`` (higher is better)."""
+    return BENCHMARK_KINDS[kind].criterion[1]
+
+
+# Every metric the criterion reads, per benchmark kind: its forget metrics, then its utility metric.
+# They are what the calibration evaluation (or an early-stopped run's last check) computes.
+CRITERION_METRICS: dict[str, tuple[str, ...]] = {
+    kind: (*forget_metrics(kind), utility_metric(kind)) for kind in BENCHMARK_KINDS
+}
 
 
 def enabled(config: dict) -> bool:
@@ -29,6 +46,23 @@ def grid(config: dict, optimizer: str) -> list[float]:
         return [1.0]
     cal = config["calibration"]
     return [float(x) for x in cal["grids"].get(optimizer, cal["grid"])]
+
+
+def early_stop(config: dict) -> dict | None:
+    """The `calibration.early_stop` entry (``every``, ``max_steps``) when the study calibrates and stops
+    its runs early; None otherwise (every grid point runs the fixed `unlearning` steps)."""
+    if not enabled(config):
+        return None
+    entry = config["calibration"].get("early_stop", False)
+    return entry if entry is not False else None
+
+
+def budget(config: dict) -> int | None:
+    """An early-stopped run's step budget: `early_stop.max_steps`, else `unlearning.steps`."""
+    stop = early_stop(config)
+    if stop is None:
+        return None
+    return int(stop.get("max_steps") or config["unlearning"]["steps"])
 
 
 def tag(scale: float | str) -> str:
@@ -74,6 +108,11 @@ def threshold(cal: dict, retrain_forget: float | None) -> float:
     return float(retrain_forget) + float(cal["margin"])
 
 
+def ceilings(cal: dict, retrain: dict[str, float | None], names: Sequence[str]) -> dict[str, float]:
+    """Each forget metric's ceiling (``threshold``) from the retrain model's levels ``retrain``."""
+    return {n: threshold(cal, retrain.get(n)) for n in names}
+
+
 # Metrics are means of per-question scores, and the ceiling a retrain mean plus a margin: a point at the
 # ceiling in exact arithmetic can land a few ulps above it (measured: MUSE KnowMem_f 13.333333333333332
 # against 8.33333333333333 + 5 = 13.33333333333333). Points within this much of the ceiling qualify.
@@ -85,16 +124,41 @@ def qualifies(forget: float, ceiling: float) -> bool:
     return float(forget) <= float(ceiling) + TOLERANCE
 
 
+def excess(levels: dict[str, float], ceils: dict[str, float]) -> float:
+    """How far the worst forget metric stays above its ceiling (<= 0: every one meets it)."""
+    return max(float(levels[n]) - float(c) for n, c in ceils.items())
+
+
+def meets(levels: dict[str, float], ceils: dict[str, float]) -> bool:
+    """Whether every forget metric of the criterion is at most its ceiling (MUSE: KnowMem_f and VerbMem_f)."""
+    return all(qualifies(levels[n], c) for n, c in ceils.items())
+
+
+def overshoots(levels: dict[str, float], cal: dict, retrain: dict[str, float | None]) -> bool:
+    """Whether a matching state forgot more than the margin beyond the retrain model on every forget
+    metric (each below its level - margin): the run went past the level between two checks, or its
+    rung's rate is too large for the check interval. Every metric, not any: the metrics fall at their
+    own rates (MUSE's VerbMem_f is often far below the retrain level by the time KnowMem_f meets its
+    ceiling), and only the last one to meet its ceiling says whether an earlier stop was possible.
+    Only under `match_retrain` (a fixed threshold has no floor)."""
+    if cal["criterion"] != "match_retrain" or not levels:
+        return False
+    margin = float(cal["margin"])
+    return all(retrain.get(n) is not None and float(v) < float(retrain[n]) - margin - TOLERANCE
+               for n, v in levels.items())
+
+
 def choose(points: Sequence[dict], ceiling: float) -> dict:
     """Pick one grid point. ``points``: dicts with ``scale``, ``forget`` and ``utility`` (means over
-    the calibration seeds). The points with ``forget <= ceiling`` qualify; of those the best utility.
-    Where none qualifies, the lowest forget metric (the closest to the ceiling). Ties go to the better
-    utility, then the lower forget metric, then the smaller multiplier.
+    the calibration seeds), and optionally ``excess`` (``excess``: the worst forget metric's distance
+    above its ceiling, when the criterion bounds several; else ``forget - ceiling``). The points with
+    excess <= 0 qualify; of those the best utility. Where none qualifies, the smallest excess (the
+    closest to the ceiling). Ties go to the better utility, then the lower forget metric, then the
+    smaller multiplier.
 
-    Returns ``scale``, ``reached`` (a point qualified), ``gap`` (the chosen forget metric minus the
-    ceiling; <= 0 when reached, a point within ``TOLERANCE`` above it counting as 0) and
-    ``at_grid_edge`` (the chosen multiplier is the grid's smallest or largest, so a wider grid might
-    have done better).
+    Returns ``scale``, ``reached`` (a point qualified), ``gap`` (the chosen point's excess; <= 0 when
+    reached, a point within ``TOLERANCE`` above it counting as 0) and ``at_grid_edge`` (the chosen
+    multiplier is the grid's smallest or largest, so a wider grid might have done better).
     """
     if not points:
         raise ValueError("calibration: no grid points to choose from")
@@ -102,18 +166,75 @@ def choose(points: Sequence[dict], ceiling: float) -> dict:
         for key in ("scale", "forget", "utility"):
             if not isinstance(p.get(key), (int, float)) or not math.isfinite(float(p[key])):
                 raise ValueError(f"calibration: grid point {p} has no finite {key}")
-    qualified = [p for p in points if qualifies(p["forget"], ceiling)]
+
+    def over(p: dict) -> float:
+        return float(p["excess"]) if "excess" in p else float(p["forget"]) - float(ceiling)
+
+    qualified = [p for p in points if over(p) <= TOLERANCE]
     if qualified:
         best = min(qualified, key=lambda p: (-p["utility"], p["forget"], p["scale"]))
     else:
-        best = min(points, key=lambda p: (p["forget"], -p["utility"], p["scale"]))
+        best = min(points, key=lambda p: (over(p), -p["utility"], p["scale"]))
     scales = sorted(p["scale"] for p in points)
-    gap = float(best["forget"]) - float(ceiling)
+    gap = over(best)
     return {
         "scale": float(best["scale"]),
         "reached": bool(qualified),
         "gap": min(gap, 0.0) if qualified else gap,
         "at_grid_edge": len(scales) > 1 and best["scale"] in (scales[0], scales[-1]),
+    }
+
+
+def walk(scales: Sequence[float], seeds: Sequence[int], reached: Callable[[float, int], bool],
+         per_seed: bool) -> list[tuple[float, int]]:
+    """The (multiplier, seed) runs of an early-stopped entry's ladder, climbed from its smallest
+    multiplier: with ``per_seed`` each seed climbs while its own run never reached the level; else all
+    calibration seeds climb together while any of them did not. ``reached(scale, seed)`` reads a
+    finished run (in the workflow it raises until the run exists: a checkpoint per rung)."""
+    ladder = sorted(float(x) for x in scales)
+    out: list[tuple[float, int]] = []
+    if per_seed:
+        for seed in seeds:
+            for x in ladder:
+                out.append((x, seed))
+                if reached(x, seed):
+                    break
+        return out
+    for x in ladder:
+        out += [(x, s) for s in seeds]
+        if all(reached(x, s) for s in seeds):
+            break
+    return out
+
+
+def run_reached(info: dict, where: str = "run") -> bool:
+    """Whether an early-stopped run (its unlearning.json, ``info``) reached the criterion's level."""
+    if "early_stop" not in info:
+        raise ValueError(f"{where}: no early_stop record (the run was not early-stopped)")
+    return bool(info["early_stop"]["reached"])
+
+
+def choose_ladder(points: Sequence[dict], top: float) -> dict:
+    """The choice of one early-stopped ladder. ``points``: the rungs walked, each with ``scale``,
+    ``forget``, ``utility``, ``excess`` (the worst forget metric above its ceiling at the saved state),
+    ``reached`` and ``overshot``. The rung that reached the level (the walk stops there) is chosen; where
+    none did, the one whose saved state came closest (smallest excess), flagged not reached.
+
+    Returns ``scale``, ``reached``, ``overshot`` (the chosen run's first matching check lay more than the
+    margin below the retrain level), ``gap`` (its excess; <= 0 when reached) and ``at_grid_edge`` (the
+    chosen rung is the ladder's top, ``top``: a run there that did not reach had nowhere to climb)."""
+    if not points:
+        raise ValueError("calibration: no ladder runs to choose from")
+    done = [p for p in points if p["reached"]]
+    best = min(done, key=lambda p: p["scale"]) if done else min(
+        points, key=lambda p: (float(p["excess"]), -p["utility"], p["scale"]))
+    gap = float(best["excess"])
+    return {
+        "scale": float(best["scale"]),
+        "reached": bool(done),
+        "overshot": bool(done) and bool(best.get("overshot")),
+        "gap": min(gap, 0.0) if done else gap,
+        "at_grid_edge": float(best["scale"]) == float(top),
     }
 
 
@@ -137,9 +258,25 @@ def chosen(record: dict, seed: int | str) -> float:
     return float(record["scale"])
 
 
+STATUSES = ("off", "reached", "overshot", "not reached")
+
+
 def status(choice: dict | None) -> str:
     """How a run's learning rate was set, as the tables print it: ``off`` (config as written),
-    ``reached`` or ``not reached`` (no grid point met the criterion; the closest was taken)."""
+    ``reached``, ``overshot`` (reached, but the matching state forgot more than the margin beyond the
+    retrain model) or ``not reached`` (no grid point or rung met the criterion; the closest was taken)."""
     if choice is None:
         return "off"
-    return "reached" if choice["reached"] else "not reached"
+    if not choice["reached"]:
+        return "not reached"
+    return "overshot" if choice.get("overshot") else "reached"
+
+
+def worst(statuses: Iterable[str]) -> str:
+    """The status of several seeds' choices: ``not reached`` if any, else ``overshot`` if any, else
+    the one status they share."""
+    seen = set(statuses)
+    for s in ("not reached", "overshot", "reached"):
+        if s in seen:
+            return s
+    return "off"

@@ -320,7 +320,10 @@ class StudyPlan:
         return CAL.seeds(self.config, self.entry_seeds(bench, method, optimizer))
 
     def calibration_points(self, bench: str, method: str, optimizer: str) -> dict[str, list[str]]:
-        """SCALE -> [unattacked criterion evaluation per calibration seed] of one entry's grid."""
+        """SCALE -> [unattacked criterion evaluation per calibration seed] of one entry's grid (none
+        under early stopping: each run's last check holds the criterion's metrics)."""
+        if CAL.early_stop(self.config):
+            return {}
         seeds = self.calibration_seeds(bench, method, optimizer)
         return {
             CAL.tag(x): [
@@ -328,6 +331,74 @@ class StudyPlan:
             ]
             for x in CAL.grid(self.config, optimizer)
         }
+
+    def run_dir(self, bench: str, method: str, optimizer: str, scale: float | str, seed: int | str) -> str:
+        """The unlearned model of one entry at multiplier ``scale`` and ``seed`` (rule unlearn)."""
+        return f"{self.root}/unlearned/{bench}/{method}/{optimizer}/x{CAL.tag(scale)}/seed{seed}"
+
+    def calibration_runs(self, bench: str, method: str, optimizer: str,
+                         reached: Callable[[str, str, str, str, int], bool]) -> dict[str, list[str]]:
+        """Under early stopping, SCALE -> [run folders] of the entry's ladder as far as it is walked
+        (calibration.walk): each seed (or the calibration seeds together) climbs while its run never
+        reached the level. ``reached(bench, method, optimizer, scale_tag, seed)`` reads a finished run;
+        in the workflow it raises until the run exists (the unlearn checkpoint), so Snakemake runs one
+        rung at a time. Empty without early stopping (``calibration_points`` then)."""
+        if not CAL.early_stop(self.config):
+            return {}
+        walked = CAL.walk(CAL.grid(self.config, optimizer), self.calibration_seeds(bench, method, optimizer),
+                          lambda x, s: reached(bench, method, optimizer, CAL.tag(x), s), CAL.per_seed(self.config))
+        out: dict[str, list[str]] = {}
+        for x, s in walked:
+            out.setdefault(CAL.tag(x), []).append(self.run_dir(bench, method, optimizer, x, s))
+        return out
+
+    def calibration_args(self, bench: str, method: str, optimizer: str,
+                         reached: Callable[[str, str, str, str, int], bool]) -> str:
+        """The calibrate job's SCALE=PATH arguments: ``--points`` (evaluations) of the fixed grid, or
+        under early stopping ``--runs`` (run folders) of the walked ladder and ``--top``, its highest rung."""
+        runs = self.calibration_runs(bench, method, optimizer, reached)
+        if runs:
+            top = CAL.tag(max(CAL.grid(self.config, optimizer)))
+            return "--runs " + " ".join(f"{x}={p}" for x, ps in runs.items() for p in ps) + f" --top {top}"
+        points = self.calibration_points(bench, method, optimizer)
+        return "--points " + " ".join(f"{x}={p}" for x, ps in points.items() for p in ps)
+
+    def calibrated(self, bench: str, method: str, optimizer: str) -> bool:
+        """Whether an entry's runs are calibrated (the study's and the ablation's; not the controls)."""
+        return CAL.enabled(self.config) and (bench, method, optimizer) in self.calibration_combos()
+
+    def stop_reference(self, bench: str, method: str, optimizer: str, seed: int | str) -> list[str]:
+        """The retrain evaluations an early-stopped run's checks compare with: its own seed's retrain
+        model under `calibration.seeds: each`, else the calibration seeds' (the ceiling their choice is
+        judged by); none without early stopping, for a control, or under `forget_at_most`."""
+        if not (CAL.early_stop(self.config) and self.calibrated(bench, method, optimizer)):
+            return []
+        if self.config["calibration"]["criterion"] != "match_retrain":
+            return []
+        if CAL.per_seed(self.config):
+            ms = CAL.model_seed(self.config, "retrain", seed)
+            return [f"{self.root}/eval/{bench}/none/retrain/seed{ms}/none.json"]
+        return self.calibration_reference(bench, method, optimizer, "retrain")
+
+    def stop_params(self, bench: str, method: str, optimizer: str) -> str:
+        """The unlearn job's early-stopping settings (stages.unlearn.EarlyStop) as JSON, or "" for a
+        run of fixed steps: the check interval, the budget, the criterion and the evaluation settings
+        the checks score with."""
+        stop = CAL.early_stop(self.config)
+        if not (stop and self.calibrated(bench, method, optimizer)):
+            return ""
+        from .prompts import mc_subject
+
+        cal = self.config["calibration"]
+        return as_json({
+            "every": int(stop["every"]), "budget": CAL.budget(self.config),
+            **{k: cal[k] for k in ("criterion", "margin", "threshold") if k in cal},
+            "evaluation": self.config["evaluation"], "subject": mc_subject(self.config["benchmarks"][bench]),
+        })
+
+    def stop_code(self, bench: str, method: str, optimizer: str) -> list[str]:
+        """The evaluation modules an early-stopped run's checks run (inputs of its unlearn job)."""
+        return ["calibration.py", *EVAL_CODE] if self.stop_params(bench, method, optimizer) else []
 
     def calibration_reference(self, bench: str, method: str, optimizer: str, role: str) -> list[str]:
         """The ``role`` model's unattacked evaluations at the calibration seeds (the criterion's levels)."""

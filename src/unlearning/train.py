@@ -268,7 +268,8 @@ def cache_reference(objective: Any, ref: Any, tok: Any, forget: Sequence[str], *
 def unlearn(model: Any, tok: Any, forget: Sequence[str], retain: Sequence[str], *, objective: Any,
             opt_spec: dict, steps: int, batch_size: int, max_len: int, seed: int,
             ref: Any = None, chunking: str = "truncate", warmup_steps: int = 0,
-            schedule: str = "constant", data_parallel: bool = False) -> list[dict]:
+            schedule: str = "constant", data_parallel: bool = False, check_every: int = 0,
+            check: Callable[[int], bool] | None = None) -> list[dict]:
     """Run the unlearning loop: one optimizer of any grade, stepped with a loss closure.
 
     The closure follows docs/extending/architecture.md: ``closure(backward=True, gnb=False)``. Zeroth-order
@@ -282,6 +283,13 @@ def unlearn(model: Any, tok: Any, forget: Sequence[str], retain: Sequence[str], 
     the learning rate of each step as HF Trainer's linear schedule does (unlearning.lr_schedule).
     ``data_parallel`` (a torchrun job, distributed.py): each rank computes its share of every batch.
     On CUDA the forward and backward run under bf16 autocast (models.autocast; weights stay fp32).
+
+    Early stopping (calibration.early_stop): ``check(step)`` is called after every ``check_every``-th
+    step and after the last, with the model in eval mode and the RNG states put back afterwards, and
+    returns True to stop there; the model is left in that step's state. The optimizer, the schedule
+    and a hybrid's phases are laid out over ``steps`` (the budget), so a stopped run is the budget
+    run's first steps: bit for bit a ``steps=k`` run where neither depends on the length (a
+    constant rate, no hybrid).
     """
     from .data.chunking import examples
     from .lr_schedule import scheduler
@@ -334,10 +342,30 @@ def unlearn(model: Any, tok: Any, forget: Sequence[str], retain: Sequence[str], 
         trace.append({"step": step, "loss": value, **getattr(opt, "last_stats", {})})
         if step % 10 == 0:
             bar.set_postfix(loss=f"{value:.3f}")
+        if check is not None and (step % check_every == 0 or step == steps) and _checked(model, check, step):
+            break
     for p in model.parameters():
         p.requires_grad_(True)
     model.eval()
     return trace
+
+
+def _checked(model: Any, check: Callable[[int], bool], step: int) -> bool:
+    """``check(step)`` on the model in eval mode without gradients, leaving the training loop as it
+    was: train mode and the torch and Python RNG states (a scorer that draws from them must not change
+    the steps after it)."""
+    cpu, py = torch.get_rng_state(), random.getstate()
+    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
+    model.eval()
+    try:
+        with torch.no_grad():
+            return bool(check(step))
+    finally:
+        model.train()
+        torch.set_rng_state(cpu)
+        random.setstate(py)
+        if cuda is not None:
+            torch.cuda.set_rng_state_all(cuda)
 
 
 def sharded_unlearn(model: torch.nn.Module, ref: torch.nn.Module | None, tok: Any, forget: Sequence[str],

@@ -1,8 +1,18 @@
 # Learning-rate calibration (config `calibration`; src/unlearning/calibration.py): each entry unlearns at
-# every multiplier of its grid (rule unlearn, {scale}), the criterion's two metrics are measured without
+# every multiplier of its grid (rule unlearn, {scale}), the criterion's metrics are measured without
 # attack, and the checkpoint `calibrate` picks the multiplier every seed of the study then runs
 # (plan.py's unlearned_model), or under `calibration.seeds: each` one per seed. A grid point of a
-# study seed at its chosen multiplier is that seed's run.
+# study seed at its chosen multiplier is that seed's run. Under `calibration.early_stop` each run stops
+# at the retrain model's level, its last check holds the criterion's metrics (no calibration_point
+# job), and the grid is a ladder: `calibrate`'s input climbs it one rung at a time (rung_reached).
+
+
+def rung_reached(bench, method, optimizer, scale, seed):
+    """Whether an early-stopped run reached the level: its record, once the unlearn checkpoint made it
+    (until then Snakemake's get() raises and schedules that run)."""
+    run = checkpoints.unlearn.get(bench=bench, method=method, optimizer=optimizer, scale=scale, seed=seed)
+    record = Path(run.output[0]) / "unlearning.json"
+    return CAL.run_reached(json.loads(record.read_text(encoding="utf-8")), str(record))
 
 
 rule calibration_point:
@@ -45,6 +55,9 @@ checkpoint calibrate:
         points=lambda wc: [
             p for paths in P.calibration_points(wc.bench, wc.method, wc.optimizer).values() for p in paths
         ],
+        runs=lambda wc: [
+            p for paths in P.calibration_runs(wc.bench, wc.method, wc.optimizer, rung_reached).values() for p in paths
+        ],
         retrain=lambda wc: P.calibration_reference(wc.bench, wc.method, wc.optimizer, "retrain"),
         target=lambda wc: P.calibration_reference(wc.bench, wc.method, wc.optimizer, "target"),
         code=src("calibration.py", "stages/calibrate.py", "stages/common.py"),
@@ -58,15 +71,13 @@ checkpoint calibrate:
     threads: 1
     params:
         kind=kind,
-        points=lambda wc: " ".join(
-            f"{x}={p}" for x, paths in P.calibration_points(wc.bench, wc.method, wc.optimizer).items() for p in paths
-        ),
+        points=lambda wc: P.calibration_args(wc.bench, wc.method, wc.optimizer, rung_reached),
         # the criterion only: the grid and seeds enter as the input files, so editing one entry's grid
         # reruns only that entry's choice
         criterion=P.calibration_criterion(),
         meta=lambda wc: P.run_meta(wc.bench, wc.method, wc.optimizer),
     shell:
-        "unlearning calibrate --points {params.points} --retrain {input.retrain} --target {input.target}"
+        "unlearning calibrate {params.points} --retrain {input.retrain} --target {input.target}"
         " --kind {params.kind} --params {params.criterion:q} --meta {params.meta:q} --out {output} > {log} 2>&1"
 
 

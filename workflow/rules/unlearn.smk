@@ -1,10 +1,26 @@
-rule unlearn:
+import shlex
+
+
+def stop_args(wc, input):
+    """The early-stopping arguments of a calibrated run under `calibration.early_stop` (else none): the
+    settings (plan.StudyPlan.stop_params) and the retrain evaluations its checks compare with."""
+    stop = P.stop_params(wc.bench, wc.method, wc.optimizer)
+    if not stop:
+        return ""
+    return f"--stop {shlex.quote(stop)} --stop-reference {' '.join(map(shlex.quote, input.stop_reference))}"
+
+
+# A checkpoint: under `calibration.early_stop` the calibrate checkpoint's input walks an entry's ladder
+# (calibrate.smk's rung_reached), reading each rung's record to decide whether the next one runs.
+checkpoint unlearn:
     """Unlearn the forget set from the target with one method, one optimizer entry and one seed, at
     {scale} times the entry's learning rate(s) (a calibration grid point, or 1 without calibration).
+    Under `calibration.early_stop` it stops at the first check matching the retrain model.
     Method `none`, optimizer `control`: the attacks' positive control (config `controls.positive`)."""
     input:
         target=target_model,
         data=f"{R}/data/{{bench}}",
+        stop_reference=lambda wc: P.stop_reference(wc.bench, wc.method, wc.optimizer, wc.seed),
         code=lambda wc: [
             *src(
                 "data/chunking.py",
@@ -16,6 +32,7 @@ rule unlearn:
             ),
             *src(*P.objective_code(wc.method)),
             *src(*P.optimizer_code(wc.optimizer)),
+            *src(*P.stop_code(wc.bench, wc.method, wc.optimizer)),
         ],
     output:
         directory(f"{R}/unlearned/{{bench}}/{{method}}/{{optimizer}}/x{{scale}}/seed{{seed}}"),
@@ -43,9 +60,10 @@ rule unlearn:
         # Not passed to the stage (it reads the registry itself): recorded so that editing the registry
         # entry of a type this entry uses reruns its branches.
         registry=lambda wc: P.registry_entries(wc.optimizer),
+        stop=stop_args,
         # `unlearning`, or torchrun with one rank per GPU when the profile gives the job several
         launch=unlearn_launcher,
     shell:
         "{params.launch} --threads {threads} unlearn --target {input.target} --data {input.data}"
         " --kind {params.kind} --method {params.method:q} --optimizer {params.optimizer:q}"
-        " --run {params.run:q} --out {output} > {log} 2>&1"
+        " --run {params.run:q} {params.stop} --out {output} > {log} 2>&1"

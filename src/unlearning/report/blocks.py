@@ -128,18 +128,30 @@ def calibration_block(readme_dir: Path) -> str:
     entries = df.groupby(["benchmark", "method", "optimizer"])
     n_entries, n = entries.ngroups, len(df)
     seeds = df.seed.nunique() if "seed" in df and df.seed.notna().any() else 1
-    reached = int((df.status == "reached").sum())
+    reached = int(df.status.isin(["reached", "overshot"]).sum())
     same = int(entries.scale.nunique().eq(1).sum())
     edge = int(df.at_grid_edge.astype(bool).sum())
-    missed = df[df.status != "reached"]
+    missed = df[df.status == "not reached"]
     lines = [f"Default study ({_run_label(readme_dir, 'default')}; `results/README/{CALIBRATION}`): "
              f"**{reached} of {n}** choices ({n_entries} entries × {seeds} seeds) reached their ceiling; "
              f"{same} of the {n_entries} entries chose one multiplier on every seed; {edge} choices lie at a "
              f"grid edge."]
+
+    def name(r) -> str:
+        return f"{r.benchmark} {r.method} {r.optimizer}" + (f" seed {int(r.seed)}" if r.seed == r.seed else "")
+
     if not missed.empty:
-        items = [f"{r.benchmark} {r.method} {r.optimizer}" + (f" seed {int(r.seed)}" if r.seed == r.seed else "")
-                 + f" ({r.gap:.1f} points above)" for r in missed.itertuples()]
-        lines[0] += " Not reached: " + "; ".join(items) + "."
+        lines[0] += " Not reached: " + "; ".join(f"{name(r)} ({r.gap:.1f} points above)"
+                                                 for r in missed.itertuples()) + "."
+    over = df[df.status == "overshot"]
+    if not over.empty:
+        lines[0] += " Overshot (every forget metric more than the margin below the retrain level): " + "; ".join(
+            name(r) for r in over.itertuples()) + "."
+    if "retrain_forget" in df:  # the spread of the reached levels: forget metric - the seed's retrain level
+        d = (df.forget - df.retrain_forget)[df.status != "not reached"].groupby(
+            [df.benchmark, df.method]).agg(["min", "max"])
+        lines[0] += " Chosen forget level minus the retrain model's, by benchmark and method: " + "; ".join(
+            f"{b} {m} {lo:+.1f} to {hi:+.1f}" for (b, m), (lo, hi) in d.iterrows()) + "."
     return "\n".join(lines)
 
 
@@ -406,6 +418,7 @@ def copy_default(results: Path, readme_dir: Path, root: Path, reference: str = "
         df = pd.read_csv(cal)
         keep = ["benchmark", "method", "optimizer", "grade", "seed", "scale", "forget", "utility", "status", "gap",
                 "at_grid_edge"]
+        keep += [c for c in ("retrain_forget", "stop_step", "forget_levels") if c in df]  # early stopping
         df[df.chosen.astype(bool)][keep].to_csv(readme_dir / CALIBRATION, index=False)
         copied.append(CALIBRATION)
     tables = summaries.tidy_tables(results)

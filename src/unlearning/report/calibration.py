@@ -11,14 +11,14 @@ from typing import Sequence
 
 import pandas as pd
 
-from ..calibration import groups, status
+from ..calibration import groups, status, worst
 from ..commands import Stage
 from .files import atomic_csv
 from .style import colour, grid, label, pyplot, save
 
 COLUMNS = ["benchmark", "method", "optimizer", "grade", "seed", "scale", "forget_metric", "forget", "utility_metric",
            "utility", "qualifies", "chosen", "status", "gap", "at_grid_edge", "threshold", "retrain_forget",
-           "target_forget", "criterion", "seeds"]
+           "target_forget", "criterion", "seeds", "stop_step", "forget_levels"]
 
 
 def load(choices: Sequence[str | Path]) -> list[dict]:
@@ -29,9 +29,11 @@ def load(choices: Sequence[str | Path]) -> list[dict]:
 def table(records: Sequence[dict]) -> pd.DataFrame:
     """Tidy: one row per benchmark, method, optimizer, choice and grid multiplier; ``chosen`` marks the
     multiplier the study runs and ``status`` whether it met the criterion (``not reached``: the
-    closest point, taken because none did). ``seed`` is the study seed a choice is for under
+    closest point, taken because none did; ``overshot``: an early-stopped run whose matching state lay
+    more than the margin below the retrain level). ``seed`` is the study seed a choice is for under
     `calibration.seeds: each` (empty when every seed runs one choice); ``seeds`` the seeds a point
-    averages."""
+    averages. Early-stopped ladders add each run's ``stop_step`` and every forget metric the criterion
+    bounds (``forget_levels``; MUSE's VerbMem_f too)."""
     rows = []
     for r in records:
         for g in groups(r):
@@ -45,6 +47,9 @@ def table(records: Sequence[dict]) -> pd.DataFrame:
                     "at_grid_edge": g["at_grid_edge"], "threshold": g["threshold"],
                     "retrain_forget": g["retrain_forget"], "target_forget": g["target_forget"],
                     "criterion": r["criterion"], "seeds": " ".join(str(s) for s in p["seeds"]),
+                    # early stopping: the step each seed's run stopped at (empty: it never reached)
+                    "stop_step": " ".join("" if x is None else str(x) for x in p.get("stop_step", [])),
+                    "forget_levels": " ".join(f"{k}={v:.1f}" for k, v in p.get("levels", {}).items()),
                 })
     return pd.DataFrame(rows, columns=COLUMNS).astype({"seed": "Int64"})
 
@@ -66,7 +71,7 @@ def choices(csv: str | Path | pd.DataFrame | None) -> dict[tuple[str, str, str],
             out[key] = rows[0]
             continue
         out[key] = {**rows[0], "scale": "/".join(f"{r['scale']:g}" for r in rows),
-                    "status": "not reached" if any(r["status"] == "not reached" for r in rows) else "reached",
+                    "status": worst(r["status"] for r in rows),
                     "at_grid_edge": any(bool(r["at_grid_edge"]) for r in rows), "by_seed": rows}
     return out
 
@@ -74,11 +79,17 @@ def choices(csv: str | Path | pd.DataFrame | None) -> dict[tuple[str, str, str],
 NOT_REACHED_MARK = "†"
 NOT_REACHED_NOTE = (f"{NOT_REACHED_MARK} calibration not reached: no grid multiplier met the criterion, and the "
                     "one with the lowest forget metric was run (results/tables/calibration.csv).")
+OVERSHOT_MARK = "‡"
+OVERSHOT_NOTE = (f"{OVERSHOT_MARK} calibration overshot: the run stopped at its first check matching the retrain "
+                 "model, but every forget metric there lay more than the margin below the retrain level "
+                 "(results/tables/calibration.csv).")
+MARKS = {"not reached": NOT_REACHED_MARK, "overshot": OVERSHOT_MARK}
 
 
 def mark(name: str, choice: dict | None) -> str:
-    """``name`` with the not-reached mark when its calibration did not meet the criterion."""
-    return f"{name} {NOT_REACHED_MARK}" if choice is not None and choice["status"] == "not reached" else name
+    """``name`` with the not-reached (†) or overshot (‡) mark when its calibration was either."""
+    flag = MARKS.get(choice["status"]) if choice is not None else None
+    return f"{name} {flag}" if flag else name
 
 
 def markdown(csv: str | Path | pd.DataFrame) -> str:

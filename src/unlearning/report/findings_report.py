@@ -14,7 +14,7 @@ import pandas as pd
 
 from ..commands import Stage, json_arg
 from . import quant_check
-from .calibration import NOT_REACHED_NOTE, choices, mark
+from .calibration import NOT_REACHED_NOTE, OVERSHOT_NOTE, choices, mark
 from .calibration import markdown as calibration_markdown
 from .files import atomic_csv, atomic_text
 from .findings import STATS_DEFAULTS, findings, presence_table
@@ -149,7 +149,7 @@ def findings_markdown(tables: dict[str, pd.DataFrame], found: list[dict], figure
         flagged = sum(1 for c in f["comparisons"] if c["primary"] and " / " in c["context"] and any(
             mark(o, _context_choice(calibrated, c["context"], o)) != o for o in (c["subject"], c["other"])))
         if flagged:
-            outcomes += f" ({flagged} with a side whose calibration was not reached †)"
+            outcomes += f" ({flagged} with a side whose calibration was not reached † or overshot ‡)"
         parts.append(f"| {f['id']} | {f['claim']} | {f['primary']} | {outcomes} | **{f['verdict']}** "
                      f"| {f['legacy_verdict']} |")
     parts += ["", "Smallest paired difference the seeds detect (two-sided paired t-test, 80% power, from the "
@@ -172,7 +172,8 @@ def findings_markdown(tables: dict[str, pd.DataFrame], found: list[dict], figure
                   "Each optimizer entry ran at the multiplier of its configured learning rate that the "
                   "calibration chose (before any attack, on the calibration seeds, or on each seed for itself "
                   "where a row names its seed): the best utility among the grid points whose forget metric met "
-                  "the criterion. " + NOT_REACHED_NOTE, "",
+                  "the criterion (under early stopping: the lowest rung whose run stopped at the retrain "
+                  "model's level). " + NOT_REACHED_NOTE + " " + OVERSHOT_NOTE, "",
                   calibration_markdown(calibration)]
     parts += ["", "## Summary tables", "",
               "Mean over seeds [95% interval; logit scale for 0-100 metrics, Student t otherwise].", ""]

@@ -108,7 +108,7 @@ def main_table_markdown(df: pd.DataFrame, wide: pd.DataFrame | None = None) -> s
     """The main table as markdown, one table per attack (rows as in ``main_table``; a row whose
     calibration did not meet the criterion is marked); mean [95% interval], the interval of a 0-100
     metric on the logit scale (inside the range)."""
-    from .calibration import NOT_REACHED_MARK, NOT_REACHED_NOTE
+    from .calibration import MARKS, NOT_REACHED_NOTE, OVERSHOT_NOTE
 
     wide = main_table(df) if wide is None else wide
     calibrated = "calibration" in wide.columns
@@ -138,6 +138,8 @@ def main_table_markdown(df: pd.DataFrame, wide: pd.DataFrame | None = None) -> s
                      else "of the entry's configured learning rate that every seed ran."), ""]
         if (wide.calibration == "not reached").any():
             parts += [NOT_REACHED_NOTE, ""]
+        if (wide.calibration == "overshot").any():
+            parts += [OVERSHOT_NOTE, ""]
     for a in attack_order(df.attack.unique()):
         cols = [c for c in wide.columns if c.endswith(f"@{a}")]
         if not cols:
@@ -153,7 +155,7 @@ def main_table_markdown(df: pd.DataFrame, wide: pd.DataFrame | None = None) -> s
             name = r["row"]
             lr_cell = ""
             if calibrated:
-                name += f" {NOT_REACHED_MARK}" if r["calibration"] == "not reached" else ""
+                name += f" {MARKS[r['calibration']]}" if r["calibration"] in MARKS else ""
                 x = r["lr_multiplier"]
                 lr_cell = f"{x} | " if isinstance(x, str) else (f"{x:g} | " if x == x else " | ")
             parts.append(f"| {name} | {r['grade']} | {lr_cell}" + " | ".join(cells) + " |")

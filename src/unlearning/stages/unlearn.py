@@ -17,8 +17,14 @@ log = logging.getLogger(__name__)
 
 
 def unlearn(target_dir: str | Path, data_dir: str | Path, kind: str, method: dict, optimizer: dict,
-            run: dict, out_dir: str | Path) -> dict:
-    """Unlearn the forget set from the target with one method and one optimizer; save the model."""
+            run: dict, out_dir: str | Path, stop: dict | None = None, stop_reference: list[str] = ()) -> dict:
+    """Unlearn the forget set from the target with one method and one optimizer; save the model.
+
+    ``stop`` (an early-stopped calibration run, plan.StudyPlan.stop_params): run at most its
+    ``budget`` steps, score the criterion's forget metrics every ``every`` steps and stop at the first
+    check where each is at most its ceiling (the retrain model's level from the ``stop_reference``
+    evaluations + margin, or the fixed threshold); the saved model is that check's state, and the
+    record's ``early_stop`` holds every check, the stop step, ``reached`` and ``overshot``."""
     import copy
     import gc
 
@@ -31,6 +37,9 @@ def unlearn(target_dir: str | Path, data_dir: str | Path, kind: str, method: dic
     sharded = distributed.world_size() > 1  # launched by torchrun (the rule's `ranks`, docs/guides/clusters.md)
     if sharded:
         distributed.check_shardable(optimizer, optimizer.get("type", "?"))
+        if stop:
+            raise ValueError("calibration.early_stop: not supported for a run sharded over several ranks "
+                             "(the checks score the whole model on one process)")
     checkpointing = bool(run.get("activation_checkpointing", False))
     seed_everything(run["seed"])
     tok = load_tokenizer(target_dir)
@@ -57,7 +66,7 @@ def unlearn(target_dir: str | Path, data_dir: str | Path, kind: str, method: dic
     n_examples = len(examples(tok, forget, run["max_len"], chunking))
     per_epoch = steps_per_epoch(n_examples, run["batch_size"])
     spec = dict(optimizer)
-    steps = int(spec.pop("steps", unlearning_steps(run, per_epoch)))
+    steps = int(spec.pop("steps", stop["budget"] if stop else unlearning_steps(run, per_epoch)))
     log.info("forget set: %d examples (%s chunking) -> %d steps per epoch at batch %d; %d steps",
              n_examples, chunking, per_epoch, run["batch_size"], steps)
     _seed_spec(spec, run["seed"])
@@ -69,6 +78,14 @@ def unlearn(target_dir: str | Path, data_dir: str | Path, kind: str, method: dic
               max_len=run["max_len"], seed=run["seed"], chunking=chunking,
               warmup_steps=warmup_steps(run.get("warmup_epochs", 0), n_examples, run["batch_size"]),
               schedule=run.get("schedule", "constant"))
+    stopper = None
+    if stop:
+        stopper = EarlyStop(stop, stop_reference, kind, tok, data_dir)
+        kw.update(check_every=int(stop["every"]), check=lambda step: stopper.check(model, step))
+        if kw["warmup_steps"] or kw["schedule"] != "constant" or spec.get("type") == "hybrid":
+            log.warning("early stopping: the learning-rate schedule (warmup %d, %s) and a hybrid's phases "
+                        "span the budget of %d steps; a run that stops at step k keeps that layout's first "
+                        "k steps (not a k-step schedule)", kw["warmup_steps"], kw["schedule"], steps)
     # NPO: the reference's scores of every forget batch up front, then the reference freed before the
     # first step (train.cache_reference; RMU keeps its frozen model)
     if cache_reference(objective, ref, tok, forget, steps=steps, batch_size=run["batch_size"],
@@ -83,13 +100,79 @@ def unlearn(target_dir: str | Path, data_dir: str | Path, kind: str, method: dic
     else:
         trace = loop(model, tok, forget, retain, ref=ref, **kw)
         save_model(model, tok, out_dir)
-    info = {"steps": steps, "steps_per_epoch": per_epoch, "epochs": steps / per_epoch, "chunking": chunking,
+    ran = len(trace)  # the budget, or the step an early-stopped run stopped at
+    info = {"steps": ran, "steps_per_epoch": per_epoch, "epochs": ran / per_epoch, "chunking": chunking,
             "forget_examples": n_examples, "seconds": time.time() - t0, "final_loss": trace[-1]["loss"],
             **run_metrics(trace)}
+    if stopper is not None:
+        info["early_stop"] = stopper.record(model, steps, ran)
     write_json(Path(out_dir) / "unlearning.json", {**info, "trace": trace, "method": method,
                                                     "optimizer": optimizer, "lr_multiplier": multiplier,
                                                     "optimizer_as_run": spec, "seed": run["seed"]})
     return info
+
+
+class EarlyStop:
+    """The checks of one early-stopped run (``stop``: plan.StudyPlan.stop_params): each scores the
+    criterion's forget metrics with the evaluation's own scorer (stages.evaluate.score, the study's
+    questions and settings) and says whether every one is at most its ceiling."""
+
+    def __init__(self, stop: dict, references: list[str], kind: str, tok, data_dir: str | Path):
+        import json
+
+        from .. import calibration as C
+
+        self.stop, self.kind, self.tok, self.data_dir = stop, kind, tok, data_dir
+        self.names = C.forget_metrics(kind)
+        records = [json.loads(Path(p).read_text(encoding="utf-8"))["metrics"] for p in references]
+        missing = [f"{p}: {n}" for p, r in zip(references, records) for n in self.names if n not in r]
+        if missing:
+            raise ValueError(f"early stop: no retrain level {missing[0]}")
+        self.retrain = {n: sum(float(r[n]) for r in records) / len(records) if records else None
+                        for n in self.names}
+        self.ceilings = C.ceilings(stop, self.retrain, self.names)
+        self.checks: list[dict] = []
+        self.first: dict | None = None  # the first check that met every ceiling
+
+    def _score(self, model, names) -> dict[str, float]:
+        from .evaluate import score
+
+        return score(model, self.tok, self.data_dir, self.kind, self.stop["evaluation"], self.stop["subject"],
+                     [], only=set(names))
+
+    def check(self, model, step: int) -> bool:
+        from .. import calibration as C
+
+        t0 = time.time()
+        levels = {n: v for n, v in self._score(model, self.names).items() if n in self.names}
+        self.checks.append({"step": step, **levels, "seconds": round(time.time() - t0, 3)})
+        log.info("early stop check at step %d: %s (ceilings %s)", step, levels, self.ceilings)
+        if C.meets(levels, self.ceilings):
+            self.first = self.checks[-1]
+            return True
+        return False
+
+    def record(self, model, budget: int, ran: int) -> dict:
+        """The run's ``early_stop`` record: settings, ceilings, every check, where it stopped, and the
+        criterion's metrics at the saved state (its last check's forget levels and its utility, so no
+        separate calibration evaluation is needed)."""
+        import torch
+
+        from .. import calibration as C
+
+        last = self.checks[-1]
+        with torch.no_grad():
+            utility = self._score(model, [C.utility_metric(self.kind)])
+        levels = {n: last[n] for n in self.names}
+        return {
+            "every": int(self.stop["every"]), "budget": budget, "criterion": self.stop["criterion"],
+            "margin": self.stop.get("margin"), "retrain": self.retrain, "ceilings": self.ceilings,
+            "checks": self.checks, "reached": self.first is not None,
+            "stop_step": ran if self.first is not None else None,
+            "overshot": self.first is not None and C.overshoots(levels, self.stop, self.retrain),
+            "excess": C.excess(levels, self.ceilings),
+            "metrics": {**levels, **utility},
+        }
 
 
 def unlearning_steps(run: dict, per_epoch: int) -> int:
@@ -142,11 +225,16 @@ def _arguments(p: ArgumentParser) -> None:
     p.add_argument("--method", type=json_arg, required=True)
     p.add_argument("--optimizer", type=json_arg, required=True)
     p.add_argument("--run", type=json_arg, required=True, help="steps, batch_size, max_len, seed")
+    p.add_argument("--stop", type=json_arg, default=None,
+                   help="early stopping (every, budget, criterion, margin/threshold, evaluation, subject)")
+    p.add_argument("--stop-reference", nargs="*", default=[],
+                   help="the retrain model's unattacked evaluations (the level the checks stop at)")
     p.add_argument("--out", required=True)
 
 
 def _run(a: Namespace) -> None:
-    unlearn(a.target, a.data, a.kind, a.method, a.optimizer, a.run, a.out)
+    unlearn(a.target, a.data, a.kind, a.method, a.optimizer, a.run, a.out, stop=a.stop,
+            stop_reference=a.stop_reference)
 
 
 STAGE = Stage(_arguments, _run, needs_torch=True)
