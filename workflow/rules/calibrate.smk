@@ -4,15 +4,8 @@
 # (plan.py's unlearned_model), or under `calibration.seeds: each` one per seed. A grid point of a
 # study seed at its chosen multiplier is that seed's run. Under `calibration.early_stop` each run stops
 # at the retrain model's level, its last check holds the criterion's metrics (no calibration_point
-# job), and the grid is a ladder: `calibrate`'s input climbs it one rung at a time (rung_reached).
-
-
-def rung_reached(bench, method, optimizer, scale, seed):
-    """Whether an early-stopped run reached the level: its record, once the unlearn checkpoint made it
-    (until then Snakemake's get() raises and schedules that run)."""
-    run = checkpoints.unlearn.get(bench=bench, method=method, optimizer=optimizer, scale=scale, seed=seed)
-    record = Path(run.output[0]) / "unlearning.json"
-    return CAL.run_reached(json.loads(record.read_text(encoding="utf-8")), str(record))
+# job), and the grid is a ladder: `calibrate`'s input climbs it one rung at a time (common.smk's
+# rung_reached).
 
 
 rule calibration_point:

@@ -3,6 +3,7 @@
 # `wc` signatures. Rules run the installed console script `unlearning STAGE ...` (src/unlearning/cli.py).
 import json
 import os
+import shlex
 import shutil
 import sys
 from pathlib import Path
@@ -69,6 +70,23 @@ def chosen_scale(bench, method, optimizer, seed):
     once it ran; under `calibration.seeds: each` the seed's own)."""
     choice = checkpoints.calibrate.get(bench=bench, method=method, optimizer=optimizer).output[0]
     return CAL.tag(CAL.chosen(json.loads(Path(choice).read_text(encoding="utf-8")), seed))
+
+
+def rung_reached(bench, method, optimizer, scale, seed):
+    """Whether an early-stopped run reached the level: its record, once the unlearn checkpoint made it
+    (until then Snakemake's get() raises and schedules that run)."""
+    run = checkpoints.unlearn.get(bench=bench, method=method, optimizer=optimizer, scale=scale, seed=seed)
+    record = Path(run.output[0]) / "unlearning.json"
+    return CAL.run_reached(json.loads(record.read_text(encoding="utf-8")), str(record))
+
+
+def stop_args(wc, input):
+    """The early-stopping arguments of a calibrated run under `calibration.early_stop` (else none): the
+    settings (plan.StudyPlan.stop_params) and the retrain evaluations its checks compare with."""
+    stop = P.stop_params(wc.bench, wc.method, wc.optimizer)
+    if not stop:
+        return ""
+    return f"--stop {shlex.quote(stop)} --stop-reference {' '.join(map(shlex.quote, input.stop_reference))}"
 
 
 P = StudyPlan(config, chosen=chosen_scale)

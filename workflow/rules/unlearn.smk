@@ -1,17 +1,5 @@
-import shlex
-
-
-def stop_args(wc, input):
-    """The early-stopping arguments of a calibrated run under `calibration.early_stop` (else none): the
-    settings (plan.StudyPlan.stop_params) and the retrain evaluations its checks compare with."""
-    stop = P.stop_params(wc.bench, wc.method, wc.optimizer)
-    if not stop:
-        return ""
-    return f"--stop {shlex.quote(stop)} --stop-reference {' '.join(map(shlex.quote, input.stop_reference))}"
-
-
 # A checkpoint: under `calibration.early_stop` the calibrate checkpoint's input walks an entry's ladder
-# (calibrate.smk's rung_reached), reading each rung's record to decide whether the next one runs.
+# (common.smk's rung_reached), reading each rung's record to decide whether the next one runs.
 checkpoint unlearn:
     """Unlearn the forget set from the target with one method, one optimizer entry and one seed, at
     {scale} times the entry's learning rate(s) (a calibration grid point, or 1 without calibration).
