@@ -69,7 +69,8 @@ def test_bin_widths_of_each_library_on_a_hand_built_weight():
     assert torch.allclose(onset.bin_widths(w, "nf4"), torch.tensor([[0.4] * 64, [1.0] * 64]))
     # torchao 2-bit groups of 32: (max(w, 0) - min(w, 0)) / 3
     bins = onset.bin_widths(w, "int2_g32")
-    assert torch.allclose(bins[0, :32], torch.full((32,), 1.5)) and torch.allclose(bins[0, 32:], torch.full((32,), 0.5 / 3))
+    assert torch.allclose(bins[0, :32], torch.full((32,), 1.5))
+    assert torch.allclose(bins[0, 32:], torch.full((32,), 0.5 / 3))
 
 
 def test_update_over_bin_counts_the_quantized_weights_only():
@@ -112,12 +113,19 @@ def test_a_tiny_scan_writes_its_json(tmp_path):
         assert p["grade"] == "first"
         assert set(p["update_over_bin"]) == set(p["qcode_change"]) == set(p["recovery"]) == set(TINY["quantizers"])
         for q in TINY["quantizers"]:
-            assert p["recovery"][q]["knowmem_f"] == pytest.approx(p["scores"][q]["knowmem_f"] - p["scores"]["none"]["knowmem_f"])
+            after, before = p["scores"][q]["knowmem_f"], p["scores"]["none"]["knowmem_f"]
+            assert p["recovery"][q]["knowmem_f"] == pytest.approx(after - before)
             assert 0 <= p["qcode_change"][q] <= 100
     # ten times the learning rate moves the weights further in bins
     small, large = result["points"]
     assert large["update_over_bin"]["nf4"] > 3 * small["update_over_bin"]["nf4"] > 0
     assert result["work_seconds"] > 0
+    # a rerun into the same folder trains and unlearns nothing again, and still counts that work's time
+    again = onset.scan(onset.load(path), tmp_path / "out")
+    assert [p["seconds"] for p in again["points"]] == [p["seconds"] for p in result["points"]]
+    assert again["widths"][0]["training"] == target["training"]
+    trained = json.loads((tmp_path / "out" / "w32" / "target" / onset.CLOCK).read_text(encoding="utf-8"))
+    assert 0 < trained["seconds"] <= target["seconds"] and again["widths"][0]["seconds"] >= trained["seconds"]
 
 
 def _recorded(tmp_path: Path, recovery_nf4: float) -> Path:

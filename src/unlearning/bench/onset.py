@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 
 SCHEMA = Path(__file__).resolve().parents[3] / "workflow" / "schemas" / "onset.schema.yaml"
 STUDY_REF = "config.schema.yaml#"  # the onset schema's references into the study schema
+CLOCK = "onset_clock.json"  # a target's training time (wall, CPU), kept for a rerun that reuses it
 
 
 # ------------------------------------------------------------------------------------------ the config
@@ -212,6 +213,7 @@ def _width(config: dict, width: int, data_dir: Path, tok_dir: Path, out: Path, r
     from ..attacks.quantization import qcode_changes
     from ..models import load_tokenizer, read_weights
     from ..registry import grade
+    from ..stages.common import write_json
     from ..stages.models import train_model
     from ..stages.unlearn import unlearn
 
@@ -219,11 +221,16 @@ def _width(config: dict, width: int, data_dir: Path, tok_dir: Path, out: Path, r
     root = out / f"w{width}"
     target = root / "target"
     clock = _Clock()
-    with clock:
-        if not (target / "training.json").exists():
+    if not (target / "training.json").exists():
+        with clock:
             train_model(data_dir, bench["kind"], "target", tok_dir, arch(config, width),
                         {**config["training"], "seed": seed}, None, target, evaluation=config["evaluation"],
                         subject=bench.get("subject", "biology"))
+        write_json(target / CLOCK, {"seconds": clock.seconds, "cpu_seconds": clock.cpu_seconds})
+    else:  # trained by an earlier run into this folder: its time still counts
+        done = json.loads((target / CLOCK).read_text(encoding="utf-8")) if (target / CLOCK).exists() else {}
+        clock.seconds, clock.cpu_seconds = done.get("seconds", 0.0), done.get("cpu_seconds", 0.0)
+    with clock:
         training = json.loads((target / "training.json").read_text(encoding="utf-8"))
         tok = load_tokenizer(target)
         scores = _scores(target, tok, config, data_dir)
@@ -261,8 +268,6 @@ def _width(config: dict, width: int, data_dir: Path, tok_dir: Path, out: Path, r
                          "recovery_share": {q: {m: (r / gap[m] if gap[m] else None) for m, r in rec.items()}
                                             for q, rec in recovery.items()},
                          "seconds": clock.seconds, "cpu_seconds": clock.cpu_seconds}
-                from ..stages.common import write_json
-
                 write_json(done, point)
             result["points"].append(point)
             save()
