@@ -12,11 +12,6 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     bash scripts/setup.sh
     echo "$want" > "$stamp"
 fi
-# Lint (seconds; configuration in pyproject.toml): Snakemake's linter on the default study, ruff on the
-# Python code, snakefmt on the Snakefile and the rule files. Each exits non-zero on a finding.
-.venv/bin/snakemake --lint --cores 1
-.venv/bin/ruff check .
-.venv/bin/snakefmt --check Snakefile workflow/
 cluster=0
 if bash scripts/slurm/start.sh; then
     cluster=1
@@ -28,6 +23,13 @@ else
 fi
 cleanup() { if [ "$cluster" = 1 ]; then bash scripts/slurm/stop.sh || true; fi; }
 trap cleanup EXIT
+# Lint (seconds; configuration in pyproject.toml): Snakemake's linter on the default study, ruff on the
+# Python code, snakefmt on the Snakefile and the rule files. Each exits non-zero on a finding. After the
+# cluster's start: every Snakemake start imports the SLURM plugin, which asks `scontrol show config`, and
+# without a controller that waits 9 s.
+.venv/bin/snakemake --lint --cores 1
+.venv/bin/ruff check .
+.venv/bin/snakefmt --check Snakefile workflow/
 # Both tiers (docs/extending/tests.md): -m "" lifts pyproject.toml's default -m "not slow" (the last -m wins, so
 # `bash scripts/test.sh -m slurm` still selects); the 20 slowest tests are listed to keep the suite in budget.
 # Two pytest-xdist workers, each taking whole files (module fixtures stay computed once) in collection order
