@@ -5,7 +5,9 @@ its own Llama-style tokenizer (unlearning.bench.llama_style), and the hub-layout
 WMDP (tests/fixtures/hub). A copy of configs/paper-muse-news.yaml and configs/paper-wmdp.yaml keeps
 the paper's protocol (chunked data and epochs, the lab's relearning with a run per step count, the
 reported Relearn attack, WMDP-Bio with its gated corpus read from a local file, the ablation) and
-shrinks only sizes: sequence length, seeds, step counts, optimizers, questions.
+shrinks only sizes: sequence length, seeds, step counts, optimizers, questions, and the calibration grid
+to its x1 point (each entry still runs the calibration stage and its criterion; choosing among several
+points is the smoke study's, tests/test_reruns.py): a 3-point grid was two thirds of the unlearning jobs.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ FIX = ROOT / "tests" / "fixtures" / "hub"
 SMALL = {
     "model": {"max_len": 48},
     "seeds": [0],
+    "calibration": {"grid": [1]},
     "evaluation": {"batch_size": 8, "max_questions": 3, "verbmem_max_new_tokens": 6,
                    "knowmem_max_new_tokens": 6},
     "report": {"lmc_points": 3, "lmc_max_texts": 4},
