@@ -119,6 +119,11 @@ def test_the_ladder_climbs_only_while_a_run_never_reached():
     asked.clear()
     C.walk([1, 3, 10], [1], done, per_seed=True)
     assert asked == [(1.0, 1)]
+    # a run not made yet (None) ends its seed's walk there: the workflow runs it, then walks again
+    pending = {**reached, (3.0, 0): None}
+    assert C.walk([1, 3, 10], [0, 2], lambda x, s: pending.get((x, s), True), per_seed=True) == [
+        (1.0, 0), (3.0, 0), (1.0, 2), (3.0, 2), (10.0, 2)]
+    assert C.walk([1, 3, 10], [0, 2], lambda x, s: None, per_seed=False) == [(1.0, 0), (1.0, 2)]
 
 
 def rung(scale, forget, utility, excess, reached, overshot=False):

@@ -185,24 +185,26 @@ def choose(points: Sequence[dict], ceiling: float) -> dict:
     }
 
 
-def walk(scales: Sequence[float], seeds: Sequence[int], reached: Callable[[float, int], bool],
+def walk(scales: Sequence[float], seeds: Sequence[int], reached: Callable[[float, int], bool | None],
          per_seed: bool) -> list[tuple[float, int]]:
     """The (multiplier, seed) runs of an early-stopped entry's ladder, climbed from its smallest
     multiplier: with ``per_seed`` each seed climbs while its own run never reached the level; else all
     calibration seeds climb together while any of them did not. ``reached(scale, seed)`` reads a
-    finished run (in the workflow it raises until the run exists: a checkpoint per rung)."""
+    finished run, or returns None while the run is not made yet: the walk then ends at that rung (for
+    that seed), which the workflow runs before it walks again (the unlearn checkpoint)."""
     ladder = sorted(float(x) for x in scales)
     out: list[tuple[float, int]] = []
     if per_seed:
         for seed in seeds:
             for x in ladder:
                 out.append((x, seed))
-                if reached(x, seed):
+                if reached(x, seed) is not False:  # reached, or not known yet
                     break
         return out
     for x in ladder:
         out += [(x, s) for s in seeds]
-        if all(reached(x, s) for s in seeds):
+        done = [reached(x, s) for s in seeds]
+        if None in done or all(done):
             break
     return out
 

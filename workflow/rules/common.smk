@@ -8,6 +8,7 @@ import shutil
 import sys
 from pathlib import Path
 
+from snakemake.exceptions import IncompleteCheckpointException
 from snakemake.settings.types import DeploymentMethod
 
 # The library is an installed package (scripts/setup.sh: `pip install -e .`); the workflow imports only
@@ -73,9 +74,15 @@ def chosen_scale(bench, method, optimizer, seed):
 
 
 def rung_reached(bench, method, optimizer, scale, seed):
-    """Whether an early-stopped run reached the level: its record, once the unlearn checkpoint made it
-    (until then Snakemake's get() raises and schedules that run)."""
-    run = checkpoints.unlearn.get(bench=bench, method=method, optimizer=optimizer, scale=scale, seed=seed)
+    """Whether an early-stopped run reached the level: its record once the unlearn checkpoint made it,
+    else None. The rung is then a plain input of `calibrate`, so every seed's rung runs at once, and
+    when it finishes Snakemake evaluates `calibrate`'s input again (it depends on a checkpoint) and the
+    walk goes on. Not get()'s exception: with it, a rung rerun by an edit that stopped reaching while
+    the choice existed did not climb (Snakemake 9.27 kept the old choice)."""
+    try:
+        run = checkpoints.unlearn.get(bench=bench, method=method, optimizer=optimizer, scale=scale, seed=seed)
+    except IncompleteCheckpointException:
+        return None
     record = Path(run.output[0]) / "unlearning.json"
     return CAL.run_reached(json.loads(record.read_text(encoding="utf-8")), str(record))
 
