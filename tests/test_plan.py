@@ -130,6 +130,14 @@ def test_default_study_jobs(plans):
     assert sum(len(v) for c in p.calibration_combos() for v in p.calibration_runs(*c, never).values()) == 306
     assert json.loads(p.stop_params("wmdp", "npo", "zo"))["budget"] == cfg["unlearning"]["steps"] == 50
     assert p.stop_reference("wmdp", "npo", "zo", 2) == ["results/eval/wmdp/none/retrain/seed2/none.json"]
+    # one shared calibration seed: its ladder decides for all, and every seed's run stops at its ceiling
+    raw_cfg = raw("config")
+    raw_cfg["calibration"].update(seeds=[0], early_stop={"every": 10, "max_steps": 80})
+    shared = plan_of(raw_cfg)
+    assert shared.calibration_runs("muse", "npo", "adam", never) == {
+        x: [f"results/unlearned/muse/npo/adam/x{x}/seed0"] for x in ("1", "3", "10")}
+    assert shared.stop_reference("muse", "npo", "adam", 2) == ["results/eval/muse/none/retrain/seed0/none.json"]
+    assert json.loads(shared.stop_params("muse", "npo", "adam"))["budget"] == 80
     assert p.all_outputs()[:2] == ["results/tables/muse.csv", "results/tables/wmdp.csv"]
     assert {"results/ablation/table.csv", "results/tables/calibration.csv"} <= set(p.all_outputs())
     assert len(p.all_outputs()) == 24
