@@ -41,8 +41,12 @@ _PROCESS_STARTERS = [(subprocess.Popen, "_execute_child"), (os, "system"), (os, 
 # The longest files of the full suite (docs/extending/tests.md), handed out first when pytest-xdist's
 # workers take whole files (scripts/test.sh: `-n 2 --dist loadfile`), so that no long file starts last
 # while the other worker idles. The SLURM slice leads: it builds the smoke study and then mostly waits.
+# Then every file of more than ~10 s (alphabetical order had test_workstation.py, ~50 s, among the last).
 LONGEST_FIRST = ["test_slurm.py", "test_paper_shaped.py", "test_reruns.py", "test_distributed.py",
-                 "test_portability.py", "test_report_workflow.py", "test_gpu_check.py", "test_paper_scale.py"]
+                 "test_workstation.py", "test_gpu_check.py", "test_report_workflow.py", "test_portability.py",
+                 "test_profiles.py", "test_forkserver.py", "test_paper_scale.py", "test_eval_lmeval.py",
+                 "test_report_evidence.py", "test_results_folders.py", "test_entrypoint.py", "test_e2e.py",
+                 "test_report_rerun.py", "test_paper_configs.py"]
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
