@@ -146,7 +146,9 @@ def onset_block(root: Path) -> str:
         if onsets:
             text.append(f"Unlearning forgot {min_gap:g}+ points of {metric} only from "
                         + " / ".join(f"{_fmt(b)}" for b in onsets.values()) + " NF4 bins on (hidden "
-                        + " / ".join(map(str, onsets)) + "; the smallest such update of any optimizer).")
+                        + " / ".join(map(str, onsets)) + "; the smallest such update of any optimizer)"
+                        + (": wider models did not forget with smaller updates" if len(onsets) > 1
+                           and list(onsets.values())[-1] >= list(onsets.values())[0] else "") + ".")
     if "adam" in config["optimizers"] and "nf4" in quants:
         a = move_per_lr(result, "adam")
         at7b = {lr: a * lr / BIN_7B for lr in PAPER_LRS}
@@ -185,7 +187,7 @@ def onset_table(root: Path) -> str:
              f"({result['work_cpu_seconds'] / 60:.1f} CPU-min).", "",
              "Targets (their own change under each quantizer, points of " + ", ".join(config["metrics"]) + "):", "",
              "| hidden | weights | steps | levels met | " + " | ".join(config["metrics"]) + " | "
-             + " | ".join(quants) + " | NF4 bin | mean abs weight | min |",
+             + " | ".join(quants) + " | NF4 bin | mean abs weight | minutes |",
              "|---:|---:|---:|---|" + "---:|" * (len(config["metrics"]) + len(quants) + 3)]
     for w in result["widths"]:
         t = w["training"]
@@ -197,8 +199,9 @@ def onset_table(root: Path) -> str:
                                   for q in quants)
                      + (f" | {bins['bin']:.4f} | {bins['weight_abs']:.4f}" if bins else " | | ")
                      + f" | {w['seconds'] / 60:.1f} |")
-    lines += ["", f"Points: mean |update| / bin and codes changed (%) per quantizer; {metric} before the attack "
-              f"(the target's level - it is the gap) and recovery (after - before) under each quantizer.", "",
+    lines += ["", f"Points: mean |update| / bin and codes changed (%) per quantizer; {metric} before the attack, "
+              f"its gap (the target's level minus it) and recovery (after - before) under each quantizer; "
+              f"seconds.", "",
               "| hidden | optimizer | lr | update/bin " + " / ".join(quants) + " | codes changed "
               + " / ".join(quants) + f" | {metric} | gap | recovery " + " / ".join(quants) + " | s |",
               "|---:|---|---:|---|---|---:|---:|---|---:|"]
