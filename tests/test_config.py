@@ -31,7 +31,8 @@ def test_defaults_are_filled_from_the_schema():
 
 def test_default_and_paper_configs_are_valid():
     for path in [ROOT / "config.yaml", *sorted((ROOT / "configs").glob("*.yaml"))]:
-        validate(yaml.safe_load(path.read_text()))
+        if path.name != "onset.yaml":  # not a study: the onset scan's config (tests/test_onset.py validates it)
+            validate(yaml.safe_load(path.read_text()))
 
 
 def test_hybrid_phases_get_their_own_defaults():
