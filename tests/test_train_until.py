@@ -37,17 +37,18 @@ def _fit(tok, **kw):
 
 
 @pytest.mark.slow  # fits a tiny model (seconds; the first fit in a process longer)
-def test_rounds_restart_the_schedule_and_round_one_is_the_fixed_fit(tok_dir):
+def test_checks_leave_training_as_it_was_and_stop_it(tok_dir):
     from unlearning.models import load_tokenizer
 
     tok = load_tokenizer(tok_dir)
     fixed = _fit(tok)
     seen: list[int] = []
-    rounds = _fit(tok, rounds=3, after_round=lambda step: seen.append(step) or False)
-    assert seen == [4, 8, 12] and len(rounds) == 12
-    assert rounds[:4] == fixed  # a seed that meets the levels in round one is the fixed-step model
-    stopped = _fit(tok, rounds=3, after_round=lambda step: step >= 8)
-    assert len(stopped) == 8 and stopped == rounds[:8]
+    checked = _fit(tok, check_every=1, check=lambda step: seen.append(step) or False)
+    assert seen == [1, 2, 3, 4] and checked == fixed  # a check never changes the steps after it
+    ends: list[int] = []
+    assert _fit(tok, check=lambda step: ends.append(step) or False) == fixed and ends == [4]  # the end only
+    stopped = _fit(tok, check_every=1, check=lambda step: step >= 2)
+    assert stopped == fixed[:2]
 
 
 class _Scores:
@@ -75,9 +76,11 @@ def _train(monkeypatch, tmp_path, tok_dir, scores, role="target", until=None):
 def test_a_target_that_meets_the_levels_stops_early(monkeypatch, tmp_path, tok_dir):
     scores = _Scores({"knowmem_f": 50.0, "knowmem_r": 90.0}, {"knowmem_f": 80.0, "knowmem_r": 85.0})
     rec = _train(monkeypatch, tmp_path, tok_dir, scores)
-    assert rec["steps"] == 6 and rec["round_steps"] == 3 and len(rec["loss"]) == 6
+    # round 0 misses at its end; round 1, a fresh draw, meets at its end
+    assert rec["steps"] == 3 and rec["round_steps"] == 3 and len(rec["loss"]) == 3
+    assert rec["rounds"] == 2 and rec["total_steps"] == 6 and rec["model_seed"] == stage.round_seed(0, 1)
     assert rec["levels_met"] is True and rec["reached"] == {"knowmem_f": 80.0, "knowmem_r": 85.0}
-    assert [c["step"] for c in rec["checks"]] == [3, 6]
+    assert [(c["round"], c["step"]) for c in rec["checks"]] == [(0, 3), (1, 3)]
     # the study's scorer call: its kind, the evaluation entry, both criterion metrics
     assert scores.calls[0] == ("muse", EVALUATION, "biology", ["knowmem_f", "knowmem_r"])
 
@@ -87,9 +90,10 @@ def test_a_target_that_cannot_hits_the_budget_and_is_flagged(monkeypatch, tmp_pa
     scores = _Scores({"knowmem_f": 79.9, "knowmem_r": 99.0})
     with caplog.at_level(logging.WARNING, logger="unlearning.stages.models"):
         rec = _train(monkeypatch, tmp_path, tok_dir, scores)
-    assert rec["steps"] == 9 and len(rec["checks"]) == 3  # max_rounds x steps
+    assert rec["total_steps"] == 9 and rec["rounds"] == 3 and len(rec["checks"]) == 3  # max_rounds x steps
+    assert rec["steps"] == 3 and rec["model_seed"] == stage.round_seed(0, 2)  # the last round's model kept
     assert rec["levels_met"] is False and rec["levels"] == {"knowmem_f": 80.0, "knowmem_r": 80.0}
-    assert "NOT met within 9 steps" in caplog.text
+    assert "NOT met in 3 rounds, 9 steps" in caplog.text
 
 
 @pytest.mark.slow  # fits a tiny model (seconds; the first fit in a process longer)
@@ -185,7 +189,7 @@ def test_the_study_scorer_checks_a_tiny_muse_target(tmp_path):
                   only={"knowmem_f", "knowmem_r"})
     assert easy["reached"] == pytest.approx(again)  # the study's scorer, on the study's questions
     hard = run({"knowmem_f": 100, "knowmem_r": 100}, "hard")
-    assert hard["steps"] == 4 and hard["levels_met"] is False
+    assert hard["total_steps"] == 4 and hard["rounds"] == 2 and hard["levels_met"] is False
 
 
 def test_the_references_summary_reads_each_models_met(tmp_path):
@@ -216,3 +220,66 @@ def test_each_models_training_params_carry_only_the_levels_it_must_meet():
     plan.config["training"]["until"]["levels"] = {}  # none declared: the fixed-step job, no evaluation
     assert "until" not in json.loads(plan.training_params(1, "muse", "target"))
     assert plan.training_check("muse", "target") == ""
+
+
+def test_round_seeds_are_the_seed_then_fresh_draws():
+    assert stage.round_seed(1, 0) == 1
+    later = {stage.round_seed(s, r) for s in range(3) for r in range(1, 4)}
+    assert len(later) == 9 and not later & {0, 1, 2}
+    assert stage.round_seed(1, 1) == stage.round_seed(1, 1)
+
+
+@pytest.mark.parametrize("bucket", [2, 4, 7])
+def test_bucketed_batches_train_every_example_once_per_epoch_with_less_padding(bucket):
+    import random
+
+    from unlearning.train import batches, bucketed_batches
+
+    rng = random.Random(0)
+    data = [[i] * rng.randint(5, 90) for i in range(53)]  # 53 examples: epochs end mid-batch
+    plain, bucketed = batches(data, 4, seed=3), bucketed_batches(data, 4, seed=3, bucket=bucket)
+    n = bucket * 40  # 160-280 batches, 12-21 epochs
+    a = [next(plain) for _ in range(n)]
+    b = [next(bucketed) for _ in range(n)]
+    assert all(len(x) == 4 for x in b)
+    for k in range(0, n, bucket):  # each pool: the same examples as the plain stream's batches there
+        assert sorted(e[0] for x in b[k:k + bucket] for e in x) == sorted(e[0] for x in a[k:k + bucket] for e in x)
+    seen = [e[0] for x in b for e in x]
+    epochs = len(seen) // 53
+    assert {seen.count(i) for i in range(53)} <= {epochs, epochs + 1}  # none dropped, none repeated
+
+    def padded(xs):
+        return sum(len(x) * max(len(e) for e in x) for x in xs)
+
+    assert padded(b) < 0.9 * padded(a)
+    assert [next(bucketed_batches(data, 4, seed=3, bucket=1)) for _ in range(1)] == a[:1]
+
+
+@pytest.mark.slow  # fits a tiny model (seconds; the first fit in a process longer)
+def test_checks_within_a_round_stop_at_the_first_that_meets(monkeypatch, tmp_path, tok_dir):
+    low, high = {"knowmem_f": 10.0, "knowmem_r": 90.0}, {"knowmem_f": 85.0, "knowmem_r": 90.0}
+    scores = _Scores(low, low, high)  # round 0 checks at steps 2 and 3 (its end), round 1 at 2
+    until = {"levels": {"knowmem_f": 80, "knowmem_r": 80}, "max_rounds": 3, "check_every": 2}
+    rec = _train(monkeypatch, tmp_path, tok_dir, scores, until=until)
+    assert [(c["round"], c["step"]) for c in rec["checks"]] == [(0, 2), (0, 3), (1, 2)]
+    assert rec["steps"] == 2 and rec["rounds"] == 2 and rec["total_steps"] == 5 and rec["levels_met"] is True
+
+
+@pytest.mark.slow  # builds a tiny model
+def test_the_stage_passes_the_checks_and_the_bucketing_to_fit_lm(monkeypatch, tmp_path, tok_dir):
+    import unlearning.train as train
+
+    seen = {}
+
+    def fake_fit(model, tok, texts, **kw):
+        seen.update(kw)
+        kw["check"](kw["steps"])
+        return [1.0] * kw["steps"]
+
+    monkeypatch.setattr(train, "fit_lm", fake_fit)
+    monkeypatch.setattr(importlib.import_module("unlearning.stages.evaluate"), "score", _Scores({"knowmem_f": 90.0}))
+    until = {"levels": {"knowmem_f": 80}, "max_rounds": 4, "check_every": 50}
+    monkeypatch.setattr(stage, "training_texts", lambda d, k, r: TEXTS)
+    stage.train_model(tmp_path, "muse", "target", tok_dir, ARCH, {**TRAINING, "bucket": 3, "until": until}, None,
+                      tmp_path / "m", evaluation=EVALUATION)
+    assert (seen["check_every"], seen["bucket"], seen["seed"], seen["steps"]) == (50, 3, 0, 3)

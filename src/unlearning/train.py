@@ -73,6 +73,25 @@ def batches(texts: Sequence[Any], batch_size: int, seed: int) -> Iterator[list[A
         yield [texts[i] for i in chunk]
 
 
+def bucketed_batches(examples_: Sequence[Sequence[int]], batch_size: int, seed: int,
+                     bucket: int = 1) -> Iterator[list[Any]]:
+    """``batches`` of token-id examples with less padding: ``bucket`` batches at a time are drawn
+    from ``batches``' shuffled stream (the same examples, in the same epochs), the pool sorted by
+    length (stable) and cut into ``bucket`` batches again, which are yielded in an order shuffled with
+    ``seed``. No example is dropped or repeated, each batch keeps ``batch_size`` examples; ``bucket``
+    1 is ``batches`` itself."""
+    stream = batches(examples_, batch_size, seed)
+    if bucket <= 1:
+        yield from stream
+        return
+    rng = random.Random(f"bucket-{seed}")
+    while True:
+        pool = sorted((e for _ in range(bucket) for e in next(stream)), key=len)
+        cut = [pool[i * batch_size:(i + 1) * batch_size] for i in range(bucket)]
+        rng.shuffle(cut)
+        yield from cut
+
+
 def _predicted(examples_: Sequence[Sequence[int]]) -> int:
     """Predicted tokens of a batch of examples (every token but each example's first)."""
     return sum(max(0, len(e) - 1) for e in examples_)
@@ -87,13 +106,17 @@ def fit_lm(model: Any, tok: Any, texts: Sequence[str], *, steps: int, lr: float,
            max_len: int, seed: int, warmup: float = 0.0, schedule: str = "constant",
            weight_decay: float = 0.0, desc: str = "train", chunking: str = "truncate",
            on_step: Callable[[int], None] | None = None, data_parallel: bool = False,
-           rounds: int = 1, after_round: Callable[[int], bool] | None = None) -> list[float]:
+           check: Callable[[int], bool] | None = None, check_every: int = 0, bucket: int = 1) -> list[float]:
     """Fine-tune ``model`` with AdamW on next-token prediction over ``texts``; return the loss trace.
 
-    Training runs in up to ``rounds`` rounds of ``steps`` steps, each with its own warmup and
-    schedule (a warm restart; the AdamW state and the batch order carry on). ``after_round(step)``
-    is called after each round with the steps done so far and returns True to stop there (the
-    target's knowledge levels, stages/models.py); one round without it is the plain fixed-step fit.
+    ``check(step)`` is called every ``check_every`` steps (when set) and after the last, with the
+    steps done so far, the model in eval mode and the RNG states kept (``_checked``: a check never
+    changes the steps after it), and returns True to stop there (the target's knowledge levels,
+    stages/models.py); without it this is the plain fixed-step fit.
+
+    ``bucket`` > 1: batches are drawn ``bucket`` at a time from the same shuffled stream, the pool
+    sorted by length and cut again, and the pool's batches trained in shuffled order
+    (``bucketed_batches``): each epoch still trains every example once, with less padding.
 
     ``chunking`` turns the texts into examples (unlearning.data.chunking: ``truncate`` per
     document, ``concat`` the lab's EOS-joined ``max_len``-token chunks). ``on_step(step)`` is called
@@ -112,7 +135,6 @@ def fit_lm(model: Any, tok: Any, texts: Sequence[str], *, steps: int, lr: float,
     n_warm = int(warmup * steps)
 
     def factor(step: int) -> float:
-        step %= steps  # each round restarts the warmup and schedule
         if step < n_warm:
             return (step + 1) / n_warm
         if schedule == "cosine":
@@ -121,9 +143,9 @@ def fit_lm(model: Any, tok: Any, texts: Sequence[str], *, steps: int, lr: float,
 
     sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
     pad = _pad_id(tok)
-    it = batches(examples(tok, texts, max_len, chunking), batch_size, seed)
+    it = bucketed_batches(examples(tok, texts, max_len, chunking), batch_size, seed, bucket)
     trace: list[float] = []
-    bar = tqdm(range(1, steps * rounds + 1), desc=desc, mininterval=2.0, disable=None)
+    bar = tqdm(range(1, steps + 1), desc=desc, mininterval=2.0, disable=None)
     for step in bar:
         ex = next(it)
         weight = 1.0
@@ -144,10 +166,9 @@ def fit_lm(model: Any, tok: Any, texts: Sequence[str], *, steps: int, lr: float,
             bar.set_postfix(loss=f"{sum(trace[-20:]) / 20:.3f}")
         if on_step is not None:
             on_step(step)
-        if after_round is not None and step % steps == 0:
-            if after_round(step):
-                break
-            model.train()  # the check scored the model in eval mode
+        due = step == steps or (check_every > 0 and step % check_every == 0)
+        if check is not None and due and _checked(model, check, step):
+            break
     model.eval()
     return trace
 

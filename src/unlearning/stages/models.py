@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import logging
 import time
+import zlib
 from argparse import ArgumentParser, Namespace
 from pathlib import Path
+from typing import Any
 
 from ..commands import KINDS, Stage, json_arg
 from .common import training_texts, write_json
@@ -18,10 +20,14 @@ def train_model(data_dir: str | Path, kind: str, role: str, tokenizer_dir: str |
                 subject: str = "biology") -> dict:
     """Train the target (forget + retain) or retrain (retain only) model, or copy it from ``source``.
 
-    With knowledge levels for this kind (``training.until.levels``, see ``levels_for``) training runs
-    in rounds of ``training_steps`` steps until the levels are met or ``until.max_rounds`` are spent;
-    each check scores the model with the kind's scorer (stages.evaluate.score) under ``evaluation``
-    (the config's `evaluation` entry) on the questions the study scores."""
+    With knowledge levels for this kind (``training.until.levels``, see ``levels_for``) the kind's
+    scorer (stages.evaluate.score, under ``evaluation``, the config's `evaluation` entry, on the
+    questions the study scores) checks the model every ``until.check_every`` steps of its
+    ``training_steps``-step schedule and at its end, and training stops at the first check that meets
+    the levels. A round that ends without meeting them is followed by a fresh one, a new
+    initialisation and batch order drawn from ``round_seed(seed, round)``, up to ``until.max_rounds``;
+    the last round's model is kept and flagged ``levels_met: false``. ``training.bucket`` > 1 draws
+    length-bucketed batches (train.bucketed_batches)."""
     from ..models import build_model, copy_model, device, load_tokenizer, save_model
     from ..train import fit_lm, seed_everything
 
@@ -29,8 +35,6 @@ def train_model(data_dir: str | Path, kind: str, role: str, tokenizer_dir: str |
         copy_model(source, out_dir, key=f"benchmarks.<bench>.{role}")
         return {"source": source}
     tok = load_tokenizer(tokenizer_dir)
-    seed_everything(training["seed"])
-    model = build_model(arch, len(tok), training["seed"]).to(device())
     texts = training_texts(data_dir, kind, role)
     steps = training_steps(training, role, len(texts), len(training_texts(data_dir, kind, "target")))
     until = training.get("until") or {}
@@ -38,34 +42,50 @@ def train_model(data_dir: str | Path, kind: str, role: str, tokenizer_dir: str |
     if levels and not evaluation:
         raise ValueError(f"training.until.levels {levels} need the evaluation entry (--evaluation) to be checked")
     checks: list[dict] = []
+    t0, cpu0, total = time.time(), time.process_time(), 0
+    for rnd in range(int(until.get("max_rounds", 1)) if levels else 1):
+        seed = round_seed(training["seed"], rnd)
+        seed_everything(seed)
+        model = build_model(arch, len(tok), seed).to(device())
 
-    def check(done: int) -> bool:
-        from .evaluate import score
+        def check(done: int, model: Any = model, rnd: int = rnd) -> bool:
+            from .evaluate import score
 
-        t = time.time()
-        metrics = score(model, tok, data_dir, kind, evaluation, subject, [],
-                        only=set(levels_for(kind, "target", until.get("levels") or {})))
-        checks.append({"step": done, "metrics": metrics, "seconds": time.time() - t})
-        log.info("train[%s] step %d: %s (levels %s; check %.1fs)", role, done, metrics, levels, checks[-1]["seconds"])
-        return meets(metrics, levels)
+            t, c = time.time(), time.process_time()
+            metrics = score(model, tok, data_dir, kind, evaluation, subject, [],
+                            only=set(levels_for(kind, "target", until.get("levels") or {})))
+            checks.append({"round": rnd, "step": done, "metrics": metrics, "seconds": time.time() - t,
+                           "cpu_seconds": time.process_time() - c})
+            log.info("train[%s] round %d step %d: %s (levels %s; check %.1fs)", role, rnd, done, metrics, levels,
+                     checks[-1]["seconds"])
+            return meets(metrics, levels)
 
-    t0 = time.time()
-    trace = fit_lm(model, tok, texts, steps=steps, lr=training["lr"],
-                   batch_size=training["batch_size"], max_len=arch["max_len"], seed=training["seed"],
-                   warmup=training["warmup"], schedule=training["schedule"], desc=f"train[{role}]",
-                   rounds=int(until.get("max_rounds", 1)) if levels else 1,
-                   after_round=check if levels else None)
+        trace = fit_lm(model, tok, texts, steps=steps, lr=training["lr"], batch_size=training["batch_size"],
+                       max_len=arch["max_len"], seed=seed, warmup=training["warmup"], schedule=training["schedule"],
+                       desc=f"train[{role}]", check=check if levels else None,
+                       check_every=int(until.get("check_every", 0)), bucket=int(training.get("bucket", 1)))
+        total += len(trace)
+        if not levels or meets(checks[-1]["metrics"], levels):
+            break
     save_model(model, tok, out_dir)
-    info = {"role": role, "documents": len(texts), "steps": len(trace), "round_steps": steps,
-            "final_loss": trace[-1], "seconds": time.time() - t0}
+    info = {"role": role, "documents": len(texts), "steps": len(trace), "round_steps": steps, "rounds": rnd + 1,
+            "model_seed": seed, "total_steps": total, "final_loss": trace[-1], "seconds": time.time() - t0,
+            "cpu_seconds": time.process_time() - cpu0}
     if levels:
         reached = checks[-1]["metrics"]
         info.update(levels=levels, reached=reached, levels_met=meets(reached, levels), checks=checks)
         if not info["levels_met"]:
-            log.warning("train[%s] seed %s: knowledge levels %s NOT met within %d steps (reached %s)",
-                        role, training["seed"], levels, len(trace), reached)
+            log.warning("train[%s] seed %s: knowledge levels %s NOT met in %d rounds, %d steps (reached %s)",
+                        role, training["seed"], levels, rnd + 1, total, reached)
     write_json(Path(out_dir) / "training.json", {**info, "loss": trace})
     return info
+
+
+def round_seed(seed: int, rnd: int) -> int:
+    """The seed of training round ``rnd`` (0-based) of a model with seed ``seed``: the seed itself in
+    round 0, so a model that meets its levels there is the plain seed's; later rounds a fresh draw
+    (a CRC32 of both, disjoint from the small study seeds in practice)."""
+    return seed if rnd == 0 else zlib.crc32(f"{seed}:{rnd}".encode())
 
 
 def levels_for(kind: str, role: str, levels: dict[str, float]) -> dict[str, float]:
