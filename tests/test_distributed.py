@@ -146,29 +146,38 @@ def test_data_share_blocks_cover_the_batch_once():
             assert all(part == [0] for part, w in shares if not w)  # an idle rank runs one example at 0
 
 
-def test_snakemake_rule_runs_two_ranks_when_the_profile_asks(smoke_run, smoke_copy):
+def test_snakemake_rule_runs_two_ranks_when_the_profile_asks(smoke_copy):
     """`--set-resources unlearn:ranks=2`: the unlearn rule starts torchrun, and the sharded stage writes
-    the model the smoke study's single-process stage wrote (NPO with Adam and with AdaZO); a copy of the
-    study reruns only those two unlearn jobs."""
+    the model the single-process stage wrote (NPO with Adam and with AdaZO). The smoke study's runs stop
+    early (calibration.early_stop), which scores the whole model on one process and so is refused on
+    several ranks: a copy without calibration runs the two x1 jobs in one process, then on two ranks."""
+    import yaml
     from safetensors.torch import load_file
 
     from conftest import snakemake
 
+    cfg_path = smoke_copy / "configs" / "smoke.yaml"
+    cfg = yaml.safe_load(cfg_path.read_text())
+    cfg["calibration"] = False
+    cfg_path.write_text(yaml.safe_dump(cfg))
     targets = ["results/unlearned/wmdp/npo/adam/x1/seed0", "results/unlearned/wmdp/npo/zo/x1/seed0"]
-    for t in targets:  # the smoke study ran them in one process (its fork server's worker)
-        log = (smoke_run / t.replace("results/unlearned", "results/logs/unlearn")).with_suffix(".log")
+    snakemake(smoke_copy, "--cores", "2", "--configfile", "configs/smoke.yaml", "--", *targets, configfile=None)
+    one = {}
+    for t in targets:  # one process each (the fork server's worker)
+        log = (smoke_copy / t.replace("results/unlearned", "results/logs/unlearn")).with_suffix(".log")
         assert "forkserver: worker" in log.read_text() and "torchrun" not in log.read_text()
+        one[t] = ({k: v.clone() for k, v in load_file(str(smoke_copy / t / "model.safetensors")).items()},
+                  json.loads((smoke_copy / t / "unlearning.json").read_text())["trace"])
     two = snakemake(smoke_copy, "--cores", "2", "-p", "--configfile", "configs/smoke.yaml", "--forcerun", "unlearn",
                     "--set-resources", "unlearn:ranks=2", "--", *targets, configfile=None)
     out = two.stdout + two.stderr
     assert out.count("torchrun --standalone --nproc-per-node 2 --no-python -- unlearning") == 2, out[-3000:]
     for t in targets:
-        a = load_file(str(smoke_run / t / "model.safetensors"))
+        a, la = one[t]
         b = load_file(str(smoke_copy / t / "model.safetensors"))
         assert sorted(a) == sorted(b)
         for k in a:
             torch.testing.assert_close(b[k], a[k], atol=1e-6, rtol=0)
-        la = json.loads((smoke_run / t / "unlearning.json").read_text())["trace"]
         lb = json.loads((smoke_copy / t / "unlearning.json").read_text())["trace"]
         assert [s["loss"] for s in la] == pytest.approx([s["loss"] for s in lb], rel=1e-6)
 

@@ -50,14 +50,17 @@ def core(jobs):
     return {(r, w) for r, w in jobs if r not in REPORTING and not r.startswith(("report", "lmc", "ablation", "paper"))}
 
 
-# configs/smoke.yaml's calibration grid: every entry unlearns at these multipliers (seed 0)
-GRID = ("0.5", "1")
+# configs/smoke.yaml's calibration is a ladder with early stopping (grid [0.5, 1]): each entry's run at the
+# first rung stops at the retrain model's level, and in the smoke study every entry reached it there, so
+# x0.5 is every entry's only grid point (seed 0) and its choice; a run's last check holds the criterion's
+# metrics (no calibration_point job). A dry run lists a ladder's rungs one at a time: the first.
+FIRST_RUNG = "0.5"
 
 
-def branch(bench, method, opt, scales=GRID):
-    """One entry's jobs: its calibration grid points and choice, then the study's run (seed 0)."""
+def branch(bench, method, opt, scales=(FIRST_RUNG,)):
+    """One entry's jobs: its calibration runs and choice, then the study's run (seed 0)."""
     run = f"bench={bench}, method={method}, optimizer={opt}"
-    return ({(r, f"{run}, scale={x}, seed=0") for r in ("unlearn", "calibration_point") for x in scales}
+    return ({("unlearn", f"{run}, scale={x}, seed=0") for x in scales}
             | {("calibrate", run)} | {(r, f"{run}, seed=0") for r in ("relearn", "evaluate")})
 
 
@@ -85,18 +88,20 @@ def test_marking_relearned_checkpoints_temporary_replans_nothing(smoke_copy):
 # tests/test_plan.py, in-process. The metric module below is the integration check of code inputs.
 
 
-def test_editing_a_metric_module_replans_evaluation_not_unlearning(smoke_copy):
+def test_editing_a_metric_module_replans_evaluation_and_the_early_stopped_runs(smoke_copy):
     module = smoke_copy / "src" / "unlearning" / "eval" / "muse.py"
     module.write_text(module.read_text() + "\n# edited\n")
     jobs = core(planned(smoke_copy))
-    # the evaluations, the calibration's (same metric code) and so the choices; no unlearning. The
-    # relearning jobs are listed pending the recomputed choices (a dry run cannot know that a choice
-    # stays; test_widening_one_grid... shows that a real run then skips them)
-    assert {r for r, _ in jobs} == {"evaluate", "evaluate_reference", "calibration_point", "calibrate", "relearn"}
+    # the evaluations, the calibration's runs (their early-stopping checks score with the evaluation's
+    # code) and so the choices; not the controls' unlearning. The relearning jobs are listed pending the
+    # recomputed choices (a dry run cannot know that a choice stays)
+    assert {r for r, _ in jobs} == {"evaluate", "evaluate_reference", "unlearn", "calibrate", "relearn"}
     # every unlearned model (muse, wmdp, tofu) and the attacks' two controls (retrain, positive) x 3 benches
     assert len([j for j in jobs if j[0] == "evaluate"]) == 4 + 3 + 2 + 2 * 3
     assert len([j for j in jobs if j[0] == "evaluate_reference"]) == 3  # the target x 3 benches
-    assert len([j for j in jobs if j[0] == "calibration_point"]) == 2 * (4 + 3 + 2)
+    # every calibrated entry's first rung, and no control's run
+    assert {j for j in jobs if j[0] == "unlearn"} == set().union(
+        *({j for j in branch(b, m, o) if j[0] == "unlearn"} for b, m, o in ENTRIES))
 
 
 def _tree_bytes(root: Path) -> dict[str, bytes]:
@@ -104,11 +109,12 @@ def _tree_bytes(root: Path) -> dict[str, bytes]:
 
 
 def test_killed_unlearning_job_leaves_nothing_finished_and_rerun_is_identical(smoke_copy):
-    target = smoke_copy / "results" / "unlearned" / "wmdp" / "npo" / "zo" / "x1" / "seed0"
+    scale = f"x{_choice(smoke_copy, 'wmdp', 'npo', 'zo'):g}"  # the study's run: its calibration's choice
+    target = smoke_copy / "results" / "unlearned" / "wmdp" / "npo" / "zo" / scale / "seed0"
     evals = smoke_copy / "results" / "eval" / "wmdp" / "npo" / "zo" / "seed0"
     before = _tree_bytes(evals)
     assert before
-    log = smoke_copy / "results" / "logs" / "unlearn" / "wmdp" / "npo" / "zo" / "x1" / "seed0.log"
+    log = smoke_copy / "results" / "logs" / "unlearn" / "wmdp" / "npo" / "zo" / scale / "seed0.log"
     log.unlink()
     cmd = [sys.executable, "-m", "snakemake", "--cores", "1", "--configfile", "configs/smoke.yaml",
            "--forcerun", str(target.relative_to(smoke_copy))]
@@ -128,6 +134,12 @@ def test_killed_unlearning_job_leaves_nothing_finished_and_rerun_is_identical(sm
     snakemake(smoke_copy, "--unlock")
     snakemake(smoke_copy, "--cores", "2", "--rerun-incomplete")
     assert _tree_bytes(evals) == before
+
+
+# configs/smoke.yaml's calibrated entries (benchmark, method, optimizer)
+ENTRIES = [("muse", "graddiff", "adam"), ("muse", "graddiff", "signadam"), ("muse", "npo", "adam"),
+           ("muse", "npo", "signadam"), ("wmdp", "npo", "adam"), ("wmdp", "npo", "zo"), ("wmdp", "npo", "hybrid"),
+           ("tofu", "npo", "adam"), ("tofu", "npo", "zo")]
 
 
 def _set_calibration(study: Path, **changes) -> None:
@@ -150,23 +162,22 @@ def test_widening_one_grid_reruns_its_calibration_and_not_its_unchanged_branch(s
     before = {m: _choice(smoke_copy, "muse", m, "signadam") for m in ("graddiff", "npo")}
     _set_calibration(smoke_copy, grids={"signadam": [0.5, 1, 2]})
     calib = {("calibrate", f"bench=muse, method={m}, optimizer=signadam") for m in ("graddiff", "npo")}
-    new_point = {(r, f"bench=muse, method={m}, optimizer=signadam, scale=2, seed=0")
-                 for r in ("unlearn", "calibration_point") for m in ("graddiff", "npo")}
-    # the plan: the new grid points, the two choices, and (until the choices exist) the study's runs
-    # of that entry, which a dry run cannot tell apart from runs whose choice moves
-    pending = set().union(*(branch("muse", m, "signadam", scales=()) - calib for m in ("graddiff", "npo")))
-    assert core(planned(smoke_copy)) == new_point | calib | pending
+    # the ladder is climbed from its lowest rung, where both runs already reached the level: the new rung
+    # x2 is not run. The plan: the two choices and (until they exist) the study's evaluations of that
+    # entry, which a dry run cannot tell apart from evaluations whose choice moves
+    pending = {("evaluate", f"bench=muse, method={m}, optimizer=signadam, seed=0") for m in ("graddiff", "npo")}
+    assert core(planned(smoke_copy)) == calib | pending
     ran = core(_executed(snakemake(smoke_copy, "--cores", "2")))
     after = {m: _choice(smoke_copy, "muse", m, "signadam") for m in ("graddiff", "npo")}
-    # the old grid points are not recomputed; the study's runs rerun only where the choice moved
+    # no grid point is recomputed; the study's runs rerun only where the choice moved
     moved = {m for m in after if after[m] != before[m]}
-    assert ran == new_point | calib | set().union(*(branch("muse", m, "signadam", scales=()) - calib
-                                                   for m in moved))
+    assert ran == calib | set().union(*(branch("muse", m, "signadam", scales=()) - calib for m in moved))
     assert core(planned(smoke_copy)) == set()
 
 
 def test_a_choice_that_moves_reruns_its_branch_and_reuses_the_grid_point(smoke_copy):
-    # the smoke model's KnowMem is 0 at every grid point (a tie), and ties go to the smaller multiplier
+    # the smoke model's KnowMem is 0 at every grid point, at the retrain model's level: the ladder's
+    # lowest rung reaches it, so a new rung below x0.5 becomes the choice
     points = json.loads((smoke_copy / "results/calibration/muse/graddiff/adam/choice.json").read_text())["points"]
     assert {(p["forget"], p["utility"]) for p in points} == {(0.0, 0.0)}
     _set_calibration(smoke_copy, grids={"adam": [0.25, 0.5, 1]})
@@ -175,23 +186,21 @@ def test_a_choice_that_moves_reruns_its_branch_and_reuses_the_grid_point(smoke_c
     # the study's seed-0 run is the calibration's grid point at 0.25: unlearned once, then attacked
     run = "bench=muse, method=graddiff, optimizer=adam"
     assert {j for j in ran if j[1].startswith(run)} == {
-        ("unlearn", f"{run}, scale=0.25, seed=0"), ("calibration_point", f"{run}, scale=0.25, seed=0"),
-        ("calibrate", run), ("relearn", f"{run}, seed=0"), ("evaluate", f"{run}, seed=0")}
+        ("unlearn", f"{run}, scale=0.25, seed=0"), ("calibrate", run), ("relearn", f"{run}, seed=0"),
+        ("evaluate", f"{run}, seed=0")}
     rec = json.loads((smoke_copy / "results/eval/muse/graddiff/adam/seed0/none.json").read_text())
     assert rec["lr_multiplier"] == 0.25
 
 
-def test_turning_calibration_off_reuses_the_x1_grid_points(smoke_copy):
-    chosen = {(b, m, o): _choice(smoke_copy, b, m, o)
-              for b, m, o in [("muse", "graddiff", "adam"), ("muse", "graddiff", "signadam"),
-                              ("muse", "npo", "adam"), ("muse", "npo", "signadam"), ("wmdp", "npo", "adam"),
-                              ("wmdp", "npo", "zo"), ("wmdp", "npo", "hybrid"), ("tofu", "npo", "adam"),
-                              ("tofu", "npo", "zo")]}
+def test_turning_calibration_off_runs_every_entry_at_its_written_rate(smoke_copy):
+    assert {_choice(smoke_copy, *entry) for entry in ENTRIES} == {float(FIRST_RUNG)}
     _set_calibration(smoke_copy, whole=False)
     jobs = core(planned(smoke_copy))
-    # no unlearning: every entry's x1 grid point exists; only runs whose choice was not x1 move
+    # every entry's run at x1, whole (the calibration's runs stopped early at x0.5), then its attacks and
+    # evaluations; nothing else
     expected = set().union(*({(r, f"bench={b}, method={m}, optimizer={o}, seed=0") for r in ("relearn", "evaluate")}
-                             for (b, m, o), x in chosen.items() if x != 1.0))
+                             | {("unlearn", f"bench={b}, method={m}, optimizer={o}, scale=1, seed=0")}
+                             for b, m, o in ENTRIES))
     assert jobs == expected
 
 
