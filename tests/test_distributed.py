@@ -190,7 +190,8 @@ def test_two_ranks_relearn_what_one_process_relearns(smoke_run, tmp_path, warmup
     from safetensors.torch import load_file
 
     torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent)) or shutil.which("torchrun")
-    model = smoke_run / "results" / "unlearned" / "wmdp" / "npo" / "adam" / "x1" / "seed0"
+    scale = json.loads((smoke_run / "results/calibration/wmdp/npo/adam/choice.json").read_text())["scale"]
+    model = smoke_run / "results" / "unlearned" / "wmdp" / "npo" / "adam" / f"x{scale:g}" / "seed0"  # the study's run
     params = {"steps": [1, 3], "lr": 1e-3, "batch_size": 2, "fraction": 1.0, "warmup": warmup,
               "schedule": "constant", "chunking": "truncate"}
     stage = [str(Path(sys.executable).parent / "unlearning"), "--threads", "1", "relearn", "--model", str(model),
