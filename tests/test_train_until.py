@@ -91,9 +91,36 @@ def test_a_target_that_cannot_hits_the_budget_and_is_flagged(monkeypatch, tmp_pa
     with caplog.at_level(logging.WARNING, logger="unlearning.stages.models"):
         rec = _train(monkeypatch, tmp_path, tok_dir, scores)
     assert rec["total_steps"] == 9 and rec["rounds"] == 3 and len(rec["checks"]) == 3  # max_rounds x steps
-    assert rec["steps"] == 3 and rec["model_seed"] == stage.round_seed(0, 2)  # the last round's model kept
+    assert rec["steps"] == 3 and rec["kept_round"] == 0 and rec["model_seed"] == 0  # equally near: the first
     assert rec["levels_met"] is False and rec["levels"] == {"knowmem_f": 80.0, "knowmem_r": 80.0}
     assert "NOT met in 3 rounds, 9 steps" in caplog.text
+
+
+@pytest.mark.slow  # fits a tiny model (seconds; the first fit in a process longer)
+def test_a_flagged_model_is_the_round_nearest_the_levels(monkeypatch, tmp_path, tok_dir):
+    scores = _Scores({"knowmem_f": 60.0, "knowmem_r": 99.0}, {"knowmem_f": 75.0, "knowmem_r": 79.0},
+                     {"knowmem_f": 70.0, "knowmem_r": 99.0})  # short by 20, 6, 10 points
+    rec = _train(monkeypatch, tmp_path, tok_dir, scores)
+    assert rec["rounds"] == 3 and rec["kept_round"] == 1 and rec["model_seed"] == stage.round_seed(0, 1)
+    assert rec["reached"] == {"knowmem_f": 75.0, "knowmem_r": 79.0} and rec["levels_met"] is False
+    import torch
+
+    from unlearning.models import load_model, load_tokenizer
+    from unlearning.train import seed_everything
+
+    fresh = stage.round_seed(0, 1)  # the saved model is round 1's fit, not round 2's
+    seed_everything(fresh)
+    model = build_model(ARCH, len(load_tokenizer(tok_dir)), fresh)
+    fit_lm(model, load_tokenizer(tok_dir), TEXTS, steps=3, lr=0.003, batch_size=2, max_len=64, seed=fresh,
+           schedule="cosine")
+    saved = load_model(tmp_path / "target").state_dict()
+    assert all(torch.equal(saved[k], v) for k, v in model.state_dict().items())
+
+
+def test_shortfall_sums_the_points_missing():
+    assert stage.shortfall({"knowmem_f": 75.0, "knowmem_r": 90.0}, {"knowmem_f": 80, "knowmem_r": 80}) == 5.0
+    assert stage.shortfall({"knowmem_f": 95.0}, {"knowmem_f": 80}) == 0.0
+    assert stage.shortfall({}, {"knowmem_f": 80}) == float("inf")
 
 
 @pytest.mark.slow  # fits a tiny model (seconds; the first fit in a process longer)

@@ -26,8 +26,8 @@ def train_model(data_dir: str | Path, kind: str, role: str, tokenizer_dir: str |
     ``training_steps``-step schedule and at its end, and training stops at the first check that meets
     the levels. A round that ends without meeting them is followed by a fresh one, a new
     initialisation and batch order drawn from ``round_seed(seed, round)``, up to ``until.max_rounds``;
-    the last round's model is kept and flagged ``levels_met: false``. ``training.bucket`` > 1 draws
-    length-bucketed batches (train.bucketed_batches)."""
+    then the round nearest the levels (``shortfall``) is kept and flagged ``levels_met: false``.
+    ``training.bucket`` > 1 draws length-bucketed batches (train.bucketed_batches)."""
     from ..models import build_model, copy_model, device, load_tokenizer, save_model
     from ..train import fit_lm, seed_everything
 
@@ -42,7 +42,7 @@ def train_model(data_dir: str | Path, kind: str, role: str, tokenizer_dir: str |
     if levels and not evaluation:
         raise ValueError(f"training.until.levels {levels} need the evaluation entry (--evaluation) to be checked")
     checks: list[dict] = []
-    t0, cpu0, total = time.time(), time.process_time(), 0
+    t0, cpu0, total, best = time.time(), time.process_time(), 0, None
     for rnd in range(int(until.get("max_rounds", 1)) if levels else 1):
         seed = round_seed(training["seed"], rnd)
         seed_everything(seed)
@@ -65,14 +65,17 @@ def train_model(data_dir: str | Path, kind: str, role: str, tokenizer_dir: str |
                        desc=f"train[{role}]", check=check if levels else None,
                        check_every=int(until.get("check_every", 0)), bucket=int(training.get("bucket", 1)))
         total += len(trace)
-        if not levels or meets(checks[-1]["metrics"], levels):
+        reached = checks[-1]["metrics"] if levels else {}
+        if best is None or shortfall(reached, levels) < best[0]:  # a tie keeps the earlier round
+            best = (shortfall(reached, levels), rnd, model, trace, seed, reached)
+        if not levels or meets(reached, levels):
             break
+    _, kept, model, trace, seed, reached = best
     save_model(model, tok, out_dir)
     info = {"role": role, "documents": len(texts), "steps": len(trace), "round_steps": steps, "rounds": rnd + 1,
-            "model_seed": seed, "total_steps": total, "final_loss": trace[-1], "seconds": time.time() - t0,
-            "cpu_seconds": time.process_time() - cpu0}
+            "kept_round": kept, "model_seed": seed, "total_steps": total, "final_loss": trace[-1],
+            "seconds": time.time() - t0, "cpu_seconds": time.process_time() - cpu0}
     if levels:
-        reached = checks[-1]["metrics"]
         info.update(levels=levels, reached=reached, levels_met=meets(reached, levels), checks=checks)
         if not info["levels_met"]:
             log.warning("train[%s] seed %s: knowledge levels %s NOT met in %d rounds, %d steps (reached %s)",
@@ -98,6 +101,11 @@ def levels_for(kind: str, role: str, levels: dict[str, float]) -> dict[str, floa
     forget, utility = benchmark_kind(kind).criterion
     wanted = (forget, utility) if role == "target" else (utility,)
     return {m: float(levels[m]) for m in wanted if m in levels}
+
+
+def shortfall(metrics: dict[str, float], levels: dict[str, float]) -> float:
+    """Points by which ``metrics`` fall short of ``levels``, summed over the levels (0: all met)."""
+    return sum(max(0.0, v - metrics.get(m, float("-inf"))) for m, v in levels.items())
 
 
 def meets(metrics: dict[str, float], levels: dict[str, float]) -> bool:
