@@ -49,6 +49,14 @@ LONGEST_FIRST = ["test_slurm.py", "test_paper_shaped.py", "test_reruns.py", "tes
                  "test_report_rerun.py", "test_paper_configs.py"]
 
 
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Build matplotlib's font cache before any test runs: on a fresh home (a clean CI machine) its first
+    import runs `fc-list`, which the fast tier's guard would blame on whichever test drew first."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.font_manager  # noqa: F401  (builds and caches the font list)
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Mark every test that carries one of SLOW_MARKERS as ``slow`` too; under pytest-xdist, order the
     files LONGEST_FIRST."""
