@@ -138,11 +138,18 @@ def _handle(conn: socket.socket) -> None:
                  "maxrss_mb": usage.ru_maxrss / 1024, "cpu_s": usage.ru_utime + usage.ru_stime})
 
 
-def serve(name: str, parent: int | None = None, preload: Sequence[str] = PRELOAD) -> int:
-    """Listen on ``name``, preload ``preload`` and fork a handler per job until ``parent`` exits."""
+def serve(name: str, parent: int | None = None, preload: Sequence[str] = PRELOAD,
+          ready_fd: int | None = None) -> int:
+    """Listen on ``name``, preload ``preload`` and fork a handler per job until ``parent`` exits.
+
+    ``ready_fd``: a pipe's write end; one byte is written there once the socket listens (see start()).
+    """
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     server.bind(_address(name))
     server.listen(64)  # listen before importing: early jobs queue instead of starting alone
+    if ready_fd is not None:
+        os.write(ready_fd, b"1")
+        os.close(ready_fd)
     if _gpu_visible():
         # Queued jobs see the connection close and run by themselves.
         print("forkserver: a GPU is visible; jobs start their own processes", file=sys.stderr)
@@ -191,20 +198,37 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def start(name: str, log_path: str) -> subprocess.Popen:
+def start(name: str, log_path: str, wait_s: float = 60.0) -> subprocess.Popen:
     """Start a server for the calling process (Snakemake) in the background; returns the process.
 
     It runs this interpreter and imports the package installed there, as the jobs' ``unlearning``
-    command does (workflow/rules/common.smk puts that command first on PATH).
+    command does (workflow/rules/common.smk puts that command first on PATH). Returns once the
+    server's socket listens (at most ``wait_s``): otherwise the first jobs of a run, started at the
+    same moment on a loaded machine, could find no socket yet and run by themselves.
     """
     env = dict(os.environ)
     env.pop(ENV, None)
     os.makedirs(os.path.dirname(log_path) or ".", exist_ok=True)
-    with open(log_path, "ab") as log:
-        return subprocess.Popen(
-            [sys.executable, "-m", "unlearning.forkserver", name, "--parent", str(os.getpid())],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env, start_new_session=True,
-        )
+    read_end, write_end = os.pipe()
+    try:
+        with open(log_path, "ab") as log:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "unlearning.forkserver", name, "--parent", str(os.getpid()),
+                 "--ready-fd", str(write_end)],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env, start_new_session=True,
+                pass_fds=(write_end,),
+            )
+        os.close(write_end)
+        write_end = -1
+        # A byte: listening. End of file (the server died) or no answer in time: jobs run by themselves.
+        ready, _, _ = select.select([read_end], [], [], wait_s)
+        if ready:
+            os.read(read_end, 1)
+    finally:
+        os.close(read_end)
+        if write_end >= 0:
+            os.close(write_end)
+    return proc
 
 
 if __name__ == "__main__":
@@ -213,5 +237,6 @@ if __name__ == "__main__":
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("name", help="abstract socket name")
     p.add_argument("--parent", type=int, default=None, help="exit when this process exits")
+    p.add_argument("--ready-fd", type=int, default=None, help="write one byte here once listening")
     a = p.parse_args()
-    sys.exit(serve(a.name, a.parent))
+    sys.exit(serve(a.name, a.parent, ready_fd=a.ready_fd))
