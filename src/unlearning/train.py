@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import math
 import random
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Container, Iterator, Sequence
 
 import torch
 from tqdm.auto import tqdm
@@ -290,7 +290,7 @@ def unlearn(model: Any, tok: Any, forget: Sequence[str], retain: Sequence[str], 
             opt_spec: dict, steps: int, batch_size: int, max_len: int, seed: int,
             ref: Any = None, chunking: str = "truncate", warmup_steps: int = 0,
             schedule: str = "constant", data_parallel: bool = False, check_every: int = 0,
-            check: Callable[[int], bool] | None = None) -> list[dict]:
+            check: Callable[[int], bool] | None = None, check_steps: Container[int] | None = None) -> list[dict]:
     """Run the unlearning loop: one optimizer of any grade, stepped with a loss closure.
 
     The closure follows docs/extending/architecture.md: ``closure(backward=True, gnb=False)``. Zeroth-order
@@ -307,7 +307,9 @@ def unlearn(model: Any, tok: Any, forget: Sequence[str], retain: Sequence[str], 
 
     Early stopping (calibration.early_stop): ``check(step)`` is called after every ``check_every``-th
     step and after the last, with the model in eval mode and the RNG states put back afterwards, and
-    returns True to stop there; the model is left in that step's state. The optimizer, the schedule
+    returns True to stop there; the model is left in that step's state. ``check_steps``: the steps to
+    check at instead (stages/unlearn.py: every ``every``-th and the budget, or a replay's every step
+    after the last check before an overshooting one). The optimizer, the schedule
     and a hybrid's phases are laid out over ``steps`` (the budget), so a stopped run is the budget
     run's first steps: bit for bit a ``steps=k`` run where neither depends on the length (a
     constant rate, no hybrid).
@@ -363,12 +365,17 @@ def unlearn(model: Any, tok: Any, forget: Sequence[str], retain: Sequence[str], 
         trace.append({"step": step, "loss": value, **getattr(opt, "last_stats", {})})
         if step % 10 == 0:
             bar.set_postfix(loss=f"{value:.3f}")
-        if check is not None and (step % check_every == 0 or step == steps) and _checked(model, check, step):
+        if check is not None and _due(step, steps, check_every, check_steps) and _checked(model, check, step):
             break
     for p in model.parameters():
         p.requires_grad_(True)
     model.eval()
     return trace
+
+
+def _due(step: int, steps: int, every: int, at: Container[int] | None) -> bool:
+    """Whether ``unlearn`` checks after ``step``: one of ``at`` when given, else every ``every``-th and the last."""
+    return step in at if at is not None else step % every == 0 or step == steps
 
 
 def _checked(model: Any, check: Callable[[int], bool], step: int) -> bool:

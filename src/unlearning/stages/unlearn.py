@@ -24,7 +24,11 @@ def unlearn(target_dir: str | Path, data_dir: str | Path, kind: str, method: dic
     ``budget`` steps, score the criterion's forget metrics every ``every`` steps and stop at the first
     check where each is at most its ceiling (the retrain model's level from the ``stop_reference``
     evaluations + margin, or the fixed threshold); the saved model is that check's state, and the
-    record's ``early_stop`` holds every check, the stop step, ``reached`` and ``overshot``."""
+    record's ``early_stop`` holds every check, the stop step, ``reached`` and ``overshot``. When that
+    check overshoots (every forget metric more than the margin below the retrain level) and the check
+    before it was at step p < s - 1, the run is replayed from the start (``one_pass`` again: the
+    same seed, a fresh model, objective, optimizer and batches) with a check at every step p+1..s, and
+    stops at the first that meets every ceiling (s at the latest)."""
     import copy
     import gc
 
@@ -41,26 +45,9 @@ def unlearn(target_dir: str | Path, data_dir: str | Path, kind: str, method: dic
             raise ValueError("calibration.early_stop: not supported for a run sharded over several ranks "
                              "(the checks score the whole model on one process)")
     checkpointing = bool(run.get("activation_checkpointing", False))
-    seed_everything(run["seed"])
     tok = load_tokenizer(target_dir)
     method = dict(method)
     lr_scale = float(method.pop("lr_scale", 1.0))
-    objective = build_objective(method["objective"], {k: v for k, v in method.items() if k != "objective"})
-    ref = None
-    if sharded:  # rank 0 reads the weights once; each rank keeps its shards (model and reference)
-        model, ref = distributed.load_sharded(target_dir, distributed.init(), ref=objective.needs_ref,
-                                              checkpointing=checkpointing)
-    else:
-        dev = device()
-        model = load_model(target_dir, dev=dev, dtype=TRAIN_DTYPE)  # fp32 masters (bf16 compute on CUDA)
-        if checkpointing:
-            enable_checkpointing(model)
-    if objective.needs_ref and not sharded:
-        # the frozen reference: on the CPU a copy (fp32, as before); on a GPU read again in bf16
-        ref = (copy.deepcopy(model) if dev.type == "cpu" else load_model(target_dir, dev=dev, dtype=dtype_for(dev)))
-        ref.eval()
-        for p in ref.parameters():
-            p.requires_grad_(False)
     forget, retain = forget_retain(data_dir, kind)
     chunking = run.get("chunking", "truncate")
     n_examples = len(examples(tok, forget, run["max_len"], chunking))
@@ -74,31 +61,78 @@ def unlearn(target_dir: str | Path, data_dir: str | Path, kind: str, method: dic
     multiplier = float(run.get("lr_multiplier", 1.0))
     _scale_lr(spec, lr_scale * multiplier)
     t0 = time.time()
-    kw = dict(objective=objective, opt_spec=spec, steps=steps, batch_size=run["batch_size"],
-              max_len=run["max_len"], seed=run["seed"], chunking=chunking,
+    kw = dict(opt_spec=spec, steps=steps, batch_size=run["batch_size"], max_len=run["max_len"],
+              seed=run["seed"], chunking=chunking,
               warmup_steps=warmup_steps(run.get("warmup_epochs", 0), n_examples, run["batch_size"]),
               schedule=run.get("schedule", "constant"))
     stopper = None
     if stop:
         stopper = EarlyStop(stop, stop_reference, kind, tok, data_dir)
-        kw.update(check_every=int(stop["every"]), check=lambda step: stopper.check(model, step))
         if kw["warmup_steps"] or kw["schedule"] != "constant" or spec.get("type") == "hybrid":
             log.warning("early stopping: the learning-rate schedule (warmup %d, %s) and a hybrid's phases "
                         "span the budget of %d steps; a run that stops at step k keeps that layout's first "
                         "k steps (not a k-step schedule)", kw["warmup_steps"], kw["schedule"], steps)
-    # NPO: the reference's scores of every forget batch up front, then the reference freed before the
-    # first step (train.cache_reference; RMU keeps its frozen model)
-    if cache_reference(objective, ref, tok, forget, steps=steps, batch_size=run["batch_size"],
-                       max_len=run["max_len"], seed=run["seed"], chunking=chunking, data_parallel=sharded):
+
+    def one_pass(check_steps):
+        """One run from the target, everything built afresh in the same order (the seed, the objective,
+        the model and reference, NPO's reference scores; the loop its optimizer, schedule and batches),
+        checked at ``check_steps`` when early-stopped. Returns the model, the trace and a sharded run's
+        state dict."""
+        seed_everything(run["seed"])
+        objective = build_objective(method["objective"], {k: v for k, v in method.items() if k != "objective"})
         ref = None
+        if sharded:  # rank 0 reads the weights once; each rank keeps its shards (model and reference)
+            model, ref = distributed.load_sharded(target_dir, distributed.init(), ref=objective.needs_ref,
+                                                  checkpointing=checkpointing)
+        else:
+            dev = device()
+            model = load_model(target_dir, dev=dev, dtype=TRAIN_DTYPE)  # fp32 masters (bf16 compute on CUDA)
+            if checkpointing:
+                enable_checkpointing(model)
+        if objective.needs_ref and not sharded:
+            # the frozen reference: on the CPU a copy (fp32, as before); on a GPU read again in bf16
+            ref = (copy.deepcopy(model) if dev.type == "cpu" else load_model(target_dir, dev=dev, dtype=dtype_for(dev)))
+            ref.eval()
+            for p in ref.parameters():
+                p.requires_grad_(False)
+        checks = {}
+        if stopper is not None:
+            checks = dict(check_steps=check_steps, check=lambda step: stopper.check(model, step))
+        # NPO: the reference's scores of every forget batch up front, then the reference freed before the
+        # first step (train.cache_reference; RMU keeps its frozen model)
+        if cache_reference(objective, ref, tok, forget, steps=steps, batch_size=run["batch_size"],
+                           max_len=run["max_len"], seed=run["seed"], chunking=chunking, data_parallel=sharded):
+            ref = None
+            gc.collect()
+        if sharded:
+            trace, state = sharded_unlearn(model, ref, tok, forget, retain, sharded=True, objective=objective, **kw)
+            return model, trace, state
+        return model, loop(model, tok, forget, retain, ref=ref, objective=objective, **kw, **checks), None
+
+    every = int(stop["every"]) if stop else 0
+    model, trace, state = one_pass({*range(every, steps + 1, every), steps} if stop else None)
+    replay = stopper.overshooting_stop() if stopper is not None else None
+    if replay is not None:
+        # the check interval jumped over the window retrain +- margin: run again from the start with a
+        # check at every step after the previous check, and stop at the first that meets every ceiling
+        p, s = replay
+        log.info("early stop: the check at step %d overshoots (every forget metric more than the margin below "
+                 "the retrain level) and the check before was at step %d; replaying from the start with a "
+                 "check at every step %d-%d", s, p, p + 1, s)
+        del model
         gc.collect()
+        stopper.start_replay(s)
+        model, trace, state = one_pass(set(range(p + 1, s + 1)))
+        if stopper.replay_met:
+            log.info("early stop: the replay stops at step %d (the first pass at %d)", len(trace), s)
+        else:
+            log.warning("early stop: no replayed check in steps %d-%d met every ceiling (a run that is not "
+                        "deterministic?); keeping the replay's state at step %d", p + 1, s, s)
     if sharded:
-        trace, state = sharded_unlearn(model, ref, tok, forget, retain, sharded=True, **kw)
         if distributed.rank() != 0:
             return {}
         save_model(model, tok, out_dir, state_dict=state)
     else:
-        trace = loop(model, tok, forget, retain, ref=ref, **kw)
         save_model(model, tok, out_dir)
     ran = len(trace)  # the budget, or the step an early-stopped run stopped at
     info = {"steps": ran, "steps_per_epoch": per_epoch, "epochs": ran / per_epoch, "chunking": chunking,
@@ -132,7 +166,9 @@ class EarlyStop:
                         for n in self.names}
         self.ceilings = C.ceilings(stop, self.retrain, self.names)
         self.checks: list[dict] = []
-        self.first: dict | None = None  # the first check that met every ceiling
+        self.first: dict | None = None  # the check the run stopped at: the first that met every ceiling
+        self.refined_from: int | None = None  # a replayed run's first-pass stop (start_replay)
+        self.replay_met: bool | None = None  # whether a replayed check met every ceiling (None: no replay)
 
     def _score(self, model, names) -> dict[str, float]:
         from .evaluate import score
@@ -146,16 +182,42 @@ class EarlyStop:
         t0 = time.time()
         levels = {n: v for n, v in self._score(model, self.names).items() if n in self.names}
         self.checks.append({"step": step, **levels, "seconds": round(time.time() - t0, 3)})
-        log.info("early stop check at step %d: %s (ceilings %s)", step, levels, self.ceilings)
+        if self.refined_from is not None:
+            self.checks[-1]["replay"] = True
+        log.info("early stop check at step %d%s: %s (ceilings %s)", step,
+                 " (replay)" if self.refined_from is not None else "", levels, self.ceilings)
         if C.meets(levels, self.ceilings):
             self.first = self.checks[-1]
+            self.replay_met = True if self.refined_from is not None else None
             return True
-        return False
+        # a replay stops at the first pass's step at the latest (its state kept, replay_met False)
+        return self.refined_from is not None and step >= self.refined_from
+
+    def overshooting_stop(self) -> tuple[int, int] | None:
+        """``(p, s)`` when the run stopped at a check (step ``s``) that overshoots (calibration.overshoots)
+        and the check before it was at step ``p < s - 1`` (0: none), so a step in between may meet the
+        ceilings closer to the retrain level; else None (and after a replay)."""
+        from .. import calibration as C
+
+        if self.first is None or self.refined_from is not None:
+            return None
+        if not C.overshoots({n: self.first[n] for n in self.names}, self.stop, self.retrain):
+            return None
+        s = int(self.first["step"])
+        p = max((int(c["step"]) for c in self.checks if c["step"] < s), default=0)
+        return (p, s) if p < s - 1 else None
+
+    def start_replay(self, s: int) -> None:
+        """The checks that follow are a replay of the run whose check at step ``s`` overshot: marked
+        ``replay``, and the one at ``s`` stops the replay whether or not it meets the ceilings."""
+        self.refined_from, self.replay_met = s, False
 
     def record(self, model, budget: int, ran: int) -> dict:
-        """The run's ``early_stop`` record: settings, ceilings, every check, where it stopped, and the
+        """The run's ``early_stop`` record: settings, ceilings, every check (a replay's marked
+        ``replay``), where it stopped (``stop_step``; a replayed run's ``refined_from`` the first pass's
+        overshooting step and ``replay_met`` whether a replayed check met every ceiling), and the
         criterion's metrics at the saved state (its last check's forget levels and its utility, so no
-        separate calibration evaluation is needed)."""
+        separate calibration evaluation is needed); ``overshot`` is judged there."""
         import torch
 
         from .. import calibration as C
@@ -169,6 +231,7 @@ class EarlyStop:
             "margin": self.stop.get("margin"), "retrain": self.retrain, "ceilings": self.ceilings,
             "checks": self.checks, "reached": self.first is not None,
             "stop_step": ran if self.first is not None else None,
+            "refined_from": self.refined_from, "replay_met": self.replay_met,
             "overshot": self.first is not None and C.overshoots(levels, self.stop, self.retrain),
             "excess": C.excess(levels, self.ceilings),
             "metrics": {**levels, **utility},
