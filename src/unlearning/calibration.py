@@ -136,8 +136,9 @@ def meets(levels: dict[str, float], ceils: dict[str, float]) -> bool:
 
 def overshoots(levels: dict[str, float], cal: dict, retrain: dict[str, float | None]) -> bool:
     """Whether a matching state forgot more than the margin beyond the retrain model on every forget
-    metric (each below its level - margin): the run went past the level between two checks, or its
-    rung's rate is too large for the check interval. Every metric, not any: the metrics fall at their
+    metric (each below its level - margin): the run went past the level between two checks (an
+    early-stopped run is then replayed with a check at every step in between, stages/unlearn.py), or
+    its rung's rate is too large for a single step. Every metric, not any: the metrics fall at their
     own rates (MUSE's VerbMem_f is often far below the retrain level by the time KnowMem_f meets its
     ceiling), and only the last one to meet its ceiling says whether an earlier stop was possible.
     Only under `match_retrain` (a fixed threshold has no floor)."""
