@@ -4,6 +4,7 @@ markers that imply ``slow``, and a guard that fails a fast-tier test that starts
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import multiprocessing.util
 import os
@@ -108,13 +109,48 @@ def make_study(dst: str | Path, repo: Path = ROOT) -> Path:
     return study
 
 
+_SERVER: dict = {}
+
+
+def session_forkserver() -> str:
+    """The name of this test process's fork server (unlearning.forkserver), started at the first call and
+    gone with the process. Every Snakemake run would otherwise start its own and import torch,
+    transformers, bitsandbytes and rouge-score (about 11 CPU-s here) before its first job could start;
+    workflow/rules/forkserver.smk uses a server that UNLEARNING_FORKSERVER names and leaves it running."""
+    from unlearning import forkserver
+
+    if "name" not in _SERVER or _SERVER["proc"].poll() is not None:
+        import secrets
+        import tempfile
+
+        name = f"unlearning-tests-{os.getpid()}-{secrets.token_hex(4)}"
+        log = Path(tempfile.gettempdir()) / f"{name}.log"
+        proc = forkserver.start(name, str(log))
+        _SERVER.update(name=name, proc=proc)
+
+        @atexit.register
+        def _stop() -> None:
+            proc.terminate()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=10)
+            log.unlink(missing_ok=True)
+    return _SERVER["name"]
+
+
 def snakemake(workdir: Path, *args: str, configfile: Path | str | None = "configs/smoke.yaml",
-              timeout: int = 900, check: bool = True) -> subprocess.CompletedProcess:
-    """Run the workflow of the study folder ``workdir`` (see make_study) inside it."""
+              timeout: int = 900, check: bool = True, own_server: bool = False) -> subprocess.CompletedProcess:
+    """Run the workflow of the study folder ``workdir`` (see make_study) inside it: its jobs through the
+    session's fork server (session_forkserver), or with ``own_server`` through one the run starts itself,
+    as a user's run does."""
+    from unlearning import forkserver
+
     cmd = [sys.executable, "-m", "snakemake", *args]
     if configfile is not None:
         cmd += ["--configfile", str(configfile)]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    env.pop(forkserver.ENV, None)
+    if not own_server:
+        env[forkserver.ENV] = session_forkserver()
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=workdir)
     if check and res.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed:\n{res.stdout[-4000:]}\n{res.stderr[-4000:]}")
@@ -134,7 +170,8 @@ def smoke_run(tmp_path_factory) -> Path:
     with FileLock(root / "smoke.lock"):
         if not done.exists():
             shutil.rmtree(work, ignore_errors=True)  # a worker's failed attempt
-            snakemake(make_study(work), "--cores", "2")
+            # its own fork server, as a user's run (test_e2e checks its log and that it stops with the run)
+            snakemake(make_study(work), "--cores", "2", own_server=True)
             done.touch()
     return work
 

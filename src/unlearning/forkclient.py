@@ -60,6 +60,19 @@ def address(name: str) -> str:
     return "\0" + name
 
 
+def reachable(name: str) -> bool:
+    """Whether a server called ``name`` listens on this machine (a connection that sends nothing: the
+    server's handler for it returns at once)."""
+    conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        conn.connect(address(name))
+        return True
+    except OSError:
+        return False
+    finally:
+        conn.close()
+
+
 def delegate(name: str, argv: Sequence[str], timeout: float = 120.0) -> int | None:
     """Run ``unlearning argv`` in a worker forked by the server ``name``.
 

@@ -32,7 +32,7 @@ import traceback
 from typing import Sequence
 
 from . import cli
-from .forkclient import ENV, MAX_MSG, delegate, turned_off  # noqa: F401 - delegate, turned_off: the server's API too
+from .forkclient import ENV, MAX_MSG, delegate, reachable, turned_off  # noqa: F401 - the server's API too
 from .forkclient import address as _address
 from .forkclient import recv as _recv
 from .forkclient import recv_exact as _recv_exact

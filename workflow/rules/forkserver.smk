@@ -2,7 +2,8 @@
 # imports torch and transformers once and forks a worker for each job's `unlearning STAGE ...`, which
 # saves 6-9 s per job on a CPU machine; a job that cannot reach it runs by itself, with the same results.
 # Off switch: UNLEARNING_FORKSERVER=off (or 0, false) in Snakemake's environment starts every job as
-# its own process. Log: results/logs/forkserver.log.
+# its own process; set to the name of a running server (forkserver.start), the run uses that one.
+# Log: results/logs/forkserver.log.
 import subprocess
 
 _FORKSERVER = {}
@@ -15,7 +16,12 @@ onstart:
     # Only where jobs would run this very interpreter on this machine: not on a cluster, and not
     # under --sdm conda/apptainer (a worker forked here would run outside the job's environment).
     plain = not workflow.deployment_settings.deployment_method
-    if wanted and plain and workflow.is_main_process and workflow.local_exec:
+    given = os.environ.get(forkserver.ENV, "")
+    if wanted and plain and workflow.is_main_process and workflow.local_exec and given and forkserver.reachable(given):
+        # A server the caller started and keeps (e.g. the test suite's, one per session: every run would
+        # otherwise import torch and transformers again before its first job); this run does not stop it.
+        pass
+    elif wanted and plain and workflow.is_main_process and workflow.local_exec:
         import secrets
 
         name = f"unlearning-{os.getpid()}-{secrets.token_hex(4)}"
