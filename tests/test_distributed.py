@@ -197,8 +197,12 @@ def test_two_ranks_relearn_what_one_process_relearns(smoke_run, tmp_path, warmup
     stage = [str(Path(sys.executable).parent / "unlearning"), "--threads", "1", "relearn", "--model", str(model),
              "--data", str(smoke_run / "results" / "data" / "wmdp"), "--kind", "wmdp", "--params",
              json.dumps(params), "--seed", "0", "--max-len", "256", "--out"]
+    from conftest import session_forkserver
+
     env = {k: v for k, v in _env().items() if k != "UNLEARNING_FORKSERVER"}
-    one = subprocess.run([*stage, str(tmp_path / "one")], env=env, capture_output=True, text=True, timeout=300)
+    # the one-process reference through the test process's fork server (no torch import of its own)
+    one = subprocess.run([*stage, str(tmp_path / "one")], env={**env, "UNLEARNING_FORKSERVER": session_forkserver()},
+                         capture_output=True, text=True, timeout=300)
     assert one.returncode == 0, one.stderr[-3000:]
     two = subprocess.run([torchrun, "--standalone", "--nproc-per-node", "2", "--no-python", "--", *stage,
                           str(tmp_path / "two")], env=env, capture_output=True, text=True, timeout=300)
