@@ -16,12 +16,13 @@ onstart:
     # Only where jobs would run this very interpreter on this machine: not on a cluster, and not
     # under --sdm conda/apptainer (a worker forked here would run outside the job's environment).
     plain = not workflow.deployment_settings.deployment_method
+    local = wanted and plain and workflow.is_main_process and workflow.local_exec
     given = os.environ.get(forkserver.ENV, "")
-    if wanted and plain and workflow.is_main_process and workflow.local_exec and given and forkserver.reachable(given):
+    if local and given and forkserver.reachable(given):
         # A server the caller started and keeps (e.g. the test suite's, one per session: every run would
         # otherwise import torch and transformers again before its first job); this run does not stop it.
         pass
-    elif wanted and plain and workflow.is_main_process and workflow.local_exec:
+    elif local:
         import secrets
 
         name = f"unlearning-{os.getpid()}-{secrets.token_hex(4)}"
