@@ -141,7 +141,8 @@ def snakemake(workdir: Path, *args: str, configfile: Path | str | None = "config
               timeout: int = 900, check: bool = True, own_server: bool = False) -> subprocess.CompletedProcess:
     """Run the workflow of the study folder ``workdir`` (see make_study) inside it: its jobs through the
     session's fork server (session_forkserver), or with ``own_server`` through one the run starts itself,
-    as a user's run does."""
+    as a user's run does: needed where the test changes how interpreters start (PYTHONPATH, a
+    sitecustomize), which the shared server's workers, forked long before, would not see."""
     from unlearning import forkserver
 
     cmd = [sys.executable, "-m", "snakemake", *args]

@@ -159,8 +159,10 @@ def test_smoke_study_gives_the_same_tables_with_the_flag_forced_the_other_way(sm
     unlearned = sorted(str(p.relative_to(smoke_run)) for p in (smoke_run / "results/eval").glob("*/*/*/seed*/none.json")
                        if p.parts[-4] != "none")
     assert unlearned
+    # own_server: the flag is forced at interpreter start (sitecustomize on PYTHONPATH), so the jobs' fork
+    # server must start under the forced environment; the test process's shared server did not
     out = snakemake(work, "--cores", "2", "--forcerun", *unlearned, "--configfile", "configs/smoke.yaml", "--",
-                    *map(str, tables), configfile=None)
+                    *map(str, tables), configfile=None, own_server=True)
     log = out.stdout + out.stderr
     # the unlearned models' evaluations reran under the forced flag; nothing upstream of them did
     assert re.search(r"^evaluate\s+\d+$", log, re.M), log[-3000:]
