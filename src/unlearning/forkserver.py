@@ -218,16 +218,12 @@ def start(name: str, log_path: str, wait_s: float = 60.0) -> subprocess.Popen:
                 stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env, start_new_session=True,
                 pass_fds=(write_end,),
             )
-        os.close(write_end)
-        write_end = -1
-        # A byte: listening. End of file (the server died) or no answer in time: jobs run by themselves.
-        ready, _, _ = select.select([read_end], [], [], wait_s)
-        if ready:
-            os.read(read_end, 1)
     finally:
-        os.close(read_end)
-        if write_end >= 0:
-            os.close(write_end)
+        os.close(write_end)  # the server holds its own copy
+    # A byte: listening. End of file (the server died) or no answer in time: jobs run by themselves.
+    with os.fdopen(read_end, "rb", buffering=0) as ready:
+        if select.select([ready], [], [], wait_s)[0]:
+            ready.read(1)
     return proc
 
 
