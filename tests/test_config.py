@@ -194,3 +194,14 @@ def test_conflicting_or_bad_method_keys_name_the_key(entry, key):
         bench.pop("methods", None)
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
         validate(cfg)
+
+
+def test_schema_reads_the_same_with_either_yaml_parser():
+    """load_schema takes libyaml's parser when PyYAML has it (a Snakemake start reads the schema): the
+    schema it returns is the pure-Python parser's, value for value and type for type."""
+    from unlearning.config import SCHEMA_PATH
+
+    fast = load_schema()
+    slow = yaml.load(SCHEMA_PATH.read_text(encoding="utf-8"), Loader=yaml.SafeLoader)
+    assert fast == slow and repr(fast) == repr(slow)  # repr: 1 and 1.0 and True compare equal
+    assert fast["properties"]["calibration"]  # not an empty document
