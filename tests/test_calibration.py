@@ -103,13 +103,13 @@ def test_a_muse_run_matches_when_knowmem_and_verbmem_each_meet_their_ceiling():
 
 
 def test_the_ladder_climbs_only_while_a_run_never_reached():
-    reached = {(1.0, 0): False, (3.0, 0): True, (1.0, 1): True, (1.0, 2): False, (3.0, 2): False,
-               (10.0, 2): False}
+    R, O, S = C.REACHED, C.OVERSHOT, C.SHORT
+    status = {(1.0, 0): S, (3.0, 0): R, (1.0, 1): R, (1.0, 2): S, (3.0, 2): S, (10.0, 2): S}
     asked = []
 
     def done(x, s):
         asked.append((x, s))
-        return reached.get((x, s), True)
+        return status.get((x, s), R)
 
     assert C.walk([10, 1, 3], [0, 1, 2], done, per_seed=True) == [
         (1.0, 0), (3.0, 0), (1.0, 1), (1.0, 2), (3.0, 2), (10.0, 2)]
@@ -120,10 +120,43 @@ def test_the_ladder_climbs_only_while_a_run_never_reached():
     C.walk([1, 3, 10], [1], done, per_seed=True)
     assert asked == [(1.0, 1)]
     # a run not made yet (None) ends its seed's walk there: the workflow runs it, then walks again
-    pending = {**reached, (3.0, 0): None}
-    assert C.walk([1, 3, 10], [0, 2], lambda x, s: pending.get((x, s), True), per_seed=True) == [
+    pending = {**status, (3.0, 0): None}
+    assert C.walk([1, 3, 10], [0, 2], lambda x, s: pending.get((x, s), R), per_seed=True) == [
         (1.0, 0), (3.0, 0), (1.0, 2), (3.0, 2), (10.0, 2)]
     assert C.walk([1, 3, 10], [0, 2], lambda x, s: None, per_seed=False) == [(1.0, 0), (1.0, 2)]
+    # without rungs below, an overshooting first rung ends the walk as one that reached
+    assert C.walk([1, 3], [0], lambda x, s: O, per_seed=True) == [(1.0, 0)]
+
+
+def test_the_ladder_steps_down_while_its_first_rung_overshoots():
+    R, O, S = C.REACHED, C.OVERSHOT, C.SHORT
+    status = {(1.0, 0): O, (0.3, 0): R, (1.0, 1): R, (1.0, 2): O, (0.3, 2): O, (0.1, 2): S,
+              (1.0, 3): S, (3.0, 3): O}
+    walked = C.walk([1, 3], [0, 1, 2, 3], lambda x, s: status[(x, s)], per_seed=True, below=[0.1, 0.3])
+    # seed 0 lands at x0.3; seed 1 reached at x1; seed 2 overshoots at x0.3 too, and x0.1 never
+    # reaches; seed 3 overshoots at x3, which is not the first rung: no rung lies between x1 and x3
+    assert walked == [(1.0, 0), (0.3, 0), (1.0, 1), (1.0, 2), (0.3, 2), (0.1, 2), (1.0, 3), (3.0, 3)]
+    # a rung below is made before the walk reads it
+    assert C.walk([1, 3], [0], lambda x, s: {1.0: O}.get(x), per_seed=True, below=[0.3]) == [(1.0, 0), (0.3, 0)]
+    # together: down only when every seed reached and one overshot, and while one still overshoots
+    both = {(1.0, 0): O, (1.0, 1): R, (0.3, 0): R, (0.3, 1): R}
+    assert C.walk([1, 3], [0, 1], lambda x, s: both[(x, s)], per_seed=False, below=[0.3]) == [
+        (1.0, 0), (1.0, 1), (0.3, 0), (0.3, 1)]
+    assert C.walk([1, 3], [0, 1], lambda x, s: {(1.0, 0): O, (1.0, 1): S}.get((x, s), R), per_seed=False,
+                  below=[0.3]) == [(1.0, 0), (1.0, 1), (3.0, 0), (3.0, 1)]
+    with pytest.raises(ValueError, match="under its first, 1"):
+        C.walk([1, 3], [0], lambda x, s: R, per_seed=True, below=[1])
+    # the choice is the smallest multiplier that reached: the rung below, not the overshooting x1
+    c = C.choose_ladder([rung(1, 1.8, 14, -13.8, True, overshot=True), rung(0.3, 12.3, 40, -3.2, True)], top=3)
+    assert c["scale"] == 0.3 and c["reached"] and not c["overshot"]
+
+
+def test_a_run_record_says_whether_it_reached_overshot_or_fell_short():
+    assert C.run_status({"early_stop": {"reached": True, "overshot": False}}) == C.REACHED
+    assert C.run_status({"early_stop": {"reached": True, "overshot": True}}) == C.OVERSHOT
+    assert C.run_status({"early_stop": {"reached": False, "overshot": False}}) == C.SHORT
+    with pytest.raises(ValueError, match="r.json: no early_stop record"):
+        C.run_status({}, "r.json")
 
 
 def rung(scale, forget, utility, excess, reached, overshot=False):
@@ -199,7 +232,7 @@ def test_grids_multipliers_tags_and_model_seeds():
     assert C.grid(cfg, "adam") == [1.0, 3.0, 10.0]
     assert C.grid(cfg, "zo") == [1.0, 3.0, 10.0]
     # early stopping: checks every 5 steps within the unlearning steps (50); off, or without calibration
-    assert C.early_stop(cfg) == {"every": 5, "max_steps": None} and C.budget(cfg) == 50
+    assert C.early_stop(cfg) == {"every": 5, "below": [0.3], "max_steps": None} and C.budget(cfg) == 50
     assert C.early_stop({**cfg, "calibration": {**cfg["calibration"], "early_stop": False}}) is None
     assert [C.tag(x) for x in (0.3, 1.0, 3, 10.0, 1e-5)] == ["0.3", "1", "3", "10", "1e-05"]
     # a target and a retrain model per seed in the default study; a role not listed is trained once

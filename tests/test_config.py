@@ -87,6 +87,7 @@ BAD = [
     ("benchmarks.muse.source", "hub", "benchmarks.muse.dataset"),
     ("evaluation.mink_k", 0, "evaluation.mink_k"),
     ("report.reference_optimizer", "sgd", "report.reference_optimizer"),  # explicit, not configured
+    ("calibration.early_stop.below", [0.5], "calibration.early_stop.below: 0.5 is not under"),  # grid [0.5, 1]
 ]
 
 

@@ -59,14 +59,14 @@ def files_under(plan: StudyPlan) -> list[str]:
     return out
 
 
-def never(*rung) -> bool:
+def never(*rung) -> str:
     """A ladder's runs that never reach the level: the whole ladder is walked."""
-    return False
+    return C.SHORT
 
 
-def first(*rung) -> bool:
+def first(*rung) -> str:
     """A ladder's runs that all reach the level on their first rung."""
-    return True
+    return C.REACHED
 
 
 # ------------------------------------------------------------------------------ job lists
@@ -129,6 +129,13 @@ def test_default_study_jobs(plans):
     assert sum(len(v) for c in p.calibration_combos() for v in p.calibration_runs(*c, first).values()) == 102
     assert sum(len(v) for c in p.calibration_combos() for v in p.calibration_runs(*c, never).values()) == 306
     assert json.loads(p.stop_params("wmdp", "npo", "zo"))["budget"] == cfg["unlearning"]["steps"] == 50
+    # a seed whose x1 run overshoots runs x0.3 (`early_stop.below`), not a rung up; the stop settings the
+    # runs get do not hold `below`, so adding a rung below reruns no run of the ladder
+    assert C.below(cfg) == [0.3] and "below" not in p.stop_params("muse", "npo", "adam")
+    seed2 = {("1", 2): C.OVERSHOT}
+    assert p.calibration_runs("muse", "npo", "adam", lambda b, m, o, x, s: seed2.get((x, s), C.REACHED)) == {
+        "1": [f"results/unlearned/muse/npo/adam/x1/seed{s}" for s in (0, 1, 2)],
+        "0.3": ["results/unlearned/muse/npo/adam/x0.3/seed2"]}
     assert p.stop_reference("wmdp", "npo", "zo", 2) == ["results/eval/wmdp/none/retrain/seed2/none.json"]
     # one shared calibration seed: its ladder decides for all, and every seed's run stops at its ceiling
     raw_cfg = raw("config")

@@ -57,6 +57,13 @@ def early_stop(config: dict) -> dict | None:
     return entry if entry is not False else None
 
 
+def below(config: dict) -> list[float]:
+    """`calibration.early_stop.below`: multipliers under the ladder's first, tried downward when a run
+    at the first rung overshoots (walk); none without early stopping."""
+    stop = early_stop(config)
+    return [float(x) for x in (stop or {}).get("below", [])]
+
+
 def budget(config: dict) -> int | None:
     """An early-stopped run's step budget: `early_stop.max_steps`, else `unlearning.steps`."""
     stop = early_stop(config)
@@ -186,35 +193,66 @@ def choose(points: Sequence[dict], ceiling: float) -> dict:
     }
 
 
-def walk(scales: Sequence[float], seeds: Sequence[int], reached: Callable[[float, int], bool | None],
-         per_seed: bool) -> list[tuple[float, int]]:
+# What a finished rung's run did (run_status): met every ceiling without overshooting, met them only
+# with every forget metric more than the margin below the retrain level, or never met them.
+REACHED, OVERSHOT, SHORT = "reached", "overshot", "not reached"
+
+
+def walk(scales: Sequence[float], seeds: Sequence[int], status: Callable[[float, int], str | None],
+         per_seed: bool, below: Sequence[float] = ()) -> list[tuple[float, int]]:
     """The (multiplier, seed) runs of an early-stopped entry's ladder, climbed from its smallest
     multiplier: with ``per_seed`` each seed climbs while its own run never reached the level; else all
-    calibration seeds climb together while any of them did not. ``reached(scale, seed)`` reads a
-    finished run, or returns None while the run is not made yet: the walk then ends at that rung (for
-    that seed), which the workflow runs before it walks again (the unlearn checkpoint)."""
+    calibration seeds climb together while any of them did not. ``status(scale, seed)`` reads a
+    finished run (REACHED, OVERSHOT or SHORT), or returns None while the run is not made yet: the walk
+    then ends at that rung (for that seed), which the workflow runs before it walks again (the unlearn
+    checkpoint).
+
+    ``below``: multipliers under the ladder's first, tried downward in turn when the run at the first
+    rung overshot (with the calibration seeds together: when every seed reached and one overshot), until
+    one does not overshoot. A smaller rate takes smaller steps, so a run whose every-step checks jumped
+    over the window (one forget metric still above its ceiling at one step, all of them beyond the
+    margin below the retrain level at the next) can land in it."""
     ladder = sorted(float(x) for x in scales)
+    down = sorted((float(x) for x in below), reverse=True)
+    if down and down[0] >= ladder[0]:
+        raise ValueError(f"calibration: rungs below the ladder {down} must lie under its first, {ladder[0]:g}")
     out: list[tuple[float, int]] = []
     if per_seed:
         for seed in seeds:
             for x in ladder:
                 out.append((x, seed))
-                if reached(x, seed) is not False:  # reached, or not known yet
+                st = status(x, seed)
+                if st != SHORT:  # reached (maybe overshooting), or not known yet
                     break
+            if st == OVERSHOT and x == ladder[0]:
+                for x in down:
+                    out.append((x, seed))
+                    if status(x, seed) != OVERSHOT:
+                        break
         return out
     for x in ladder:
         out += [(x, s) for s in seeds]
-        done = [reached(x, s) for s in seeds]
-        if None in done or all(done):
+        done = [status(x, s) for s in seeds]
+        if None in done or SHORT not in done:
             break
+    if x == ladder[0] and None not in done and SHORT not in done and OVERSHOT in done:
+        for x in down:
+            out += [(x, s) for s in seeds]
+            done = [status(x, s) for s in seeds]
+            if None in done or OVERSHOT not in done:
+                break
     return out
 
 
-def run_reached(info: dict, where: str = "run") -> bool:
-    """Whether an early-stopped run (its unlearning.json, ``info``) reached the criterion's level."""
+def run_status(info: dict, where: str = "run") -> str:
+    """What an early-stopped run (its unlearning.json, ``info``) did: REACHED, OVERSHOT (reached, with
+    every forget metric more than the margin below the retrain level at its saved state) or SHORT."""
     if "early_stop" not in info:
         raise ValueError(f"{where}: no early_stop record (the run was not early-stopped)")
-    return bool(info["early_stop"]["reached"])
+    stop = info["early_stop"]
+    if not stop["reached"]:
+        return SHORT
+    return OVERSHOT if stop.get("overshot") else REACHED
 
 
 def choose_ladder(points: Sequence[dict], top: float) -> dict:

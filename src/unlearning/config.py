@@ -107,6 +107,12 @@ def _check_calibration(config: dict) -> None:
     if unknown:
         raise ConfigError(f"calibration.grids: unknown optimizer {unknown[0]!r}; "
                           f"configured: {', '.join(sorted(known))}")
+    below = (cal["early_stop"] or {}).get("below", [])
+    if below:
+        lowest = min(min(g) for g in [cal["grid"], *cal["grids"].values()])
+        if max(below) >= lowest:
+            raise ConfigError(f"calibration.early_stop.below: {max(below):g} is not under every ladder's first "
+                              f"multiplier ({lowest:g}, calibration.grid / grids)")
     if cal["criterion"] == "forget_at_most" and "threshold" not in cal:
         raise ConfigError("calibration.threshold: required by criterion forget_at_most")
     if cal["criterion"] == "match_retrain":

@@ -337,26 +337,28 @@ class StudyPlan:
         return f"{self.root}/unlearned/{bench}/{method}/{optimizer}/x{CAL.tag(scale)}/seed{seed}"
 
     def calibration_runs(self, bench: str, method: str, optimizer: str,
-                         reached: Callable[[str, str, str, str, int], bool]) -> dict[str, list[str]]:
+                         status: Callable[[str, str, str, str, int], str | None]) -> dict[str, list[str]]:
         """Under early stopping, SCALE -> [run folders] of the entry's ladder as far as it is walked
         (calibration.walk): each seed (or the calibration seeds together) climbs while its run never
-        reached the level. ``reached(bench, method, optimizer, scale_tag, seed)`` reads a finished run;
-        in the workflow it raises until the run exists (the unlearn checkpoint), so Snakemake runs one
-        rung at a time. Empty without early stopping (``calibration_points`` then)."""
+        reached the level, and steps below the first rung (`early_stop.below`) while it overshoots there.
+        ``status(bench, method, optimizer, scale_tag, seed)`` reads a finished run (calibration.run_status);
+        in the workflow it returns None until the run exists (the unlearn checkpoint), so Snakemake runs
+        one rung at a time. Empty without early stopping (``calibration_points`` then)."""
         if not CAL.early_stop(self.config):
             return {}
         walked = CAL.walk(CAL.grid(self.config, optimizer), self.calibration_seeds(bench, method, optimizer),
-                          lambda x, s: reached(bench, method, optimizer, CAL.tag(x), s), CAL.per_seed(self.config))
+                          lambda x, s: status(bench, method, optimizer, CAL.tag(x), s), CAL.per_seed(self.config),
+                          below=CAL.below(self.config))
         out: dict[str, list[str]] = {}
         for x, s in walked:
             out.setdefault(CAL.tag(x), []).append(self.run_dir(bench, method, optimizer, x, s))
         return out
 
     def calibration_args(self, bench: str, method: str, optimizer: str,
-                         reached: Callable[[str, str, str, str, int], bool]) -> str:
+                         status: Callable[[str, str, str, str, int], str | None]) -> str:
         """The calibrate job's SCALE=PATH arguments: ``--points`` (evaluations) of the fixed grid, or
         under early stopping ``--runs`` (run folders) of the walked ladder and ``--top``, its highest rung."""
-        runs = self.calibration_runs(bench, method, optimizer, reached)
+        runs = self.calibration_runs(bench, method, optimizer, status)
         if runs:
             top = CAL.tag(max(CAL.grid(self.config, optimizer)))
             return "--runs " + " ".join(f"{x}={p}" for x, ps in runs.items() for p in ps) + f" --top {top}"

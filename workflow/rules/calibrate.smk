@@ -5,7 +5,7 @@
 # study seed at its chosen multiplier is that seed's run. Under `calibration.early_stop` each run stops
 # at the retrain model's level, its last check holds the criterion's metrics (no calibration_point
 # job), and the grid is a ladder: `calibrate`'s input climbs it one rung at a time (common.smk's
-# rung_reached).
+# rung_status).
 
 
 rule calibration_point:
@@ -49,7 +49,7 @@ checkpoint calibrate:
             p for paths in P.calibration_points(wc.bench, wc.method, wc.optimizer).values() for p in paths
         ],
         runs=lambda wc: [
-            p for paths in P.calibration_runs(wc.bench, wc.method, wc.optimizer, rung_reached).values() for p in paths
+            p for paths in P.calibration_runs(wc.bench, wc.method, wc.optimizer, rung_status).values() for p in paths
         ],
         retrain=lambda wc: P.calibration_reference(wc.bench, wc.method, wc.optimizer, "retrain"),
         target=lambda wc: P.calibration_reference(wc.bench, wc.method, wc.optimizer, "target"),
@@ -64,7 +64,7 @@ checkpoint calibrate:
     threads: 1
     params:
         kind=kind,
-        points=lambda wc: P.calibration_args(wc.bench, wc.method, wc.optimizer, rung_reached),
+        points=lambda wc: P.calibration_args(wc.bench, wc.method, wc.optimizer, rung_status),
         # the criterion only: the grid and seeds enter as the input files, so editing one entry's grid
         # reruns only that entry's choice
         criterion=P.calibration_criterion(),

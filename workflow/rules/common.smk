@@ -73,18 +73,19 @@ def chosen_scale(bench, method, optimizer, seed):
     return CAL.tag(CAL.chosen(json.loads(Path(choice).read_text(encoding="utf-8")), seed))
 
 
-def rung_reached(bench, method, optimizer, scale, seed):
-    """Whether an early-stopped run reached the level: its record once the unlearn checkpoint made it,
-    else None. The rung is then a plain input of `calibrate`, so every seed's rung runs at once, and
-    when it finishes Snakemake evaluates `calibrate`'s input again (it depends on a checkpoint) and the
-    walk goes on. Not get()'s exception: with it, a rung rerun by an edit that stopped reaching while
-    the choice existed did not climb (Snakemake 9.27 kept the old choice)."""
+def rung_status(bench, method, optimizer, scale, seed):
+    """What an early-stopped run did (calibration.run_status: reached, overshot, not reached) once the
+    unlearn checkpoint made it, else None. The rung is then a plain input of `calibrate`, so every
+    seed's rung runs at once, and when it finishes Snakemake evaluates `calibrate`'s input again (it
+    depends on a checkpoint) and the walk goes on. Not get()'s exception: with it, a rung rerun by an
+    edit that stopped reaching while the choice existed did not climb (Snakemake 9.27 kept the old
+    choice)."""
     try:
         run = checkpoints.unlearn.get(bench=bench, method=method, optimizer=optimizer, scale=scale, seed=seed)
     except IncompleteCheckpointException:
         return None
     record = Path(run.output[0]) / "unlearning.json"
-    return CAL.run_reached(json.loads(record.read_text(encoding="utf-8")), str(record))
+    return CAL.run_status(json.loads(record.read_text(encoding="utf-8")), str(record))
 
 
 def stop_args(wc, input):

@@ -1,5 +1,5 @@
 # A checkpoint: under `calibration.early_stop` the calibrate checkpoint's input walks an entry's ladder
-# (common.smk's rung_reached), reading each rung's record to decide whether the next one runs.
+# (common.smk's rung_status), reading each rung's record to decide whether the next one runs.
 checkpoint unlearn:
     """Unlearn the forget set from the target with one method, one optimizer entry and one seed, at
     {scale} times the entry's learning rate(s) (a calibration grid point, or 1 without calibration).
