@@ -53,10 +53,6 @@ def main(argv: list[str] | None = None) -> int:
                    help="`/usr/bin/time -v` output of the default study's run, for its wall time")
     p.add_argument("--run-commit", default=None,
                    help="the commit the default study ran with, when it is not this checkout's HEAD")
-    p.add_argument("--rerun-log", type=Path, default=None,
-                   help="`/usr/bin/time -v` output of a later partial rerun of the default study (an edit that "
-                        "replanned part of it), for its wall time")
-    p.add_argument("--rerun-commit", default=None, help="the commit the partial rerun ran with")
     p.add_argument("--shared", action="store_true",
                    help="other work shared the machine during the run (its times are then upper bounds)")
     a = p.parse_args(argv)
@@ -72,8 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         if (results / "tables").exists():
             report = config.get("report", {})
             for name in blocks.copy_default(results, readme_dir, ROOT, report.get("reference_optimizer", "adam"),
-                                            report.get("stats"), a.time_log, a.run_commit, a.shared,
-                                            a.rerun_log, a.rerun_commit):
+                                            report.get("stats"), a.time_log, a.run_commit, a.shared):
                 print(f"copied {name} from {results}")
         if a.tofu is not None:
             try:

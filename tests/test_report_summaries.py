@@ -73,14 +73,6 @@ def test_run_facts_read_gnu_time_and_the_recorded_kernels(tmp_path):
     (tmp_path / "bad.log").write_text("no time here")
     with pytest.raises(ValueError, match="bad.log"):
         summaries.run_facts(tmp_path, tmp_path / "bad.log")
-    # a later partial rerun (an edit that replanned part of the study): its commit and wall time too
-    rerun = tmp_path / "rerun.log"
-    rerun.write_text("\tElapsed (wall clock) time (h:mm:ss or m:ss): 12:07.25\n")
-    facts = summaries.run_facts(tmp_path, log, "abc1234", rerun_log=rerun, rerun_code="def5678")
-    assert facts["rerun"] == {"code": "def5678", "wall_s": 727.2} and facts["wall_s"] == 3723.5
-    (tmp_path / summaries.RUN).write_text(json.dumps(facts))
-    assert ("run with the code of commit abc1234, then partly rerun with the code of commit def5678 in 12 min 7 s"
-            in blocks.render("run", tmp_path))
 
 
 def test_the_blocks_render_the_saved_summaries(tmp_path):

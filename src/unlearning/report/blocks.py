@@ -207,10 +207,6 @@ def run_block(readme_dir: Path) -> str:
                if f.get("shared") else "")
             if "wall_s" in f else "wall time not recorded")
     code = f"run with the code of commit {f['code']}, " if f.get("code") else ""
-    rerun = f.get("rerun")
-    if rerun:  # a partial rerun after an edit: what it reran is the commit's to say
-        took = (f" in {int(rerun['wall_s'] // 60)} min {int(rerun['wall_s'] % 60)} s" if "wall_s" in rerun else "")
-        code += f"then partly rerun with the code of commit {rerun.get('code', 'unrecorded')}{took}, "
     return (f"Default study ({code}{_run_label(readme_dir, 'default')}): {f['jobs']} jobs timed, {wall}, CPU kernels "
             f"as every evaluation recorded them (torch capability / oneDNN ISA / linear backend / torch): "
             f"{', '.join(f['cpu_kernels']) or 'none recorded'}.")
@@ -406,15 +402,13 @@ def _record(readme_dir: Path, key: str, results: Path, root: Path) -> None:
 
 
 def copy_default(results: Path, readme_dir: Path, root: Path, reference: str = "adam", stats: dict | None = None,
-                 time_log: Path | None = None, code: str | None = None, shared: bool = False,
-                 rerun_log: Path | None = None, rerun_code: str | None = None) -> list[str]:
+                 time_log: Path | None = None, code: str | None = None, shared: bool = False) -> list[str]:
     """Copy what the blocks need from the default study's results folder into ``readme_dir``: the
     calibration's chosen rows, the reference models per seed, the attacks' controls, the collapsed
     entries and the run's facts (``summaries``; verdicts.csv is written there by rule report_findings
     already). ``reference``/``stats``: the study's `report.reference_optimizer` and `report.stats`;
     ``time_log``: GNU ``time -v`` output of the run, for its wall time; ``code``: the commit the study
-    ran with; ``shared``: other work shared the machine during the run; ``rerun_log``/``rerun_code``: a
-    later partial rerun's time output and commit. The files copied."""
+    ran with; ``shared``: other work shared the machine during the run. The files copied."""
     from .findings import STATS_DEFAULTS
 
     st = {**STATS_DEFAULTS, **(stats or {})}
@@ -439,7 +433,7 @@ def copy_default(results: Path, readme_dir: Path, root: Path, reference: str = "
                             (summaries.JOBS, summaries.jobs_frame(results))):
             frame.to_csv(readme_dir / name, index=False, float_format="%.4g")
             copied.append(name)
-        facts = summaries.run_facts(results, time_log, code, shared, rerun_log, rerun_code)
+        facts = summaries.run_facts(results, time_log, code, shared)
         (readme_dir / summaries.RUN).write_text(json.dumps(facts, indent=1, sort_keys=True) + "\n", encoding="utf-8")
         copied.append(summaries.RUN)
     if copied or (results / "README" / VERDICTS).exists():

@@ -96,32 +96,21 @@ def cpu_model(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
     return f"{name[1].strip() if name else 'unknown'}, {cores} cores, {isa}"
 
 
-def wall_seconds(time_log: Path) -> float:
-    """The wall time GNU ``time -v`` wrote to ``time_log``."""
-    m = _WALL.search(time_log.read_text(encoding="utf-8", errors="ignore"))
-    if m is None:
-        raise ValueError(f"{time_log}: no 'Elapsed (wall clock) time' line (run the study under /usr/bin/time -v)")
-    return round(int(m[1] or 0) * 3600 + int(m[2]) * 60 + float(m[3]), 1)
-
-
-def run_facts(results: Path, time_log: Path | None, code: str | None = None, shared: bool = False,
-              rerun_log: Path | None = None, rerun_code: str | None = None) -> dict:
+def run_facts(results: Path, time_log: Path | None, code: str | None = None, shared: bool = False) -> dict:
     """The run behind the results: the commit its code came from (``code``, when given), wall time
     (from GNU time's ``-v`` output, when given) with this machine's CPU (so run it where the study
     ran; ``shared``: other work ran beside it, so its times are upper bounds), the CPU kernels every
-    evaluation recorded (``env``), and the jobs with a benchmark file. ``rerun_log``/``rerun_code``:
-    a later partial rerun of the same results folder (an edit that replanned part of the study), its
-    wall time and commit, recorded as ``rerun``."""
+    evaluation recorded (``env``), and the jobs with a benchmark file."""
     facts: dict = {"jobs": sum(1 for _ in (results / "benchmarks").rglob("*.tsv"))}
     if code:
         facts["code"] = code
     if time_log is not None:
-        facts["wall_s"] = wall_seconds(time_log)
+        m = _WALL.search(time_log.read_text(encoding="utf-8", errors="ignore"))
+        if m is None:
+            raise ValueError(f"{time_log}: no 'Elapsed (wall clock) time' line (run the study under /usr/bin/time -v)")
+        facts["wall_s"] = round(int(m[1] or 0) * 3600 + int(m[2]) * 60 + float(m[3]), 1)
         facts["cpu"] = cpu_model()
         facts["shared"] = shared
-    if rerun_log is not None or rerun_code:
-        facts["rerun"] = {**({"code": rerun_code} if rerun_code else {}),
-                          **({"wall_s": wall_seconds(rerun_log)} if rerun_log is not None else {})}
     envs = set()
     for p in (results / "eval").rglob("none.json"):
         env = json.loads(p.read_text(encoding="utf-8")).get("env", {})
