@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -173,6 +174,31 @@ def test_widening_one_grid_reruns_its_calibration_and_not_its_unchanged_branch(s
     moved = {m for m in after if after[m] != before[m]}
     assert ran == calib | set().union(*(branch("muse", m, "signadam", scales=()) - calib for m in moved))
     assert core(planned(smoke_copy)) == set()
+
+
+def test_replanning_a_finished_study_walks_every_rung_an_earlier_run_climbed(smoke_copy):
+    """A ladder that an earlier run climbed rung by rung is walked whole when Snakemake replans the
+    study: each rung's record is read though Snakemake does not yet count its checkpoint as done in this
+    invocation. (It re-evaluates calibrate's input only after a checkpoint finishes, so the walk stopped
+    two rungs deep: the default study's x10 choices were replanned over x1 and x3.) Here the entry's
+    x0.5 and x1 runs did not reach the level, as an earlier run left them, and a third rung is added:
+    the plan climbs to it."""
+    base = smoke_copy / "results/unlearned/muse/graddiff/adam"
+    shutil.copytree(base / "x0.5", base / "x1", copy_function=shutil.copy2)
+    for rung in ("x0.5", "x1"):
+        folder = base / rung / "seed0"
+        record = folder / "unlearning.json"
+        times = [(p, p.stat()) for p in (record, folder, folder.parent)]
+        info = json.loads(record.read_text())
+        info["early_stop"]["reached"] = False
+        record.write_text(json.dumps(info))
+        for path, st in times:  # as the earlier run wrote them: no input looks newer than its job
+            os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    _set_calibration(smoke_copy, grids={"adam": [0.5, 1, 2]})
+    run = "bench=muse, method=graddiff, optimizer=adam"
+    jobs = planned(smoke_copy)
+    assert ("unlearn", f"{run}, scale=2, seed=0") in jobs, sorted(j for j in jobs if j[1].startswith(run))
+    assert ("unlearn", f"{run}, scale=1, seed=0") not in jobs  # read, not rerun
 
 
 def test_a_choice_that_moves_reruns_its_branch_and_reuses_the_grid_point(smoke_copy):

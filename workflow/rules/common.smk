@@ -74,17 +74,23 @@ def chosen_scale(bench, method, optimizer, seed):
 
 
 def rung_status(bench, method, optimizer, scale, seed):
-    """What an early-stopped run did (calibration.run_status: reached, overshot, not reached) once the
-    unlearn checkpoint made it, else None. The rung is then a plain input of `calibrate`, so every
-    seed's rung runs at once, and when it finishes Snakemake evaluates `calibrate`'s input again (it
-    depends on a checkpoint) and the walk goes on. Not get()'s exception: with it, a rung rerun by an
-    edit that stopped reaching while the choice existed did not climb (Snakemake 9.27 kept the old
-    choice)."""
+    """What an early-stopped run did (calibration.run_status: reached, overshot, not reached), else None
+    while the run is not made. The rung is then a plain input of `calibrate`, so every seed's rung runs
+    at once, and when it finishes Snakemake evaluates `calibrate`'s input again (it depends on a
+    checkpoint) and the walk goes on. A run an earlier invocation made is read from its record even
+    before Snakemake counts its checkpoint as done in this one: Snakemake re-evaluates this input only
+    after a checkpoint finishes or for an input it flagged itself, so replanning a finished study walked
+    two rungs deep and planned calibrate again over a cut ladder (an entry that climbed to x10 chose among
+    x1 and x3). Should an edit rerun that rung, its new record is read when it finishes. Not get()'s
+    exception: with it, a rung rerun by an edit that stopped reaching while the choice existed did not
+    climb (Snakemake 9.27 kept the old choice)."""
     try:
         run = checkpoints.unlearn.get(bench=bench, method=method, optimizer=optimizer, scale=scale, seed=seed)
+        record = Path(run.output[0]) / "unlearning.json"
     except IncompleteCheckpointException:
-        return None
-    record = Path(run.output[0]) / "unlearning.json"
+        record = Path(P.run_dir(bench, method, optimizer, scale, seed)) / "unlearning.json"
+        if not record.exists():
+            return None
     return CAL.run_status(json.loads(record.read_text(encoding="utf-8")), str(record))
 
 
