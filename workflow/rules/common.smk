@@ -8,7 +8,6 @@ import shutil
 import sys
 from pathlib import Path
 
-from snakemake.exceptions import IncompleteCheckpointException
 from snakemake.settings.types import DeploymentMethod
 
 # The library is an installed package (scripts/setup.sh: `pip install -e .`); the workflow imports only
@@ -74,23 +73,18 @@ def chosen_scale(bench, method, optimizer, seed):
 
 
 def rung_status(bench, method, optimizer, scale, seed):
-    """What an early-stopped run did (calibration.run_status: reached, overshot, not reached), else None
-    while the run is not made. The rung is then a plain input of `calibrate`, so every seed's rung runs
-    at once, and when it finishes Snakemake evaluates `calibrate`'s input again (it depends on a
-    checkpoint) and the walk goes on. A run an earlier invocation made is read from its record even
-    before Snakemake counts its checkpoint as done in this one: Snakemake re-evaluates this input only
-    after a checkpoint finishes or for an input it flagged itself, so replanning a finished study walked
-    two rungs deep and planned calibrate again over a cut ladder (an entry that climbed to x10 chose among
-    x1 and x3). Should an edit rerun that rung, its new record is read when it finishes. Not get()'s
-    exception: with it, a rung rerun by an edit that stopped reaching while the choice existed did not
-    climb (Snakemake 9.27 kept the old choice)."""
-    try:
-        run = checkpoints.unlearn.get(bench=bench, method=method, optimizer=optimizer, scale=scale, seed=seed)
-        record = Path(run.output[0]) / "unlearning.json"
-    except IncompleteCheckpointException:
-        record = Path(P.run_dir(bench, method, optimizer, scale, seed)) / "unlearning.json"
-        if not record.exists():
-            return None
+    """What an early-stopped run did (calibration.run_status: reached, overshot, not reached), read from
+    its record, else None while the run is not made. The rung is then a plain input of `calibrate`, so
+    every seed's rung runs at once, and because `unlearn` is a checkpoint, Snakemake evaluates
+    `calibrate`'s input again when the rung finishes and the walk goes on; should an edit rerun a rung,
+    its new record is read then. The record, not checkpoints.unlearn.get(): get() counts a run as made
+    only once this invocation has seen its checkpoint finish, and Snakemake re-evaluates this input only
+    after a checkpoint finishes, so replanning a finished study walked two rungs deep and planned
+    calibrate again over a cut ladder (an entry that climbed to x10 chose among x1 and x3); get()'s
+    exception, let through, kept an old choice when an edit made a rung stop reaching (Snakemake 9.27)."""
+    record = Path(P.run_dir(bench, method, optimizer, scale, seed)) / "unlearning.json"
+    if not record.exists():
+        return None
     return CAL.run_status(json.loads(record.read_text(encoding="utf-8")), str(record))
 
 
