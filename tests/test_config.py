@@ -35,6 +35,16 @@ def test_default_and_paper_configs_are_valid():
             validate(yaml.safe_load(path.read_text()))
 
 
+@pytest.mark.parametrize("name", sorted(p.name for p in (ROOT / "configs" / "overlays").glob("*.yaml")))
+def test_every_overlay_makes_a_valid_study_with_the_default(name):
+    from snakemake.utils import update_config
+
+    config = yaml.safe_load((ROOT / "config.yaml").read_text())
+    # as Snakemake merges a second --configfile: nested keys one by one, lists replaced
+    update_config(config, yaml.safe_load((ROOT / "configs" / "overlays" / name).read_text()))
+    validate(config)
+
+
 def test_hybrid_phases_get_their_own_defaults():
     cfg = base()
     cfg["optimizers"]["hyb"] = {"type": "hybrid", "fo": {"type": "adam", "lr": 0.01}}
