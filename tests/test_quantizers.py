@@ -181,15 +181,9 @@ def test_the_quant_strong_overlay_adds_every_library_quantizer_to_the_default_st
     from pathlib import Path
 
     import yaml
+    from snakemake.utils import update_config
 
     from unlearning.config import attacks_for_reference, validate
-
-    def update_config(base: dict, overlay: dict) -> None:  # snakemake.utils.update_config: nested keys merge
-        for k, v in overlay.items():
-            if isinstance(v, dict) and isinstance(base.get(k), dict):
-                update_config(base[k], v)
-            else:
-                base[k] = v
 
     root = Path(__file__).resolve().parents[1]
     config = yaml.safe_load((root / "config.yaml").read_text())
